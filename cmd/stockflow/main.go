@@ -1,0 +1,121 @@
+// Command stockflow runs the stockflow services.
+//
+//	stockflow up             run every service in one process, on the embedded default
+//	stockflow dead-letters   list messages that could not be handled
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+const usage = `stockflow allocates order lines to batches of stock, event-driven.
+
+Usage:
+  stockflow <command> [flags]
+
+Commands:
+  up             run the services in one process (HTTP API, SQLite store,
+                 in-process messages); stops gracefully on SIGTERM or Ctrl-C
+  dead-letters   list the messages that could not be handled, newest first
+  help           show this help, or a command's: stockflow help up
+
+Run "stockflow <command> --help" for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "stockflow:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+type usageError struct{ error }
+
+func exitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	return 1
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usageError{errors.New("no command given")}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "up":
+		return up(ctx, rest, stderr)
+	case "dead-letters":
+		return deadLetters(ctx, rest, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		if len(rest) > 0 {
+			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return usageError{fmt.Errorf("unknown command %q", cmd)}
+}
+
+// flagSet returns a flag set for command whose --help prints about and the
+// flags.
+func flagSet(command, about string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(command, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: stockflow %s [flags]\n\n%s\n\nFlags:\n", command, about)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// logFlags adds the logging flags to fs and returns a function making the
+// logger they describe.
+func logFlags(fs *flag.FlagSet, out io.Writer) func() (*slog.Logger, error) {
+	level := fs.String("log-level", "info", "least `level` logged: debug, info, warn or error")
+	format := fs.String("log-format", "json", "log line `format`: json or text")
+	return func() (*slog.Logger, error) {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(*level)); err != nil {
+			return nil, usageError{fmt.Errorf("--log-level: %w", err)}
+		}
+		opts := &slog.HandlerOptions{Level: l}
+		switch strings.ToLower(*format) {
+		case "json":
+			return slog.New(slog.NewJSONHandler(out, opts)), nil
+		case "text":
+			return slog.New(slog.NewTextHandler(out, opts)), nil
+		}
+		return nil, usageError{fmt.Errorf("--log-format: %q is neither json nor text", *format)}
+	}
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}

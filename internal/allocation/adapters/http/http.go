@@ -1,0 +1,164 @@
+// Package http is the allocation service's HTTP API: the book's Flask
+// routes, kept compatible, plus deallocation and health.
+package http
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/stockflow/stockflow/internal/allocation/domain"
+	"github.com/stockflow/stockflow/internal/allocation/service"
+	"github.com/stockflow/stockflow/internal/decode"
+	"github.com/stockflow/stockflow/internal/httpx"
+	"github.com/stockflow/stockflow/internal/messaging"
+)
+
+// Bus is the message bus the API sends commands to.
+type Bus interface {
+	Handle(ctx context.Context, cmd any) (any, error)
+}
+
+// Views answers the read model.
+type Views interface {
+	Allocations(ctx context.Context, orderID string) ([]service.AllocationView, error)
+}
+
+// API serves the allocation routes.
+type API struct {
+	Bus   Bus
+	Views Views
+	Log   *slog.Logger
+}
+
+// Register adds the allocation routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /add_batch", a.addBatch)
+	mux.HandleFunc("POST /allocate", a.allocate)
+	mux.HandleFunc("POST /change_batch_quantity", a.changeBatchQuantity)
+	mux.HandleFunc("POST /deallocate", a.deallocate)
+	mux.HandleFunc("GET /allocations/{orderid}", a.allocations)
+}
+
+type batchBody struct {
+	Ref string      `json:"ref"`
+	SKU string      `json:"sku"`
+	Qty int         `json:"qty"`
+	ETA domain.Date `json:"eta"`
+}
+
+func (a *API) addBatch(w http.ResponseWriter, r *http.Request) {
+	var b batchBody
+	if err := httpx.Decode(r, &b, "ref", "sku", "qty"); err != nil {
+		httpx.DecodeError(w, err)
+		return
+	}
+	cmd := domain.CreateBatch{Ref: b.Ref, SKU: b.SKU, Qty: b.Qty, ETA: b.ETA.Time}
+	if _, err := a.Bus.Handle(r.Context(), cmd); err != nil {
+		a.fail(w, r, err, "")
+		return
+	}
+	httpx.JSON(w, http.StatusCreated, b)
+}
+
+type lineBody struct {
+	OrderID string `json:"orderid"`
+	SKU     string `json:"sku"`
+	Qty     int    `json:"qty"`
+}
+
+type batchRefBody struct {
+	BatchRef string `json:"batchref"`
+}
+
+func (a *API) allocate(w http.ResponseWriter, r *http.Request) {
+	var l lineBody
+	if err := httpx.Decode(r, &l, "orderid", "sku", "qty"); err != nil {
+		httpx.DecodeError(w, err)
+		return
+	}
+	res, err := a.Bus.Handle(r.Context(), domain.Allocate{OrderID: l.OrderID, SKU: l.SKU, Qty: l.Qty})
+	if err != nil {
+		a.fail(w, r, err, l.SKU)
+		return
+	}
+	httpx.JSON(w, http.StatusCreated, batchRefBody{res.(string)})
+}
+
+func (a *API) changeBatchQuantity(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		BatchRef string `json:"batchref"`
+		Qty      int    `json:"qty"`
+	}
+	if err := httpx.Decode(r, &b, "batchref", "qty"); err != nil {
+		httpx.DecodeError(w, err)
+		return
+	}
+	if _, err := a.Bus.Handle(r.Context(), domain.ChangeBatchQuantity{Ref: b.BatchRef, Qty: b.Qty}); err != nil {
+		a.fail(w, r, err, "")
+		return
+	}
+	httpx.JSON(w, http.StatusOK, b)
+}
+
+func (a *API) deallocate(w http.ResponseWriter, r *http.Request) {
+	var l lineBody
+	if err := httpx.Decode(r, &l, "orderid", "sku", "qty"); err != nil {
+		httpx.DecodeError(w, err)
+		return
+	}
+	res, err := a.Bus.Handle(r.Context(), domain.Deallocate{OrderID: l.OrderID, SKU: l.SKU, Qty: l.Qty})
+	if err != nil {
+		a.fail(w, r, err, l.SKU)
+		return
+	}
+	httpx.JSON(w, http.StatusOK, batchRefBody{res.(string)})
+}
+
+func (a *API) allocations(w http.ResponseWriter, r *http.Request) {
+	orderID := r.PathValue("orderid")
+	views, err := a.Views.Allocations(r.Context(), orderID)
+	if err != nil {
+		a.fail(w, r, err, "")
+		return
+	}
+	if len(views) == 0 {
+		httpx.Error(w, http.StatusNotFound, fmt.Sprintf("No allocations for order %s", orderID))
+		return
+	}
+	httpx.JSON(w, http.StatusOK, views)
+}
+
+// fail answers err: the caller's mistakes and the outcomes they must learn
+// of with a 4xx and what happened, anything else with a 500.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error, sku string) {
+	status := http.StatusInternalServerError
+	msg := "internal error"
+	switch {
+	case errors.Is(err, decode.ErrInvalid), errors.Is(err, domain.ErrInvalid):
+		status, msg = http.StatusBadRequest, err.Error()
+	case errors.Is(err, service.ErrInvalidSKU):
+		status, msg = http.StatusBadRequest, "Invalid sku "+sku
+	case errors.Is(err, domain.ErrOutOfStock):
+		status, msg = http.StatusConflict, "Out of stock for sku "+sku
+	case errors.Is(err, domain.ErrDuplicateBatch), errors.Is(err, domain.ErrLineConflict):
+		status, msg = http.StatusConflict, capitalize(err.Error())
+	case errors.Is(err, domain.ErrUnknownBatch), errors.Is(err, domain.ErrNotAllocated):
+		status, msg = http.StatusNotFound, capitalize(err.Error())
+	case errors.Is(err, context.Canceled):
+		status, msg = 499, "request cancelled"
+	default:
+		a.Log.ErrorContext(r.Context(), "request failed", "err", err, "path", r.URL.Path,
+			"correlation_id", messaging.MetaFrom(r.Context()).CorrelationID)
+	}
+	httpx.Error(w, status, msg)
+}
+
+func capitalize(s string) string {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return s
+	}
+	return string(s[0]-'a'+'A') + s[1:]
+}

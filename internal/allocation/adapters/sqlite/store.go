@@ -1,0 +1,305 @@
+// Package sqlite keeps the allocation service in SQLite: the product
+// repository, the unit of work (with the outbox and inbox of the shared
+// plumbing in the same transaction) and the read model.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/stockflow/stockflow/internal/allocation/domain"
+	"github.com/stockflow/stockflow/internal/allocation/service"
+	"github.com/stockflow/stockflow/internal/messaging"
+	msqlite "github.com/stockflow/stockflow/internal/messaging/sqlite"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Store is the allocation store on a SQLite database.
+type Store struct {
+	db       *msqlite.DB
+	registry *messaging.Registry
+	// OnCommit, when set, is called after each commit that stored messages
+	// in the outbox (to wake the relay).
+	OnCommit func()
+}
+
+// Open opens the store in db, applying its migrations and the messaging
+// tables'.
+func Open(ctx context.Context, db *msqlite.DB, registry *messaging.Registry) (*Store, error) {
+	if err := db.Migrate(ctx, "messaging", msqlite.Migrations()); err != nil {
+		return nil, err
+	}
+	sub, _ := fs.Sub(migrations, "migrations")
+	if err := db.Migrate(ctx, "allocation", sub); err != nil {
+		return nil, err
+	}
+	return &Store{db: db, registry: registry}, nil
+}
+
+// Transact implements service.Store.
+func (s *Store) Transact(ctx context.Context, fn func(context.Context, service.UnitOfWork) error) ([]messaging.Raised, error) {
+	tx, err := s.db.W.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer tx.Rollback()
+	meta := messaging.MetaFrom(ctx)
+	inbox := meta.Consumer != "" && meta.MessageID != ""
+	if inbox {
+		handled, err := msqlite.Handled(ctx, tx, meta.Consumer, meta.MessageID)
+		if err != nil {
+			return nil, err
+		}
+		if handled {
+			return nil, service.ErrAlreadyHandled
+		}
+	}
+	uow := &unitOfWork{tx: tx}
+	if err := fn(ctx, uow); err != nil {
+		return nil, err
+	}
+	var raised []messaging.Raised
+	var envs []messaging.Envelope
+	for _, p := range uow.seen {
+		if err := save(ctx, tx, p); err != nil {
+			return nil, err
+		}
+		for _, ev := range p.Events() {
+			env, err := s.registry.Envelope(ctx, ev)
+			if err != nil {
+				return nil, err
+			}
+			envs = append(envs, env)
+			raised = append(raised, messaging.Raised{Envelope: env, Event: ev})
+		}
+	}
+	if err := msqlite.AppendOutbox(ctx, tx, envs); err != nil {
+		return nil, err
+	}
+	if inbox {
+		if err := msqlite.RecordHandled(ctx, tx, meta.Consumer, meta.MessageID); err != nil {
+			return nil, mapErr(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, mapErr(err)
+	}
+	if len(envs) > 0 && s.OnCommit != nil {
+		s.OnCommit()
+	}
+	return raised, nil
+}
+
+// Allocations implements service.Store.
+func (s *Store) Allocations(ctx context.Context, orderID string) ([]service.AllocationView, error) {
+	rows, err := s.db.R.QueryContext(ctx, `SELECT sku, batchref FROM allocations_view WHERE orderid = ? ORDER BY sku`, orderID)
+	if err != nil {
+		return nil, fmt.Errorf("allocations view: %w", err)
+	}
+	defer rows.Close()
+	var out []service.AllocationView
+	for rows.Next() {
+		var v service.AllocationView
+		if err := rows.Scan(&v.SKU, &v.BatchRef); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// mapErr turns lost races into domain.ErrConcurrentUpdate.
+func mapErr(err error) error {
+	if msqlite.IsBusy(err) {
+		return fmt.Errorf("%w: %w", domain.ErrConcurrentUpdate, err)
+	}
+	return err
+}
+
+type unitOfWork struct {
+	tx   *sql.Tx
+	seen []*domain.Product
+}
+
+func (u *unitOfWork) Products() service.ProductRepository { return (*repository)(u) }
+func (u *unitOfWork) ReadModel() service.ReadModel        { return (*readModel)(u) }
+
+type readModel unitOfWork
+
+func (r *readModel) SetAllocation(ctx context.Context, orderID, sku, batchRef string) error {
+	_, err := r.tx.ExecContext(ctx, `INSERT INTO allocations_view (orderid, sku, batchref) VALUES (?, ?, ?)
+		ON CONFLICT (orderid, sku) DO UPDATE SET batchref = excluded.batchref`, orderID, sku, batchRef)
+	return err
+}
+
+func (r *readModel) RemoveAllocation(ctx context.Context, orderID, sku, batchRef string) error {
+	_, err := r.tx.ExecContext(ctx, `DELETE FROM allocations_view WHERE orderid = ? AND sku = ? AND batchref = ?`, orderID, sku, batchRef)
+	return err
+}
+
+// repository is the product repository of a unit of work.
+type repository unitOfWork
+
+func (r *repository) Add(p *domain.Product) { r.seen = append(r.seen, p) }
+
+func (r *repository) Get(ctx context.Context, sku string) (*domain.Product, error) {
+	p, err := r.load(ctx, sku)
+	if err != nil {
+		return nil, err
+	}
+	r.seen = append(r.seen, p)
+	return p, nil
+}
+
+func (r *repository) GetForOrder(ctx context.Context, sku, orderID string) (*domain.Product, error) {
+	p, err := r.load(ctx, sku)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := r.tx.QueryContext(ctx, `SELECT batchref, qty FROM allocations WHERE orderid = ? AND sku = ? ORDER BY id`, orderID, sku)
+	if err != nil {
+		return nil, fmt.Errorf("loading order %s: %w", orderID, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ref string
+		var qty int
+		if err := rows.Scan(&ref, &qty); err != nil {
+			return nil, err
+		}
+		if b := p.Batch(ref); b != nil {
+			b.Lines = append(b.Lines, domain.OrderLine{OrderID: orderID, SKU: sku, Qty: qty})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	r.seen = append(r.seen, p)
+	return p, nil
+}
+
+func (r *repository) GetByBatchRef(ctx context.Context, ref string) (*domain.Product, error) {
+	var sku string
+	err := r.tx.QueryRowContext(ctx, `SELECT sku FROM batches WHERE ref = ?`, ref).Scan(&sku)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("batch %s: %w", ref, service.ErrNotFound)
+	} else if err != nil {
+		return nil, fmt.Errorf("loading batch %s: %w", ref, err)
+	}
+	p, err := r.load(ctx, sku)
+	if err != nil {
+		return nil, err
+	}
+	b := p.Batch(ref)
+	rows, err := r.tx.QueryContext(ctx, `SELECT orderid, qty FROM allocations WHERE batchref = ? ORDER BY id`, ref)
+	if err != nil {
+		return nil, fmt.Errorf("loading batch %s: %w", ref, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		l := domain.OrderLine{SKU: sku}
+		if err := rows.Scan(&l.OrderID, &l.Qty); err != nil {
+			return nil, err
+		}
+		b.Lines = append(b.Lines, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	r.seen = append(r.seen, p)
+	return p, nil
+}
+
+// load reads the product and its batches, without order lines.
+func (r *repository) load(ctx context.Context, sku string) (*domain.Product, error) {
+	var version int
+	err := r.tx.QueryRowContext(ctx, `SELECT version FROM products WHERE sku = ?`, sku).Scan(&version)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("product %s: %w", sku, service.ErrNotFound)
+	} else if err != nil {
+		return nil, fmt.Errorf("loading product %s: %w", sku, err)
+	}
+	rows, err := r.tx.QueryContext(ctx, `SELECT ref, purchased, eta, allocated FROM batches WHERE sku = ?`, sku)
+	if err != nil {
+		return nil, fmt.Errorf("loading product %s: %w", sku, err)
+	}
+	defer rows.Close()
+	var batches []*domain.Batch
+	for rows.Next() {
+		b := &domain.Batch{SKU: sku}
+		var eta sql.NullString
+		if err := rows.Scan(&b.Ref, &b.Purchased, &eta, &b.Allocated); err != nil {
+			return nil, err
+		}
+		if eta.Valid {
+			d, err := domain.ParseDate(eta.String)
+			if err != nil {
+				return nil, fmt.Errorf("batch %s: %w", b.Ref, err)
+			}
+			b.ETA = d.Time
+		}
+		batches = append(batches, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return domain.NewProduct(sku, version, batches...), nil
+}
+
+// save writes what changed in p: its version, checked against the one it
+// was loaded at, and the changes its events record.
+func save(ctx context.Context, tx *sql.Tx, p *domain.Product) error {
+	if !p.Changed() {
+		return nil
+	}
+	if p.Version == 0 {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO products (sku, version) VALUES (?, 1)`, p.SKU); err != nil {
+			if msqlite.IsUniqueViolation(err) {
+				return fmt.Errorf("%w: product %s was created meanwhile", domain.ErrConcurrentUpdate, p.SKU)
+			}
+			return err
+		}
+	} else {
+		res, err := tx.ExecContext(ctx, `UPDATE products SET version = version + 1 WHERE sku = ? AND version = ?`, p.SKU, p.Version)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("%w: product %s at version %d", domain.ErrConcurrentUpdate, p.SKU, p.Version)
+		}
+	}
+	for _, ev := range p.Events() {
+		var err error
+		switch e := ev.(type) {
+		case domain.BatchCreated:
+			var eta any
+			if !e.ETA.IsZero() {
+				eta = e.ETA.String()
+			}
+			_, err = tx.ExecContext(ctx, `INSERT INTO batches (ref, sku, purchased, eta) VALUES (?, ?, ?, ?)`, e.Ref, e.SKU, e.Qty, eta)
+			if msqlite.IsUniqueViolation(err) {
+				err = fmt.Errorf("%w %s", domain.ErrDuplicateBatch, e.Ref)
+			}
+		case domain.BatchQuantityChanged:
+			_, err = tx.ExecContext(ctx, `UPDATE batches SET purchased = ? WHERE ref = ?`, e.Qty, e.Ref)
+		case domain.Allocated:
+			if _, err = tx.ExecContext(ctx, `INSERT INTO allocations (orderid, sku, qty, batchref) VALUES (?, ?, ?, ?)`, e.OrderID, e.SKU, e.Qty, e.BatchRef); err == nil {
+				_, err = tx.ExecContext(ctx, `UPDATE batches SET allocated = allocated + ? WHERE ref = ?`, e.Qty, e.BatchRef)
+			}
+		case domain.Deallocated:
+			if _, err = tx.ExecContext(ctx, `DELETE FROM allocations WHERE orderid = ? AND sku = ?`, e.OrderID, e.SKU); err == nil {
+				_, err = tx.ExecContext(ctx, `UPDATE batches SET allocated = allocated - ? WHERE ref = ?`, e.Qty, e.BatchRef)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("saving product %s: %w", p.SKU, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,113 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Command is a request to change the system. The message bus hands each to
+// exactly one handler, whose error reaches the sender.
+type Command interface {
+	// Validate reports what is wrong with the command, or nil.
+	Validate() error
+}
+
+// ErrInvalid matches every validation failure (errors.Is).
+var ErrInvalid = errors.New("invalid")
+
+// InvalidError says what is wrong with a command or a value.
+type InvalidError struct{ Reason string }
+
+func (e *InvalidError) Error() string        { return e.Reason }
+func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
+
+func invalid(format string, args ...any) error {
+	return &InvalidError{fmt.Sprintf(format, args...)}
+}
+
+// MaxRefLen bounds every identifier (order id, sku, batch ref).
+const MaxRefLen = 255
+
+// CreateBatch adds a batch of Qty units of SKU, arriving on ETA (zero: in
+// the warehouse).
+type CreateBatch struct {
+	Ref string
+	SKU string
+	Qty int
+	ETA time.Time
+}
+
+// Allocate allocates an order line.
+type Allocate struct {
+	OrderID string
+	SKU     string
+	Qty     int
+}
+
+// ChangeBatchQuantity sets a batch's purchased quantity (a stock count, or
+// damage). Zero is allowed: the whole batch is lost.
+type ChangeBatchQuantity struct {
+	Ref string
+	Qty int
+}
+
+// Deallocate frees the stock held by an order line.
+type Deallocate struct {
+	OrderID string
+	SKU     string
+	Qty     int
+}
+
+// Line returns the order line to allocate.
+func (c Allocate) Line() OrderLine { return OrderLine{c.OrderID, c.SKU, c.Qty} }
+
+// Line returns the order line to deallocate.
+func (c Deallocate) Line() OrderLine { return OrderLine{c.OrderID, c.SKU, c.Qty} }
+
+func (c CreateBatch) Validate() error {
+	return validate(ref("ref", c.Ref), ref("sku", c.SKU), positive("qty", c.Qty))
+}
+
+func (c Allocate) Validate() error {
+	return validate(ref("orderid", c.OrderID), ref("sku", c.SKU), positive("qty", c.Qty))
+}
+
+func (c ChangeBatchQuantity) Validate() error {
+	var err error
+	if c.Qty < 0 {
+		err = invalid("qty must not be negative, got %d", c.Qty)
+	}
+	return validate(ref("batchref", c.Ref), err)
+}
+
+func (c Deallocate) Validate() error {
+	return validate(ref("orderid", c.OrderID), ref("sku", c.SKU), positive("qty", c.Qty))
+}
+
+func ref(field, v string) error {
+	switch {
+	case strings.TrimSpace(v) == "":
+		return invalid("%s must not be empty", field)
+	case len(v) > MaxRefLen:
+		return invalid("%s is longer than %d bytes", field, MaxRefLen)
+	}
+	return nil
+}
+
+func positive(field string, v int) error {
+	if v <= 0 {
+		return invalid("%s must be a positive integer, got %d", field, v)
+	}
+	return nil
+}
+
+func validate(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

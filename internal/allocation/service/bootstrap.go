@@ -1,0 +1,38 @@
+package service
+
+import (
+	"errors"
+	"log/slog"
+
+	"github.com/stockflow/stockflow/internal/allocation/domain"
+	"github.com/stockflow/stockflow/internal/messaging"
+)
+
+// NewBus wires the allocation handlers to a message bus (the book's
+// bootstrap): one handler per command, and the event handlers that keep
+// the read model and reallocate lines.
+func NewBus(h *Handlers, log *slog.Logger, dispatched messaging.DispatchLog) *messaging.Bus {
+	b := messaging.NewBus(log, dispatched)
+	messaging.HandleCommand(b, h.CreateBatch)
+	messaging.HandleCommand(b, h.Allocate)
+	messaging.HandleCommand(b, h.ChangeBatchQuantity)
+	messaging.HandleCommand(b, h.Deallocate)
+	messaging.HandleEvent(b, "allocation.read_model.add", h.AddAllocationToReadModel)
+	messaging.HandleEvent(b, "allocation.read_model.remove", h.RemoveAllocationFromReadModel)
+	messaging.HandleEvent(b, "allocation.reallocate", h.Reallocate)
+	return b
+}
+
+// IsPermanent reports whether err is the message's fault, so that retrying
+// it cannot help: it goes to the dead letters.
+func IsPermanent(err error) bool {
+	for _, target := range []error{
+		domain.ErrInvalid, domain.ErrUnknownBatch, domain.ErrDuplicateBatch,
+		domain.ErrNotAllocated, domain.ErrLineConflict, domain.ErrOutOfStock, ErrInvalidSKU,
+	} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}

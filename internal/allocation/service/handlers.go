@@ -1,0 +1,172 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"sync"
+
+	"github.com/stockflow/stockflow/internal/allocation/domain"
+	"github.com/stockflow/stockflow/internal/messaging"
+)
+
+// ErrInvalidSKU: a line of a sku that has no batches.
+var ErrInvalidSKU = errors.New("invalid sku")
+
+// Handlers handles the allocation service's commands and events.
+type Handlers struct {
+	store Store
+	locks skuLocks
+	// OnRetry, when set, is called each time a transaction is retried
+	// after a version conflict.
+	OnRetry func()
+}
+
+// NewHandlers returns the handlers over store.
+func NewHandlers(store Store) *Handlers { return &Handlers{store: store} }
+
+// CreateBatch adds a batch, and the product when it is the sku's first.
+func (h *Handlers) CreateBatch(ctx context.Context, cmd domain.CreateBatch) (any, []messaging.Raised, error) {
+	if err := cmd.Validate(); err != nil {
+		return nil, nil, err
+	}
+	defer h.locks.lock(cmd.SKU)()
+	raised, err := h.transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
+		if _, err := uow.Products().GetByBatchRef(ctx, cmd.Ref); err == nil {
+			return fmt.Errorf("%w %s", domain.ErrDuplicateBatch, cmd.Ref)
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		p, err := uow.Products().Get(ctx, cmd.SKU)
+		if errors.Is(err, ErrNotFound) {
+			p = domain.NewProduct(cmd.SKU, 0)
+			uow.Products().Add(p)
+		} else if err != nil {
+			return err
+		}
+		return p.AddBatch(cmd.Ref, cmd.Qty, cmd.ETA)
+	})
+	return nil, raised, err
+}
+
+// Allocate allocates an order line and returns its batch's ref. When no
+// batch can take it, the OutOfStock event is committed and the error wraps
+// domain.ErrOutOfStock.
+func (h *Handlers) Allocate(ctx context.Context, cmd domain.Allocate) (any, []messaging.Raised, error) {
+	if err := cmd.Validate(); err != nil {
+		return nil, nil, err
+	}
+	ref, raised, err := h.allocate(ctx, cmd.Line())
+	return ref, raised, err
+}
+
+func (h *Handlers) allocate(ctx context.Context, line domain.OrderLine) (string, []messaging.Raised, error) {
+	defer h.locks.lock(line.SKU)()
+	var ref string
+	var outOfStock error
+	raised, err := h.transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
+		p, err := uow.Products().GetForOrder(ctx, line.SKU, line.OrderID)
+		if errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("%w %s", ErrInvalidSKU, line.SKU)
+		} else if err != nil {
+			return err
+		}
+		ref, outOfStock = p.Allocate(line)
+		if errors.Is(outOfStock, domain.ErrOutOfStock) {
+			return nil // commit the OutOfStock event
+		}
+		return outOfStock
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	return ref, raised, outOfStock
+}
+
+// ChangeBatchQuantity sets a batch's quantity; the lines it can no longer
+// hold are deallocated (and reallocated by Reallocate).
+func (h *Handlers) ChangeBatchQuantity(ctx context.Context, cmd domain.ChangeBatchQuantity) (any, []messaging.Raised, error) {
+	if err := cmd.Validate(); err != nil {
+		return nil, nil, err
+	}
+	raised, err := h.transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
+		p, err := uow.Products().GetByBatchRef(ctx, cmd.Ref)
+		if errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("%w %s", domain.ErrUnknownBatch, cmd.Ref)
+		} else if err != nil {
+			return err
+		}
+		return p.ChangeBatchQuantity(cmd.Ref, cmd.Qty)
+	})
+	return nil, raised, err
+}
+
+// Deallocate frees an order line's stock and returns the ref of the batch
+// that held it.
+func (h *Handlers) Deallocate(ctx context.Context, cmd domain.Deallocate) (any, []messaging.Raised, error) {
+	if err := cmd.Validate(); err != nil {
+		return nil, nil, err
+	}
+	defer h.locks.lock(cmd.SKU)()
+	var ref string
+	raised, err := h.transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
+		p, err := uow.Products().GetForOrder(ctx, cmd.SKU, cmd.OrderID)
+		if errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("%w: no product %s", domain.ErrNotAllocated, cmd.SKU)
+		} else if err != nil {
+			return err
+		}
+		ref, err = p.Deallocate(cmd.Line())
+		return err
+	})
+	return ref, raised, err
+}
+
+// Reallocate allocates again a line that lost its batch when the batch
+// shrank. Running out of stock is an outcome, not a failure: the
+// OutOfStock event tells whoever needs to know.
+func (h *Handlers) Reallocate(ctx context.Context, ev domain.Deallocated) ([]messaging.Raised, error) {
+	if ev.Reason != domain.ReasonBatchShrank {
+		return nil, nil
+	}
+	_, raised, err := h.allocate(ctx, ev.Line())
+	if errors.Is(err, domain.ErrOutOfStock) {
+		err = nil
+	}
+	return raised, err
+}
+
+// AddAllocationToReadModel keeps the allocations view.
+func (h *Handlers) AddAllocationToReadModel(ctx context.Context, ev domain.Allocated) ([]messaging.Raised, error) {
+	return h.transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
+		return uow.ReadModel().SetAllocation(ctx, ev.OrderID, ev.SKU, ev.BatchRef)
+	})
+}
+
+// RemoveAllocationFromReadModel keeps the allocations view.
+func (h *Handlers) RemoveAllocationFromReadModel(ctx context.Context, ev domain.Deallocated) ([]messaging.Raised, error) {
+	return h.transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
+		return uow.ReadModel().RemoveAllocation(ctx, ev.OrderID, ev.SKU, ev.BatchRef)
+	})
+}
+
+// Allocations answers the allocations of an order from the read model.
+func (h *Handlers) Allocations(ctx context.Context, orderID string) ([]AllocationView, error) {
+	return h.store.Allocations(ctx, orderID)
+}
+
+// skuLocks serializes the work on each sku inside the process, so that
+// requests for one sku queue instead of racing to a version conflict.
+type skuLocks struct {
+	seed    maphash.Seed
+	once    sync.Once
+	stripes [256]sync.Mutex
+}
+
+func (l *skuLocks) lock(sku string) (unlock func()) {
+	l.once.Do(func() { l.seed = maphash.MakeSeed() })
+	m := &l.stripes[maphash.String(l.seed, sku)%uint64(len(l.stripes))]
+	m.Lock()
+	return m.Unlock
+}

@@ -1,0 +1,98 @@
+// Package service is the allocation service layer: the handlers of its
+// commands and events (the book's handlers.py), the ports they need (unit
+// of work, repository, read model), the messages it exchanges, and the
+// wiring of its message bus (the book's bootstrap.py).
+package service
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/stockflow/stockflow/internal/allocation/domain"
+	"github.com/stockflow/stockflow/internal/messaging"
+)
+
+// ErrNotFound: no product has the sku, or no batch the ref.
+var ErrNotFound = errors.New("not found")
+
+// ErrAlreadyHandled is what a unit of work returns when the consumer the
+// context names already handled the message it carries (the inbox).
+var ErrAlreadyHandled = errors.New("message already handled")
+
+// ProductRepository loads and adds Product aggregates. A product it loaded
+// is saved when the unit of work commits.
+type ProductRepository interface {
+	// Add adds a new product.
+	Add(p *domain.Product)
+	// Get loads the product of sku with its batches and no order lines.
+	Get(ctx context.Context, sku string) (*domain.Product, error)
+	// GetForOrder loads the product of sku with the order lines of orderID.
+	GetForOrder(ctx context.Context, sku, orderID string) (*domain.Product, error)
+	// GetByBatchRef loads the product that has the batch ref, with the
+	// order lines allocated from that batch.
+	GetByBatchRef(ctx context.Context, ref string) (*domain.Product, error)
+}
+
+// ReadModel is the write side of the allocations view (the book's chapter
+// 12): one row per allocated order line.
+type ReadModel interface {
+	SetAllocation(ctx context.Context, orderID, sku, batchRef string) error
+	RemoveAllocation(ctx context.Context, orderID, sku, batchRef string) error
+}
+
+// UnitOfWork is one transaction's view of the store.
+type UnitOfWork interface {
+	Products() ProductRepository
+	ReadModel() ReadModel
+}
+
+// AllocationView is a row of the allocations view.
+type AllocationView struct {
+	SKU      string `json:"sku"`
+	BatchRef string `json:"batchref"`
+}
+
+// Store is what the allocation service keeps: the unit of work that
+// changes it, and the read model's query side.
+type Store interface {
+	// Transact runs fn in one transaction. When fn returns nil it saves the
+	// products fn loaded or added (failing with domain.ErrConcurrentUpdate
+	// when another transaction changed one first), stores the events they
+	// raised in the outbox, and commits; it returns those events. When the
+	// context names a consumer and a message (messaging.Meta), Transact
+	// records the message as handled, in the same transaction, and returns
+	// ErrAlreadyHandled without calling fn if it already was.
+	Transact(ctx context.Context, fn func(context.Context, UnitOfWork) error) ([]messaging.Raised, error)
+	// Allocations returns the allocations view of an order.
+	Allocations(ctx context.Context, orderID string) ([]AllocationView, error)
+}
+
+// maxAttempts bounds the retries of a transaction that lost a race.
+const maxAttempts = 20
+
+// transact runs fn in a transaction, again when it lost a race for a
+// product, and treats a message already handled as done.
+func (h *Handlers) transact(ctx context.Context, fn func(context.Context, UnitOfWork) error) ([]messaging.Raised, error) {
+	for attempt := 1; ; attempt++ {
+		raised, err := h.store.Transact(ctx, fn)
+		switch {
+		case errors.Is(err, ErrAlreadyHandled):
+			return nil, nil
+		case errors.Is(err, domain.ErrConcurrentUpdate) && attempt < maxAttempts:
+			if h.OnRetry != nil {
+				h.OnRetry()
+			}
+			// Back off a little, with jitter, so racing writers part ways.
+			d := time.Duration(rand.Int64N(int64(attempt) * int64(time.Millisecond)))
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(d):
+			}
+			continue
+		}
+		return raised, err
+	}
+}

@@ -1,0 +1,93 @@
+// Package decode reads JSON objects from outside (HTTP bodies, broker
+// messages) strictly enough to name what is wrong with them: malformed
+// JSON, a field of the wrong type, a missing or null required field.
+package decode
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// ErrInvalid matches every error Object returns about the data (errors.Is).
+var ErrInvalid = errors.New("invalid message")
+
+// Error says what is wrong with the data.
+type Error struct{ Reason string }
+
+func (e *Error) Error() string        { return e.Reason }
+func (e *Error) Is(target error) bool { return target == ErrInvalid }
+
+func invalid(format string, args ...any) error { return &Error{fmt.Sprintf(format, args...)} }
+
+// Object decodes the JSON object data into dst (a pointer to a struct),
+// after checking that each required field is present and not null. Unknown
+// fields are allowed.
+func Object(data []byte, dst any, required ...string) error {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return describe(err)
+	}
+	if fields == nil {
+		return invalid("body must be a JSON object, got null")
+	}
+	var missing []string
+	for _, f := range required {
+		if v, ok := fields[f]; !ok || bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
+			missing = append(missing, f)
+		}
+	}
+	if len(missing) > 0 {
+		return invalid("missing field %s", strings.Join(missing, ", "))
+	}
+	if err := json.Unmarshal(data, dst); err != nil {
+		return describe(err)
+	}
+	return nil
+}
+
+// Reader decodes one JSON object read from r, as Object does.
+func Reader(r io.Reader, dst any, required ...string) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	return Object(data, dst, required...)
+}
+
+func describe(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		if typeErr.Field == "" {
+			return invalid("body must be a JSON object, got %s", typeErr.Value)
+		}
+		return invalid("field %s must be %s, got %s", typeErr.Field, kind(typeErr.Type.Kind().String()), typeErr.Value)
+	case errors.As(err, &syntaxErr):
+		return invalid("malformed JSON: %s (at byte %d)", syntaxErr.Error(), syntaxErr.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return invalid("malformed JSON: unexpected end of input")
+	}
+	// An error of a field's own UnmarshalJSON says what is wrong already.
+	return &Error{err.Error()}
+}
+
+func kind(k string) string {
+	switch {
+	case strings.HasPrefix(k, "int"), strings.HasPrefix(k, "uint"):
+		return "an integer"
+	case k == "string":
+		return "a string"
+	case k == "bool":
+		return "a boolean"
+	case strings.HasPrefix(k, "float"):
+		return "a number"
+	case k == "struct":
+		return "a string" // dates and other text values
+	}
+	return "a " + k
+}

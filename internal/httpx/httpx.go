@@ -1,0 +1,176 @@
+// Package httpx holds what every context's HTTP adapter shares: JSON
+// answers, strict bodies, a size limit, error bodies for the router's own
+// 404 and 405, and one log line per request carrying the flow's
+// correlation id.
+package httpx
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/stockflow/stockflow/internal/decode"
+	"github.com/stockflow/stockflow/internal/messaging"
+)
+
+// MaxBody is the largest request body read.
+const MaxBody = 1 << 20
+
+// CorrelationHeader carries a flow's correlation id in and out.
+const CorrelationHeader = "X-Correlation-ID"
+
+// JSON answers v with status.
+func JSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Message is the body of every error answer.
+type Message struct {
+	Message string `json:"message"`
+}
+
+// Error answers status with {"message": msg}.
+func Error(w http.ResponseWriter, status int, msg string) {
+	JSON(w, status, Message{msg})
+}
+
+// ErrTooLarge: the body is larger than MaxBody.
+var ErrTooLarge = errors.New("request body larger than 1 MiB")
+
+// Decode reads the request's JSON object body into dst, requiring fields.
+// Its errors wrap decode.ErrInvalid or ErrTooLarge.
+func Decode(r *http.Request, dst any, required ...string) error {
+	if r.ContentLength > MaxBody {
+		return ErrTooLarge
+	}
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(http.MaxBytesReader(nil, r.Body, MaxBody)); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return ErrTooLarge
+		}
+		return &decode.Error{Reason: "reading body: " + err.Error()}
+	}
+	return decode.Object(buf.Bytes(), dst, required...)
+}
+
+// DecodeError answers a Decode error: 413 or 400.
+func DecodeError(w http.ResponseWriter, err error) {
+	if errors.Is(err, ErrTooLarge) {
+		Error(w, http.StatusRequestEntityTooLarge, ErrTooLarge.Error())
+		return
+	}
+	Error(w, http.StatusBadRequest, err.Error())
+}
+
+// Handler wraps mux: it starts a flow for each request (its correlation id
+// taken from the X-Correlation-ID header when given), answers the router's
+// own 404 and 405 with JSON, recovers panics as 500, and logs one line per
+// request.
+func Handler(mux *http.ServeMux, log *slog.Logger, observe func(route string, status int, d time.Duration)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ctx := messaging.StartFlow(r.Context(), r.Header.Get(CorrelationHeader))
+		meta := messaging.MetaFrom(ctx)
+		w.Header().Set(CorrelationHeader, meta.CorrelationID)
+		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		h, pattern := mux.Handler(r)
+		if pattern == "" {
+			h = jsonErrors(h)
+		}
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					if p == http.ErrAbortHandler {
+						panic(p)
+					}
+					log.ErrorContext(ctx, "panic in handler", "panic", p, "path", r.URL.Path)
+					if !rec.wrote {
+						Error(rec, http.StatusInternalServerError, "internal error")
+					}
+				}
+			}()
+			h.ServeHTTP(rec, r.WithContext(ctx))
+		}()
+		d := time.Since(start)
+		if observe != nil {
+			observe(pattern, rec.status, d)
+		}
+		level := slog.LevelInfo
+		if rec.status >= 500 {
+			level = slog.LevelError
+		}
+		log.LogAttrs(ctx, level, "request",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", rec.status), slog.Duration("duration", d),
+			slog.String("correlation_id", meta.CorrelationID))
+	})
+}
+
+// jsonErrors turns the router's plain-text 404 and 405 into JSON.
+func jsonErrors(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cw := &captured{header: http.Header{}}
+		h.ServeHTTP(cw, r)
+		for k, v := range cw.header {
+			if k != "Content-Type" && k != "X-Content-Type-Options" {
+				w.Header()[k] = v
+			}
+		}
+		msg := "no route " + r.Method + " " + r.URL.Path
+		if cw.status == http.StatusMethodNotAllowed {
+			msg = "method " + r.Method + " not allowed on " + r.URL.Path
+		}
+		Error(w, cw.status, msg)
+	})
+}
+
+type captured struct {
+	header http.Header
+	status int
+}
+
+func (c *captured) Header() http.Header         { return c.header }
+func (c *captured) Write(b []byte) (int, error) { return len(b), nil }
+func (c *captured) WriteHeader(s int)           { c.status = s }
+
+type recorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (r *recorder) WriteHeader(s int) {
+	if !r.wrote {
+		r.status, r.wrote = s, true
+	}
+	r.ResponseWriter.WriteHeader(s)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.wrote = true
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Serve runs srv until ctx is done, then shuts it down, letting requests in
+// flight finish (for up to grace).
+func Serve(ctx context.Context, srv *http.Server, grace time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}

@@ -1,0 +1,193 @@
+package messaging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"time"
+)
+
+// Raised is an event that an aggregate raised and a unit of work committed,
+// with the envelope it was stored in (in the outbox).
+type Raised struct {
+	Envelope Envelope
+	Event    any
+}
+
+// CommandHandler handles a command of type C. It returns the command's
+// result, the events its transaction committed, and its error.
+type CommandHandler[C any] func(ctx context.Context, cmd C) (result any, raised []Raised, err error)
+
+// EventHandler handles an event of type E and returns the events its
+// transaction committed.
+type EventHandler[E any] func(ctx context.Context, ev E) ([]Raised, error)
+
+// DispatchLog records which committed events the bus has handed to every
+// local handler, so that events left over by a crash are handed again.
+type DispatchLog interface {
+	MarkDispatched(ctx context.Context, ids []string) error
+}
+
+// Bus is the message bus: each command goes to its one handler and its
+// error to the caller; the events committed meanwhile go, in order, to
+// every handler of their type, and so do the events those raise. A failing
+// event handler is logged and the others go on.
+type Bus struct {
+	log      *slog.Logger
+	dispatch DispatchLog
+	commands map[reflect.Type]func(context.Context, any) (any, []Raised, error)
+	events   map[reflect.Type][]namedHandler
+	metrics  BusMetrics
+}
+
+type namedHandler struct {
+	name string
+	fn   func(context.Context, any) ([]Raised, error)
+}
+
+// BusMetrics observes the bus; nil methods are fine to leave out.
+type BusMetrics interface {
+	Handled(kind string, err error, d time.Duration)
+}
+
+// NewBus returns a bus that logs to log and records dispatched events in
+// dispatch (which may be nil).
+func NewBus(log *slog.Logger, dispatch DispatchLog) *Bus {
+	return &Bus{
+		log:      log,
+		dispatch: dispatch,
+		commands: map[reflect.Type]func(context.Context, any) (any, []Raised, error){},
+		events:   map[reflect.Type][]namedHandler{},
+	}
+}
+
+// SetMetrics makes the bus report to m.
+func (b *Bus) SetMetrics(m BusMetrics) { b.metrics = m }
+
+// HandleCommand makes h the handler of commands of type C.
+func HandleCommand[C any](b *Bus, h CommandHandler[C]) {
+	t := reflect.TypeFor[C]()
+	if _, dup := b.commands[t]; dup {
+		panic(fmt.Sprintf("messaging: second handler for command %v", t))
+	}
+	b.commands[t] = func(ctx context.Context, c any) (any, []Raised, error) { return h(ctx, c.(C)) }
+}
+
+// HandleEvent adds h, named name, to the handlers of events of type E. The
+// name is what the inbox records: keep it stable.
+func HandleEvent[E any](b *Bus, name string, h EventHandler[E]) {
+	t := reflect.TypeFor[E]()
+	b.events[t] = append(b.events[t], namedHandler{name, func(ctx context.Context, e any) ([]Raised, error) { return h(ctx, e.(E)) }})
+}
+
+// IsCommand reports whether msg is a command with a handler.
+func (b *Bus) IsCommand(msg any) bool {
+	_, ok := b.commands[reflect.TypeOf(msg)]
+	return ok
+}
+
+// ErrNoHandler: a command nobody handles.
+var ErrNoHandler = errors.New("messaging: no handler")
+
+// Handle hands cmd to its handler, then the events it committed to theirs,
+// and returns the command's result and error. A context that carries no
+// message starts a flow.
+func (b *Bus) Handle(ctx context.Context, cmd any) (any, error) {
+	h, ok := b.commands[reflect.TypeOf(cmd)]
+	if !ok {
+		return nil, fmt.Errorf("%w for command %T", ErrNoHandler, cmd)
+	}
+	if MetaFrom(ctx).MessageID == "" {
+		ctx = StartFlow(ctx, "")
+	}
+	start := time.Now()
+	res, raised, err := h(ctx, cmd)
+	b.logHandled(ctx, typeName(cmd), "", err, start)
+	b.Dispatch(ctx, raised)
+	return res, err
+}
+
+// Dispatch hands committed events, and the events their handlers commit, to
+// every handler of their type, in order; it then records the ones whose
+// every handler succeeded in the dispatch log.
+func (b *Bus) Dispatch(ctx context.Context, queue []Raised) {
+	if len(queue) == 0 {
+		return
+	}
+	var done []string
+	for len(queue) > 0 {
+		r := queue[0]
+		queue = queue[1:]
+		ok := true
+		for _, h := range b.events[reflect.TypeOf(r.Event)] {
+			hctx := WithMeta(ctx, metaOf(r.Envelope, h.name))
+			start := time.Now()
+			more, err := h.fn(hctx, r.Event)
+			b.logHandled(hctx, typeName(r.Event), h.name, err, start)
+			if err != nil {
+				ok = false
+				continue
+			}
+			queue = append(queue, more...)
+		}
+		if ok {
+			done = append(done, r.Envelope.ID)
+		}
+	}
+	if b.dispatch != nil && len(done) > 0 {
+		if err := b.dispatch.MarkDispatched(context.WithoutCancel(ctx), done); err != nil {
+			b.log.ErrorContext(ctx, "recording dispatched events", "err", err, "count", len(done))
+		}
+	}
+}
+
+// Redispatch hands events decoded from their envelopes to their handlers:
+// events a crash left undispatched. Handlers that already handled one skip
+// it (the inbox).
+func (b *Bus) Redispatch(ctx context.Context, reg *Registry, envs []Envelope) {
+	queue := make([]Raised, 0, len(envs))
+	for _, env := range envs {
+		ev, err := reg.Decode(env)
+		if err != nil {
+			b.log.ErrorContext(ctx, "undecodable event in outbox", "id", env.ID, "channel", env.Channel, "err", err)
+			continue
+		}
+		queue = append(queue, Raised{env, ev})
+	}
+	b.Dispatch(ctx, queue)
+}
+
+func (b *Bus) logHandled(ctx context.Context, kind, handler string, err error, start time.Time) {
+	d := time.Since(start)
+	if b.metrics != nil {
+		b.metrics.Handled(kind, err, d)
+	}
+	m := MetaFrom(ctx)
+	attrs := []slog.Attr{
+		slog.String("type", kind),
+		slog.String("message_id", m.MessageID),
+		slog.String("correlation_id", m.CorrelationID),
+		slog.Duration("duration", d),
+	}
+	if handler != "" {
+		attrs = append(attrs, slog.String("handler", handler))
+	}
+	if m.CausationID != "" {
+		attrs = append(attrs, slog.String("causation_id", m.CausationID))
+	}
+	level := slog.LevelInfo
+	if err != nil {
+		attrs = append(attrs, slog.String("err", err.Error()))
+		if handler != "" {
+			level = slog.LevelError
+		}
+	}
+	b.log.LogAttrs(ctx, level, "message handled", attrs...)
+}
+
+func typeName(v any) string {
+	t := reflect.TypeOf(v)
+	return t.Name()
+}

@@ -1,0 +1,96 @@
+package messaging
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+)
+
+// Envelope is a message as it is stored and transported: a payload on a
+// channel, with the ids that tie it to the flow it belongs to.
+type Envelope struct {
+	// ID identifies the message; a redelivered message keeps it.
+	ID string
+	// Channel names the kind of message, and where it travels
+	// ("line_allocated", "change_batch_quantity").
+	Channel string
+	// Key orders messages: those with the same key are delivered in the
+	// order they were raised (the sku, for allocation messages).
+	Key string
+	// CorrelationID is shared by every message of one flow; the message that
+	// starts a flow (an HTTP request, a message from outside) gives its own.
+	CorrelationID string
+	// CausationID is the id of the message whose handling raised this one.
+	CausationID string
+	// OccurredAt is when the message was raised.
+	OccurredAt time.Time
+	// Payload is the message body, a JSON object.
+	Payload json.RawMessage
+}
+
+// NewID returns a new message id: a UUID version 7, so that ids sort by the
+// time they were made.
+func NewID() string {
+	var u [16]byte
+	binary.BigEndian.PutUint64(u[:8], uint64(time.Now().UnixMilli())<<16)
+	rand.Read(u[6:])
+	u[6] = u[6]&0x0f | 0x70
+	u[8] = u[8]&0x3f | 0x80
+	var s [36]byte
+	hex.Encode(s[0:8], u[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], u[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], u[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], u[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], u[10:])
+	return string(s[:])
+}
+
+// Meta is what a context knows of the message being handled.
+type Meta struct {
+	MessageID     string
+	CorrelationID string
+	CausationID   string
+	// Consumer names the handler that is handling the message, when it must
+	// handle each message once: a unit of work records (Consumer, MessageID)
+	// in its transaction and skips a message it already recorded.
+	Consumer string
+}
+
+type metaKey struct{}
+
+// WithMeta returns ctx carrying m.
+func WithMeta(ctx context.Context, m Meta) context.Context {
+	return context.WithValue(ctx, metaKey{}, m)
+}
+
+// MetaFrom returns the meta ctx carries, or the zero Meta.
+func MetaFrom(ctx context.Context) Meta {
+	m, _ := ctx.Value(metaKey{}).(Meta)
+	return m
+}
+
+// StartFlow returns ctx carrying a message id, and a correlation id that is
+// correlationID when given, else the message id: the start of a flow.
+func StartFlow(ctx context.Context, correlationID string) context.Context {
+	id := NewID()
+	if correlationID == "" {
+		correlationID = id
+	}
+	return WithMeta(ctx, Meta{MessageID: id, CorrelationID: correlationID})
+}
+
+// metaOf returns the meta of a context handling env, for consumer.
+func metaOf(env Envelope, consumer string) Meta {
+	corr := env.CorrelationID
+	if corr == "" {
+		corr = env.ID
+	}
+	return Meta{MessageID: env.ID, CorrelationID: corr, CausationID: env.CausationID, Consumer: consumer}
+}

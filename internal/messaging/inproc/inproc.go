@@ -1,0 +1,125 @@
+// Package inproc is the in-process transport of the embedded default: a
+// published message is handed to every subscribed group before Publish
+// returns, so the outbox keeps it until every group acknowledged it (or
+// dead-lettered it). Nothing is kept in memory between messages, and a
+// crash loses nothing that the outbox holds.
+package inproc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/stockflow/stockflow/internal/messaging"
+)
+
+// Transport is the in-process transport.
+type Transport struct {
+	// Retry is the wait before delivering a failed message again; it
+	// doubles with each attempt (default 10ms).
+	Retry time.Duration
+	// MaxAttempts bounds deliveries of one message to one group; a handler
+	// is expected to dead-letter before then (default 10).
+	MaxAttempts int
+
+	mu     sync.RWMutex
+	subs   map[string][]*subscription // by channel
+	closed bool
+}
+
+type subscription struct {
+	group string
+	h     messaging.Handler
+	ctx   context.Context
+	mu    sync.Mutex // one delivery at a time per group, as a broker's partition
+}
+
+// New returns an in-process transport.
+func New() *Transport { return &Transport{subs: map[string][]*subscription{}} }
+
+var errClosed = errors.New("inproc: transport closed")
+
+// Publish hands each message, in order, to every group subscribed to its
+// channel, and returns when each has acknowledged it.
+func (t *Transport) Publish(ctx context.Context, msgs ...messaging.Envelope) error {
+	for _, m := range msgs {
+		t.mu.RLock()
+		if t.closed {
+			t.mu.RUnlock()
+			return errClosed
+		}
+		subs := t.subs[m.Channel]
+		t.mu.RUnlock()
+		for _, s := range subs {
+			if err := t.deliver(ctx, s, m); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (t *Transport) deliver(ctx context.Context, s *subscription, m messaging.Envelope) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	wait, max := t.Retry, t.MaxAttempts
+	if wait <= 0 {
+		wait = 10 * time.Millisecond
+	}
+	if max <= 0 {
+		max = 10
+	}
+	var err error
+	for attempt := 1; attempt <= max; attempt++ {
+		if s.ctx.Err() != nil {
+			return nil // the group left; it will not see the message
+		}
+		if err = s.h(s.ctx, messaging.Delivery{Envelope: m, Attempt: attempt}); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+	return fmt.Errorf("inproc: group %s did not take message %s after %d attempts: %w", s.group, m.ID, max, err)
+}
+
+// Subscribe hands messages on channels to h until ctx is done.
+func (t *Transport) Subscribe(ctx context.Context, group string, channels []string, h messaging.Handler) error {
+	s := &subscription{group: group, h: h, ctx: ctx}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return errClosed
+	}
+	for _, c := range channels {
+		t.subs[c] = append(t.subs[c], s)
+	}
+	t.mu.Unlock()
+	<-ctx.Done()
+	t.mu.Lock()
+	for _, c := range channels {
+		list := t.subs[c]
+		for i, x := range list {
+			if x == s {
+				t.subs[c] = append(list[:i:i], list[i+1:]...)
+				break
+			}
+		}
+	}
+	t.mu.Unlock()
+	return ctx.Err()
+}
+
+// Close stops the transport.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	return nil
+}

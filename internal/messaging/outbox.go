@@ -1,0 +1,139 @@
+package messaging
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Outbox is the transactional outbox as the relay sees it: messages stored
+// in the transaction that raised them, waiting to be published.
+type Outbox interface {
+	// Unpublished returns up to limit messages not yet published, oldest
+	// first. A store shared by several relays hands each message to one.
+	Unpublished(ctx context.Context, limit int) ([]Envelope, error)
+	// MarkPublished records that the messages were published.
+	MarkPublished(ctx context.Context, ids []string) error
+}
+
+// RelayMetrics observes a relay.
+type RelayMetrics interface {
+	Relayed(n int, oldest time.Time)
+	RelayFailed()
+}
+
+// Relay hands outbox messages to a publisher, oldest first, until they are
+// taken. When the publisher fails it keeps the messages and tries again
+// with backoff, so a broker outage delays messages and loses none.
+type Relay struct {
+	Outbox    Outbox
+	Publisher Publisher
+	Log       *slog.Logger
+	Metrics   RelayMetrics
+	// Batch is how many messages one round publishes (default 256).
+	Batch int
+	// Poll is how long the relay sleeps when nothing woke it (default 1s).
+	Poll time.Duration
+	// MaxBackoff caps the wait between failed rounds (default 5s).
+	MaxBackoff time.Duration
+
+	wake chan struct{}
+}
+
+// NewRelay returns a relay from outbox to pub.
+func NewRelay(outbox Outbox, pub Publisher, log *slog.Logger) *Relay {
+	return &Relay{Outbox: outbox, Publisher: pub, Log: log, wake: make(chan struct{}, 1)}
+}
+
+// Notify wakes the relay: new messages are waiting.
+func (r *Relay) Notify() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run relays until ctx is done.
+func (r *Relay) Run(ctx context.Context) error {
+	batch, poll, maxBackoff := r.Batch, r.Poll, r.MaxBackoff
+	if batch <= 0 {
+		batch = 256
+	}
+	if poll <= 0 {
+		poll = time.Second
+	}
+	if maxBackoff <= 0 {
+		maxBackoff = 5 * time.Second
+	}
+	backoff := time.Duration(0)
+	for {
+		n, err := r.round(ctx, batch)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			backoff = min(max(2*backoff, 50*time.Millisecond), maxBackoff)
+			if r.Metrics != nil {
+				r.Metrics.RelayFailed()
+			}
+			r.Log.WarnContext(ctx, "relay: publishing failed, will retry", "err", err, "retry_in", backoff)
+			if !sleep(ctx, backoff, nil) {
+				return ctx.Err()
+			}
+			continue
+		}
+		backoff = 0
+		if n == batch {
+			continue // more waiting
+		}
+		if !sleep(ctx, poll, r.wake) {
+			return ctx.Err()
+		}
+	}
+}
+
+// Flush relays every waiting message once, and reports how many it relayed.
+func (r *Relay) Flush(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		n, err := r.round(ctx, 256)
+		total += n
+		if err != nil || n < 256 {
+			return total, err
+		}
+	}
+}
+
+func (r *Relay) round(ctx context.Context, limit int) (int, error) {
+	msgs, err := r.Outbox.Unpublished(ctx, limit)
+	if err != nil || len(msgs) == 0 {
+		return 0, err
+	}
+	if err := r.Publisher.Publish(ctx, msgs...); err != nil {
+		return 0, err
+	}
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	if err := r.Outbox.MarkPublished(context.WithoutCancel(ctx), ids); err != nil {
+		return 0, err
+	}
+	if r.Metrics != nil {
+		r.Metrics.Relayed(len(msgs), msgs[0].OccurredAt)
+	}
+	return len(msgs), nil
+}
+
+// sleep waits d, or until wake fires; it reports false when ctx is done.
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-wake:
+	}
+	return true
+}

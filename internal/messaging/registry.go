@@ -1,0 +1,104 @@
+package messaging
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"time"
+)
+
+// Registry maps message types to the channels they travel on, and back.
+type Registry struct {
+	byType    map[reflect.Type]*registration
+	byChannel map[string]*registration
+}
+
+type registration struct {
+	channel string
+	key     func(any) string
+	decode  func(json.RawMessage) (any, error)
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{byType: map[reflect.Type]*registration{}, byChannel: map[string]*registration{}}
+}
+
+// Register makes messages of type T travel on channel as JSON, ordered by
+// key. decode, when not nil, replaces json.Unmarshal for messages coming
+// in (to check required fields, say).
+func Register[T any](r *Registry, channel string, key func(T) string, decode func(json.RawMessage) (T, error)) {
+	if decode == nil {
+		decode = func(b json.RawMessage) (T, error) {
+			var v T
+			err := json.Unmarshal(b, &v)
+			return v, err
+		}
+	}
+	reg := &registration{
+		channel: channel,
+		key:     func(m any) string { return key(m.(T)) },
+		decode: func(b json.RawMessage) (any, error) {
+			v, err := decode(b)
+			return v, err
+		},
+	}
+	r.byType[reflect.TypeFor[T]()] = reg
+	r.byChannel[channel] = reg
+}
+
+// Channel returns the channel msg travels on.
+func (r *Registry) Channel(msg any) (string, bool) {
+	reg, ok := r.byType[reflect.TypeOf(msg)]
+	if !ok {
+		return "", false
+	}
+	return reg.channel, true
+}
+
+// Channels returns every registered channel.
+func (r *Registry) Channels() []string {
+	out := make([]string, 0, len(r.byChannel))
+	for c := range r.byChannel {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Envelope encodes msg, raised while handling the message ctx carries, in a
+// new envelope: its causation is that message and it joins its flow.
+func (r *Registry) Envelope(ctx context.Context, msg any) (Envelope, error) {
+	reg, ok := r.byType[reflect.TypeOf(msg)]
+	if !ok {
+		return Envelope{}, fmt.Errorf("messaging: no channel registered for %T", msg)
+	}
+	payload, err := json.Marshal(msg)
+	if err != nil {
+		return Envelope{}, fmt.Errorf("messaging: encoding %T: %w", msg, err)
+	}
+	m := MetaFrom(ctx)
+	id := NewID()
+	corr := m.CorrelationID
+	if corr == "" {
+		corr = id
+	}
+	return Envelope{
+		ID:            id,
+		Channel:       reg.channel,
+		Key:           reg.key(msg),
+		CorrelationID: corr,
+		CausationID:   m.MessageID,
+		OccurredAt:    time.Now().UTC(),
+		Payload:       payload,
+	}, nil
+}
+
+// Decode returns the message env carries.
+func (r *Registry) Decode(env Envelope) (any, error) {
+	reg, ok := r.byChannel[env.Channel]
+	if !ok {
+		return nil, fmt.Errorf("unknown channel %q", env.Channel)
+	}
+	return reg.decode(env.Payload)
+}

@@ -1,0 +1,247 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/stockflow/stockflow/internal/messaging"
+)
+
+// AppendOutbox stores envs in the outbox, in tx.
+func AppendOutbox(ctx context.Context, tx *sql.Tx, envs []messaging.Envelope) error {
+	if len(envs) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO outbox
+		(id, channel, msg_key, correlation_id, causation_id, occurred_at, payload)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	defer stmt.Close()
+	for _, e := range envs {
+		if _, err := stmt.ExecContext(ctx, e.ID, e.Channel, e.Key, e.CorrelationID, e.CausationID, e.OccurredAt.UnixMicro(), []byte(e.Payload)); err != nil {
+			return fmt.Errorf("outbox: %w", err)
+		}
+	}
+	return nil
+}
+
+// Handled reports whether consumer already handled message id, in tx.
+func Handled(ctx context.Context, tx *sql.Tx, consumer, id string) (bool, error) {
+	var n int
+	err := tx.QueryRowContext(ctx, `SELECT count(*) FROM inbox WHERE consumer = ? AND message_id = ?`, consumer, id).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("inbox: %w", err)
+	}
+	return n > 0, nil
+}
+
+// RecordHandled records that consumer handled message id, in tx.
+func RecordHandled(ctx context.Context, tx *sql.Tx, consumer, id string) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO inbox (consumer, message_id, handled_at) VALUES (?, ?, ?)`, consumer, id, time.Now().UnixMicro())
+	if err != nil {
+		return fmt.Errorf("inbox: %w", err)
+	}
+	return nil
+}
+
+// Outbox is the outbox, inbox and dead letters of one database, as the
+// relay, the message bus and consumers see them.
+type Outbox struct{ db *DB }
+
+// NewOutbox returns the outbox of db.
+func NewOutbox(db *DB) *Outbox { return &Outbox{db} }
+
+const envelopeColumns = `id, channel, msg_key, correlation_id, causation_id, occurred_at, payload`
+
+func scanEnvelopes(rows *sql.Rows) ([]messaging.Envelope, error) {
+	defer rows.Close()
+	var out []messaging.Envelope
+	for rows.Next() {
+		var e messaging.Envelope
+		var at int64
+		var payload []byte
+		if err := rows.Scan(&e.ID, &e.Channel, &e.Key, &e.CorrelationID, &e.CausationID, &at, &payload); err != nil {
+			return nil, err
+		}
+		e.OccurredAt = time.UnixMicro(at).UTC()
+		e.Payload = payload
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Unpublished returns up to limit messages not yet published, oldest first.
+func (o *Outbox) Unpublished(ctx context.Context, limit int) ([]messaging.Envelope, error) {
+	rows, err := o.db.R.QueryContext(ctx, `SELECT `+envelopeColumns+` FROM outbox WHERE published = 0 ORDER BY seq LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	envs, err := scanEnvelopes(rows)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	return envs, nil
+}
+
+// MarkPublished records that the messages were published.
+func (o *Outbox) MarkPublished(ctx context.Context, ids []string) error {
+	return o.mark(ctx, "published", ids)
+}
+
+// MarkDispatched records that the events were handed to every local
+// handler.
+func (o *Outbox) MarkDispatched(ctx context.Context, ids []string) error {
+	return o.mark(ctx, "dispatched", ids)
+}
+
+// mark sets column on the rows of ids, and removes the rows that are both
+// published and dispatched.
+func (o *Outbox) mark(ctx context.Context, column string, ids []string) error {
+	tx, err := o.db.W.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	defer tx.Rollback()
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		args := make([]any, n)
+		for i, id := range ids[:n] {
+			args[i] = id
+		}
+		in := Placeholders(n)
+		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET `+column+` = 1 WHERE id IN (`+in+`)`, args...); err != nil {
+			return fmt.Errorf("outbox: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id IN (`+in+`) AND published = 1 AND dispatched = 1`, args...); err != nil {
+			return fmt.Errorf("outbox: %w", err)
+		}
+		ids = ids[n:]
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	return nil
+}
+
+// Undispatched returns up to limit events raised before olderThan ago and
+// not yet handed to every local handler (a crash, or a handler that
+// failed), oldest first, and counts the attempt. Events that failed
+// maxAttempts times are dead-lettered instead and marked dispatched.
+func (o *Outbox) Undispatched(ctx context.Context, olderThan time.Duration, limit, maxAttempts int) ([]messaging.Envelope, error) {
+	tx, err := o.db.W.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	defer tx.Rollback()
+	before := time.Now().Add(-olderThan).UnixMicro()
+	now := time.Now().UnixMicro()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at)
+		SELECT 'local', channel, id, CAST(payload AS TEXT), 'local event handlers failed ' || dispatch_attempts || ' times', ?
+		FROM outbox WHERE dispatched = 0 AND dispatch_attempts >= ?`, now, maxAttempts); err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE outbox SET dispatched = 1 WHERE dispatched = 0 AND dispatch_attempts >= ?`, maxAttempts); err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE published = 1 AND dispatched = 1 AND dispatch_attempts >= ?`, maxAttempts); err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, `UPDATE outbox SET dispatch_attempts = dispatch_attempts + 1
+		WHERE seq IN (SELECT seq FROM outbox WHERE dispatched = 0 AND occurred_at < ? ORDER BY seq LIMIT ?)
+		RETURNING `+envelopeColumns+`, seq`, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	var out []messaging.Envelope
+	var seqs []int64
+	for rows.Next() {
+		var e messaging.Envelope
+		var at, seq int64
+		var payload []byte
+		if err := rows.Scan(&e.ID, &e.Channel, &e.Key, &e.CorrelationID, &e.CausationID, &at, &payload, &seq); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("outbox: %w", err)
+		}
+		e.OccurredAt = time.UnixMicro(at).UTC()
+		e.Payload = payload
+		out = append(out, e)
+		seqs = append(seqs, seq)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	sortBySeq(out, seqs)
+	return out, nil
+}
+
+func sortBySeq(envs []messaging.Envelope, seqs []int64) {
+	// RETURNING gives no order; put them back in the order they were raised.
+	for i := 1; i < len(envs); i++ {
+		for j := i; j > 0 && seqs[j] < seqs[j-1]; j-- {
+			seqs[j], seqs[j-1] = seqs[j-1], seqs[j]
+			envs[j], envs[j-1] = envs[j-1], envs[j]
+		}
+	}
+}
+
+// Depth returns how many messages wait to be published, and when the
+// oldest of them was raised.
+func (o *Outbox) Depth(ctx context.Context) (int, time.Time, error) {
+	var n int
+	var oldest sql.NullInt64
+	err := o.db.R.QueryRowContext(ctx, `SELECT count(*), min(occurred_at) FROM outbox WHERE published = 0`).Scan(&n, &oldest)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("outbox: %w", err)
+	}
+	var t time.Time
+	if oldest.Valid {
+		t = time.UnixMicro(oldest.Int64)
+	}
+	return n, t, nil
+}
+
+// ForgetHandled removes inbox entries older than age: redeliveries come
+// within hours, not weeks.
+func (o *Outbox) ForgetHandled(ctx context.Context, age time.Duration) error {
+	_, err := o.db.W.ExecContext(ctx, `DELETE FROM inbox WHERE handled_at < ?`, time.Now().Add(-age).UnixMicro())
+	return err
+}
+
+// AddDeadLetter keeps a message that could not be handled.
+func (o *Outbox) AddDeadLetter(ctx context.Context, d messaging.DeadLetter) error {
+	_, err := o.db.W.ExecContext(ctx, `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at)
+		VALUES (?, ?, ?, ?, ?, ?)`, d.Consumer, d.Channel, d.MessageID, d.Payload, d.Reason, d.FailedAt.UnixMicro())
+	if err != nil {
+		return fmt.Errorf("dead letters: %w", err)
+	}
+	return nil
+}
+
+// DeadLetters returns the latest limit dead letters, newest first.
+func (o *Outbox) DeadLetters(ctx context.Context, limit int) ([]messaging.DeadLetter, error) {
+	rows, err := o.db.R.QueryContext(ctx, `SELECT id, consumer, channel, message_id, payload, reason, failed_at
+		FROM dead_letters ORDER BY id DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
+	defer rows.Close()
+	var out []messaging.DeadLetter
+	for rows.Next() {
+		var d messaging.DeadLetter
+		var at int64
+		if err := rows.Scan(&d.ID, &d.Consumer, &d.Channel, &d.MessageID, &d.Payload, &d.Reason, &at); err != nil {
+			return nil, fmt.Errorf("dead letters: %w", err)
+		}
+		d.FailedAt = time.UnixMicro(at).UTC()
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,78 @@
+package messaging
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Publisher sends messages to a broker. Publish returns once the broker has
+// taken every message (or, for a fire-and-forget broker, sent it); on error
+// the caller sends them all again, so brokers see duplicates that consumers
+// recognise by id.
+type Publisher interface {
+	Publish(ctx context.Context, msgs ...Envelope) error
+}
+
+// Delivery is a message handed to a subscriber.
+type Delivery struct {
+	Envelope
+	// Attempt counts deliveries of this message to this group, from 1.
+	Attempt int
+}
+
+// Handler handles a delivery. Returning nil acknowledges the message; an
+// error asks the transport to deliver it again later.
+type Handler func(ctx context.Context, d Delivery) error
+
+// Subscriber delivers the messages of channels to a consumer group.
+type Subscriber interface {
+	// Subscribe hands every message on channels to h, for the consumer
+	// group group, until ctx is done; it then returns ctx's error.
+	Subscribe(ctx context.Context, group string, channels []string, h Handler) error
+}
+
+// Transport is a broker seen from stockflow.
+type Transport interface {
+	Publisher
+	Subscriber
+	Close() error
+}
+
+// DeadLetter is a message that could not be handled, kept with the reason.
+type DeadLetter struct {
+	ID        int64     `json:"id"`
+	Consumer  string    `json:"consumer"`
+	Channel   string    `json:"channel"`
+	MessageID string    `json:"message_id,omitempty"`
+	Payload   string    `json:"payload"`
+	Reason    string    `json:"reason"`
+	FailedAt  time.Time `json:"failed_at"`
+}
+
+// DeadLetters keeps messages that could not be handled.
+type DeadLetters interface {
+	AddDeadLetter(ctx context.Context, d DeadLetter) error
+	DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error)
+}
+
+// permanent marks an error that no retry will mend.
+type permanent struct{ err error }
+
+func (p permanent) Error() string { return p.err.Error() }
+func (p permanent) Unwrap() error { return p.err }
+
+// Permanent marks err as one that no retry will mend: the message goes
+// straight to the dead letters.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanent{err}
+}
+
+// IsPermanent reports whether err was marked Permanent.
+func IsPermanent(err error) bool {
+	var p permanent
+	return errors.As(err, &p)
+}
