@@ -2,6 +2,7 @@
 //
 //	stockflow up             run every service in one process, on the embedded default
 //	stockflow dead-letters   list messages that could not be handled
+//	stockflow load           measure a running stockflow
 package main
 
 import (
@@ -26,6 +27,7 @@ Commands:
   up             run the services in one process (HTTP API, SQLite store,
                  in-process messages); stops gracefully on SIGTERM or Ctrl-C
   dead-letters   list the messages that could not be handled, newest first
+  load           drive a running stockflow with allocations and measure it
   help           show this help, or a command's: stockflow help up
 
 Run "stockflow <command> --help" for a command's flags.
@@ -63,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return up(ctx, rest, stderr)
 	case "dead-letters":
 		return deadLetters(ctx, rest, stdout, stderr)
+	case "load":
+		return load(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 {
 			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)

@@ -80,9 +80,10 @@ func Handler(mux *http.ServeMux, log *slog.Logger, observe func(route string, st
 		meta := messaging.MetaFrom(ctx)
 		w.Header().Set(CorrelationHeader, meta.CorrelationID)
 		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
-		h, pattern := mux.Handler(r)
+		var h http.Handler = mux // the mux, not the handler it finds, sets path values
+		_, pattern := mux.Handler(r)
 		if pattern == "" {
-			h = jsonErrors(h)
+			h = jsonErrors(mux)
 		}
 		func() {
 			defer func() {

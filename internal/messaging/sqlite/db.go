@@ -32,7 +32,7 @@ type DB struct {
 func Open(file string) (*DB, error) {
 	dsn := func(txlock string, readOnly bool) string {
 		q := url.Values{}
-		for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)", "foreign_keys(1)"} {
+		for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)", "foreign_keys(1)", "cache_size(-65536)"} {
 			q.Add("_pragma", p)
 		}
 		if readOnly {

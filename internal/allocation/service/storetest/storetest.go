@@ -1,0 +1,464 @@
+// Package storetest is the contract every allocation store (service.Store)
+// must meet: one suite, run against each adapter (SQLite, PostgreSQL).
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/stockflow/stockflow/internal/allocation/domain"
+	"github.com/stockflow/stockflow/internal/allocation/service"
+	"github.com/stockflow/stockflow/internal/messaging"
+)
+
+// Run runs the contract suite. newStore returns an empty store, built with
+// the registry service.Messages().
+func Run(t *testing.T, newStore func(t *testing.T) service.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s service.Store)
+	}{
+		{"AddAndGet", testAddAndGet},
+		{"GetMissing", testGetMissing},
+		{"GetForOrderLoadsOnlyThatOrder", testGetForOrder},
+		{"GetByBatchRefLoadsLinesInOrder", testGetByBatchRef},
+		{"RollbackOnError", testRollback},
+		{"StaleVersionConflicts", testStaleVersion},
+		{"EventsReturnedWithEnvelopes", testEvents},
+		{"InboxSkipsHandledMessage", testInbox},
+		{"ReadModel", testReadModel},
+		{"ChangesPersist", testChangesPersist},
+		{"ConcurrentAllocationsNeverOversell", testConcurrent},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
+	}
+}
+
+var ctx = context.Background()
+
+func eta(s string) time.Time {
+	d, err := domain.ParseDate(s)
+	if err != nil {
+		panic(err)
+	}
+	return d.Time
+}
+
+// addBatches adds batches of sku in one transaction.
+func addBatches(t *testing.T, s service.Store, sku string, batches ...domain.Batch) {
+	t.Helper()
+	_, err := s.Transact(ctx, func(ctx context.Context, uow service.UnitOfWork) error {
+		p, err := uow.Products().Get(ctx, sku)
+		if errors.Is(err, service.ErrNotFound) {
+			p = domain.NewProduct(sku, 0)
+			uow.Products().Add(p)
+		} else if err != nil {
+			return err
+		}
+		for _, b := range batches {
+			if err := p.AddBatch(b.Ref, b.Purchased, b.ETA); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("adding batches: %v", err)
+	}
+}
+
+func allocate(t *testing.T, s service.Store, line domain.OrderLine) string {
+	t.Helper()
+	var ref string
+	_, err := s.Transact(ctx, func(ctx context.Context, uow service.UnitOfWork) error {
+		p, err := uow.Products().GetForOrder(ctx, line.SKU, line.OrderID)
+		if err != nil {
+			return err
+		}
+		ref, err = p.Allocate(line)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("allocating %v: %v", line, err)
+	}
+	return ref
+}
+
+// load returns the product as loaded by get.
+func load(t *testing.T, s service.Store, get func(context.Context, service.ProductRepository) (*domain.Product, error)) *domain.Product {
+	t.Helper()
+	var p *domain.Product
+	_, err := s.Transact(ctx, func(ctx context.Context, uow service.UnitOfWork) error {
+		var err error
+		p, err = get(ctx, uow.Products())
+		return err
+	})
+	if err != nil {
+		t.Fatalf("loading: %v", err)
+	}
+	return p
+}
+
+func get(sku string) func(context.Context, service.ProductRepository) (*domain.Product, error) {
+	return func(ctx context.Context, r service.ProductRepository) (*domain.Product, error) { return r.Get(ctx, sku) }
+}
+
+type batchState struct {
+	Ref                  string
+	Purchased, Allocated int
+	ETA                  string
+	Lines                []domain.OrderLine
+}
+
+func state(p *domain.Product) []batchState {
+	var out []batchState
+	for _, b := range p.Batches {
+		out = append(out, batchState{b.Ref, b.Purchased, b.Allocated, domain.Date{Time: b.ETA}.String(), b.Lines})
+	}
+	return out
+}
+
+func testAddAndGet(t *testing.T, s service.Store) {
+	addBatches(t, s, "LAMP",
+		domain.Batch{Ref: "ship-2", Purchased: 20, ETA: eta("2011-01-02")},
+		domain.Batch{Ref: "warehouse", Purchased: 10},
+		domain.Batch{Ref: "ship-1", Purchased: 30, ETA: eta("2011-01-01")},
+	)
+	p := load(t, s, get("LAMP"))
+	want := []batchState{
+		{Ref: "warehouse", Purchased: 10},
+		{Ref: "ship-1", Purchased: 30, ETA: "2011-01-01"},
+		{Ref: "ship-2", Purchased: 20, ETA: "2011-01-02"},
+	}
+	if diff := cmp.Diff(want, state(p)); diff != "" {
+		t.Errorf("loaded batches (-want +got):\n%s", diff)
+	}
+	if p.Version != 1 || p.SKU != "LAMP" || p.Changed() {
+		t.Errorf("loaded product sku %s version %d changed %v, want LAMP 1 false", p.SKU, p.Version, p.Changed())
+	}
+	addBatches(t, s, "LAMP", domain.Batch{Ref: "ship-3", Purchased: 5, ETA: eta("2011-01-03")})
+	if v := load(t, s, get("LAMP")).Version; v != 2 {
+		t.Errorf("version after a second change = %d, want 2", v)
+	}
+}
+
+func testGetMissing(t *testing.T, s service.Store) {
+	_, err := s.Transact(ctx, func(ctx context.Context, uow service.UnitOfWork) error {
+		if _, err := uow.Products().Get(ctx, "NOPE"); !errors.Is(err, service.ErrNotFound) {
+			return fmt.Errorf("Get of a missing sku: %v, want ErrNotFound", err)
+		}
+		if _, err := uow.Products().GetForOrder(ctx, "NOPE", "o1"); !errors.Is(err, service.ErrNotFound) {
+			return fmt.Errorf("GetForOrder of a missing sku: %v, want ErrNotFound", err)
+		}
+		if _, err := uow.Products().GetByBatchRef(ctx, "nope"); !errors.Is(err, service.ErrNotFound) {
+			return fmt.Errorf("GetByBatchRef of a missing batch: %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testGetForOrder(t *testing.T, s service.Store) {
+	addBatches(t, s, "RUG", domain.Batch{Ref: "b1", Purchased: 10}, domain.Batch{Ref: "b2", Purchased: 10, ETA: eta("2011-01-01")})
+	allocate(t, s, domain.OrderLine{OrderID: "o1", SKU: "RUG", Qty: 8})
+	allocate(t, s, domain.OrderLine{OrderID: "o2", SKU: "RUG", Qty: 5})
+	allocate(t, s, domain.OrderLine{OrderID: "o3", SKU: "RUG", Qty: 1})
+	p := load(t, s, func(ctx context.Context, r service.ProductRepository) (*domain.Product, error) {
+		return r.GetForOrder(ctx, "RUG", "o2")
+	})
+	want := []batchState{
+		{Ref: "b1", Purchased: 10, Allocated: 9},
+		{Ref: "b2", Purchased: 10, Allocated: 5, ETA: "2011-01-01", Lines: []domain.OrderLine{{OrderID: "o2", SKU: "RUG", Qty: 5}}},
+	}
+	if diff := cmp.Diff(want, state(p)); diff != "" {
+		t.Errorf("loaded for order o2 (-want +got):\n%s", diff)
+	}
+	if got := load(t, s, get("RUG")); got.Batches[0].Lines != nil || got.Batches[1].Lines != nil {
+		t.Errorf("Get loaded lines: %v", state(got))
+	}
+}
+
+func testGetByBatchRef(t *testing.T, s service.Store) {
+	addBatches(t, s, "SOFA", domain.Batch{Ref: "s1", Purchased: 10}, domain.Batch{Ref: "s2", Purchased: 10, ETA: eta("2012-05-01")})
+	for _, o := range []string{"c", "a", "b"} {
+		allocate(t, s, domain.OrderLine{OrderID: o, SKU: "SOFA", Qty: 3})
+	}
+	allocate(t, s, domain.OrderLine{OrderID: "d", SKU: "SOFA", Qty: 3}) // to s2
+	p := load(t, s, func(ctx context.Context, r service.ProductRepository) (*domain.Product, error) {
+		return r.GetByBatchRef(ctx, "s1")
+	})
+	want := []batchState{
+		{Ref: "s1", Purchased: 10, Allocated: 9, Lines: []domain.OrderLine{{"c", "SOFA", 3}, {"a", "SOFA", 3}, {"b", "SOFA", 3}}},
+		{Ref: "s2", Purchased: 10, Allocated: 3, ETA: "2012-05-01"},
+	}
+	if diff := cmp.Diff(want, state(p)); diff != "" {
+		t.Errorf("loaded by batch s1 (-want +got):\n%s", diff)
+	}
+}
+
+func testRollback(t *testing.T, s service.Store) {
+	addBatches(t, s, "CHAIR", domain.Batch{Ref: "c1", Purchased: 10})
+	boom := errors.New("boom")
+	raised, err := s.Transact(ctx, func(ctx context.Context, uow service.UnitOfWork) error {
+		p, err := uow.Products().GetForOrder(ctx, "CHAIR", "o1")
+		if err != nil {
+			return err
+		}
+		if _, err := p.Allocate(domain.OrderLine{OrderID: "o1", SKU: "CHAIR", Qty: 4}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) || raised != nil {
+		t.Fatalf("Transact = %v, %v; want nil, boom", raised, err)
+	}
+	p := load(t, s, get("CHAIR"))
+	if p.Batches[0].Allocated != 0 || p.Version != 1 {
+		t.Errorf("after rollback: allocated %d version %d, want 0 and 1", p.Batches[0].Allocated, p.Version)
+	}
+}
+
+func testStaleVersion(t *testing.T, s service.Store) {
+	addBatches(t, s, "TABLE", domain.Batch{Ref: "t1", Purchased: 10})
+	allocate(t, s, domain.OrderLine{OrderID: "o1", SKU: "TABLE", Qty: 1}) // version 2
+	_, err := s.Transact(ctx, func(ctx context.Context, uow service.UnitOfWork) error {
+		p, err := uow.Products().GetForOrder(ctx, "TABLE", "o2")
+		if err != nil {
+			return err
+		}
+		p.Version = 1 // as if loaded before o1's allocation
+		_, err = p.Allocate(domain.OrderLine{OrderID: "o2", SKU: "TABLE", Qty: 1})
+		return err
+	})
+	if !errors.Is(err, domain.ErrConcurrentUpdate) {
+		t.Fatalf("saving at a stale version: %v, want ErrConcurrentUpdate", err)
+	}
+	if got := load(t, s, get("TABLE")); got.Batches[0].Allocated != 1 || got.Version != 2 {
+		t.Errorf("after the conflict: allocated %d version %d, want 1 and 2", got.Batches[0].Allocated, got.Version)
+	}
+	// A second product created meanwhile conflicts too.
+	_, err = s.Transact(ctx, func(ctx context.Context, uow service.UnitOfWork) error {
+		p := domain.NewProduct("TABLE", 0)
+		uow.Products().Add(p)
+		return p.AddBatch("t2", 1, time.Time{})
+	})
+	if !errors.Is(err, domain.ErrConcurrentUpdate) {
+		t.Fatalf("adding an existing product: %v, want ErrConcurrentUpdate", err)
+	}
+}
+
+func testEvents(t *testing.T, s service.Store) {
+	corr := "flow-1"
+	mctx := messaging.WithMeta(ctx, messaging.Meta{MessageID: "cmd-1", CorrelationID: corr})
+	raised, err := s.Transact(mctx, func(ctx context.Context, uow service.UnitOfWork) error {
+		p := domain.NewProduct("LAMP", 0)
+		uow.Products().Add(p)
+		if err := p.AddBatch("l1", 1, time.Time{}); err != nil {
+			return err
+		}
+		p.Allocate(domain.OrderLine{OrderID: "o1", SKU: "LAMP", Qty: 1})
+		p.Allocate(domain.OrderLine{OrderID: "o2", SKU: "LAMP", Qty: 1}) // out of stock
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []any
+	for _, r := range raised {
+		got = append(got, r.Event)
+		if r.Envelope.CorrelationID != corr || r.Envelope.CausationID != "cmd-1" || r.Envelope.ID == "" || r.Envelope.Key != "LAMP" {
+			t.Errorf("envelope %+v: want correlation %s, causation cmd-1, an id, key LAMP", r.Envelope, corr)
+		}
+	}
+	want := []any{
+		domain.BatchCreated{Ref: "l1", SKU: "LAMP", Qty: 1},
+		domain.Allocated{OrderID: "o1", SKU: "LAMP", Qty: 1, BatchRef: "l1"},
+		domain.OutOfStock{SKU: "LAMP", OrderID: "o2", Qty: 1},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("raised events (-want +got):\n%s", diff)
+	}
+	// Only OutOfStock: the product does not change, the event is still kept.
+	raised, err = s.Transact(ctx, func(ctx context.Context, uow service.UnitOfWork) error {
+		p, err := uow.Products().GetForOrder(ctx, "LAMP", "o3")
+		if err != nil {
+			return err
+		}
+		p.Allocate(domain.OrderLine{OrderID: "o3", SKU: "LAMP", Qty: 1})
+		return nil
+	})
+	if err != nil || len(raised) != 1 {
+		t.Fatalf("out of stock alone: %v, %v; want one event", raised, err)
+	}
+	if v := load(t, s, get("LAMP")).Version; v != 1 {
+		t.Errorf("version after an out-of-stock = %d, want 1", v)
+	}
+}
+
+func testInbox(t *testing.T, s service.Store) {
+	addBatches(t, s, "LAMP", domain.Batch{Ref: "l1", Purchased: 10})
+	mctx := messaging.WithMeta(ctx, messaging.Meta{MessageID: "m-1", CorrelationID: "m-1", Consumer: "test/consumer"})
+	calls := 0
+	fn := func(ctx context.Context, uow service.UnitOfWork) error {
+		calls++
+		p, err := uow.Products().GetForOrder(ctx, "LAMP", fmt.Sprint("o", calls))
+		if err != nil {
+			return err
+		}
+		_, err = p.Allocate(domain.OrderLine{OrderID: fmt.Sprint("o", calls), SKU: "LAMP", Qty: 1})
+		return err
+	}
+	if _, err := s.Transact(mctx, fn); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Transact(mctx, fn); !errors.Is(err, service.ErrAlreadyHandled) {
+		t.Fatalf("second handling: %v, want ErrAlreadyHandled", err)
+	}
+	other := messaging.WithMeta(ctx, messaging.Meta{MessageID: "m-1", CorrelationID: "m-1", Consumer: "test/other"})
+	if _, err := s.Transact(other, fn); err != nil {
+		t.Fatalf("another consumer, same message: %v", err)
+	}
+	if calls != 2 {
+		t.Errorf("fn called %d times, want 2", calls)
+	}
+	// A failed handling is not recorded: the message is handled again.
+	failing := messaging.WithMeta(ctx, messaging.Meta{MessageID: "m-2", Consumer: "test/consumer"})
+	s.Transact(failing, func(context.Context, service.UnitOfWork) error { return errors.New("boom") })
+	if _, err := s.Transact(failing, func(context.Context, service.UnitOfWork) error { return nil }); err != nil {
+		t.Errorf("after a failed handling: %v, want it handled", err)
+	}
+}
+
+func testReadModel(t *testing.T, s service.Store) {
+	write := func(f func(service.ReadModel) error) {
+		t.Helper()
+		if _, err := s.Transact(ctx, func(ctx context.Context, uow service.UnitOfWork) error { return f(uow.ReadModel()) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(func(r service.ReadModel) error { return r.SetAllocation(ctx, "o1", "SKU-B", "b1") })
+	write(func(r service.ReadModel) error { return r.SetAllocation(ctx, "o1", "SKU-B", "b1") }) // twice: one row
+	write(func(r service.ReadModel) error { return r.SetAllocation(ctx, "o1", "SKU-A", "a1") })
+	write(func(r service.ReadModel) error { return r.SetAllocation(ctx, "o2", "SKU-A", "a1") })
+	got, err := s.Allocations(ctx, "o1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []service.AllocationView{{SKU: "SKU-A", BatchRef: "a1"}, {SKU: "SKU-B", BatchRef: "b1"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("allocations of o1 (-want +got):\n%s", diff)
+	}
+	// Reallocated: the row moves.
+	write(func(r service.ReadModel) error { return r.SetAllocation(ctx, "o1", "SKU-B", "b2") })
+	write(func(r service.ReadModel) error { return r.RemoveAllocation(ctx, "o1", "SKU-B", "b1") }) // stale: no effect
+	write(func(r service.ReadModel) error { return r.RemoveAllocation(ctx, "o1", "SKU-A", "a1") })
+	got, _ = s.Allocations(ctx, "o1")
+	if diff := cmp.Diff([]service.AllocationView{{SKU: "SKU-B", BatchRef: "b2"}}, got); diff != "" {
+		t.Errorf("allocations of o1 after moves (-want +got):\n%s", diff)
+	}
+	if got, err := s.Allocations(ctx, "none"); err != nil || len(got) != 0 {
+		t.Errorf("allocations of an unknown order = %v, %v; want none", got, err)
+	}
+}
+
+func testChangesPersist(t *testing.T, s service.Store) {
+	addBatches(t, s, "BED", domain.Batch{Ref: "e1", Purchased: 10, ETA: eta("2020-01-01")}, domain.Batch{Ref: "e2", Purchased: 10, ETA: eta("2020-02-01")})
+	for _, o := range []string{"o1", "o2", "o3"} {
+		allocate(t, s, domain.OrderLine{OrderID: o, SKU: "BED", Qty: 3})
+	}
+	var raised []messaging.Raised
+	raised, err := s.Transact(ctx, func(ctx context.Context, uow service.UnitOfWork) error {
+		p, err := uow.Products().GetByBatchRef(ctx, "e1")
+		if err != nil {
+			return err
+		}
+		return p.ChangeBatchQuantity("e1", 4) // o3, then o2 leave
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raised) != 3 {
+		t.Errorf("raised %d events, want BatchQuantityChanged and two Deallocated", len(raised))
+	}
+	p := load(t, s, func(ctx context.Context, r service.ProductRepository) (*domain.Product, error) { return r.GetByBatchRef(ctx, "e1") })
+	want := []batchState{
+		{Ref: "e1", Purchased: 4, Allocated: 3, ETA: "2020-01-01", Lines: []domain.OrderLine{{"o1", "BED", 3}}},
+		{Ref: "e2", Purchased: 10, ETA: "2020-02-01"},
+	}
+	if diff := cmp.Diff(want, state(p)); diff != "" {
+		t.Errorf("after the change (-want +got):\n%s", diff)
+	}
+	// The freed line can be allocated again, and deallocated on request.
+	if ref := allocate(t, s, domain.OrderLine{OrderID: "o3", SKU: "BED", Qty: 3}); ref != "e2" {
+		t.Errorf("o3 reallocated to %s, want e2", ref)
+	}
+	_, err = s.Transact(ctx, func(ctx context.Context, uow service.UnitOfWork) error {
+		p, err := uow.Products().GetForOrder(ctx, "BED", "o3")
+		if err != nil {
+			return err
+		}
+		_, err = p.Deallocate(domain.OrderLine{OrderID: "o3", SKU: "BED", Qty: 3})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := load(t, s, get("BED")); p.Batches[1].Allocated != 0 {
+		t.Errorf("e2 allocated %d after deallocation, want 0", p.Batches[1].Allocated)
+	}
+}
+
+// testConcurrent races several service layers (as several processes would
+// be) on one store: exactly the stock is allocated.
+func testConcurrent(t *testing.T, s service.Store) {
+	const stock, workers, perWorker = 50, 8, 15
+	addBatches(t, s, "HOT", domain.Batch{Ref: "h1", Purchased: stock / 2}, domain.Batch{Ref: "h2", Purchased: stock - stock/2, ETA: eta("2030-01-01")})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var ok, outOfStock atomic.Int64
+	var wg sync.WaitGroup
+	errc := make(chan error, workers*perWorker)
+	for w := range workers {
+		bus := service.NewBus(service.NewHandlers(s), log, nil) // its own locks: another process
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWorker {
+				_, err := bus.Handle(ctx, domain.Allocate{OrderID: fmt.Sprintf("w%d-%d", w, i), SKU: "HOT", Qty: 1})
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, domain.ErrOutOfStock):
+					outOfStock.Add(1)
+				default:
+					errc <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Errorf("allocation failed: %v", err)
+	}
+	if ok.Load() != stock || outOfStock.Load() != workers*perWorker-stock {
+		t.Errorf("%d allocated and %d out of stock, want %d and %d", ok.Load(), outOfStock.Load(), stock, workers*perWorker-stock)
+	}
+	p := load(t, s, get("HOT"))
+	for _, b := range p.Batches {
+		if b.Allocated != b.Purchased {
+			t.Errorf("batch %s: %d of %d allocated", b.Ref, b.Allocated, b.Purchased)
+		}
+	}
+}
