@@ -110,7 +110,9 @@ func load(t *testing.T, s service.Store, get func(context.Context, service.Produ
 }
 
 func get(sku string) func(context.Context, service.ProductRepository) (*domain.Product, error) {
-	return func(ctx context.Context, r service.ProductRepository) (*domain.Product, error) { return r.Get(ctx, sku) }
+	return func(ctx context.Context, r service.ProductRepository) (*domain.Product, error) {
+		return r.Get(ctx, sku)
+	}
 }
 
 type batchState struct {
@@ -392,7 +394,9 @@ func testChangesPersist(t *testing.T, s service.Store) {
 	if len(raised) != 3 {
 		t.Errorf("raised %d events, want BatchQuantityChanged and two Deallocated", len(raised))
 	}
-	p := load(t, s, func(ctx context.Context, r service.ProductRepository) (*domain.Product, error) { return r.GetByBatchRef(ctx, "e1") })
+	p := load(t, s, func(ctx context.Context, r service.ProductRepository) (*domain.Product, error) {
+		return r.GetByBatchRef(ctx, "e1")
+	})
 	want := []batchState{
 		{Ref: "e1", Purchased: 4, Allocated: 3, ETA: "2020-01-01", Lines: []domain.OrderLine{{"o1", "BED", 3}}},
 		{Ref: "e2", Purchased: 10, ETA: "2020-02-01"},

@@ -1,0 +1,330 @@
+// Package postgres keeps the allocation service in PostgreSQL (jackc/pgx/v5):
+// the product repository, the unit of work (with the outbox and inbox of
+// the shared plumbing in the same transaction) and the read model.
+//
+// A transaction takes four round trips: BEGIN; the product, its batches
+// and the lines the operation needs, in one pipelined batch; every write
+// (the product's changes, its version check, the outbox, the read model,
+// the inbox) in a second batch; COMMIT.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stockflow/stockflow/internal/allocation/domain"
+	"github.com/stockflow/stockflow/internal/allocation/service"
+	"github.com/stockflow/stockflow/internal/messaging"
+	mpostgres "github.com/stockflow/stockflow/internal/messaging/postgres"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Store is the allocation store on a PostgreSQL schema.
+type Store struct {
+	pool     *pgxpool.Pool
+	registry *messaging.Registry
+	// OnCommit, when set, is called after each commit that stored messages
+	// in the outbox (to wake the relay).
+	OnCommit func()
+}
+
+// Open opens the store on pool, applying its migrations and the messaging
+// tables'.
+func Open(ctx context.Context, pool *pgxpool.Pool, registry *messaging.Registry) (*Store, error) {
+	if err := Migrate(ctx, pool); err != nil {
+		return nil, err
+	}
+	return &Store{pool: pool, registry: registry}, nil
+}
+
+// Migrate creates or upgrades the store's tables.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	if err := mpostgres.Migrate(ctx, pool, "messaging", mpostgres.Migrations()); err != nil {
+		return err
+	}
+	sub, _ := fs.Sub(migrations, "migrations")
+	return mpostgres.Migrate(ctx, pool, "allocation", sub)
+}
+
+// Transact implements service.Store.
+func (s *Store) Transact(ctx context.Context, fn func(context.Context, service.UnitOfWork) error) ([]messaging.Raised, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	meta := messaging.MetaFrom(ctx)
+	inbox := meta.Consumer != "" && meta.MessageID != ""
+	if inbox {
+		handled, err := mpostgres.Handled(ctx, tx, meta.Consumer, meta.MessageID)
+		if err != nil {
+			return nil, mapErr(err)
+		}
+		if handled {
+			return nil, service.ErrAlreadyHandled
+		}
+	}
+	uow := &unitOfWork{tx: tx, writes: &pgx.Batch{}}
+	if err := fn(ctx, uow); err != nil {
+		return nil, mapErr(err)
+	}
+
+	var raised []messaging.Raised
+	var envs []messaging.Envelope
+	var checks []versionCheck
+	b := &pgx.Batch{}
+	for _, p := range uow.seen {
+		if p.Changed() {
+			checks = append(checks, versionCheck{b.Len(), p})
+			save(b, p)
+		}
+		for _, ev := range p.Events() {
+			env, err := s.registry.Envelope(ctx, ev)
+			if err != nil {
+				return nil, err
+			}
+			envs = append(envs, env)
+			raised = append(raised, messaging.Raised{Envelope: env, Event: ev})
+		}
+	}
+	if len(envs) == 0 && inbox {
+		// Nothing leaves this transaction: were its commit lost in a crash,
+		// the inbox would forget it too and the message would be handled
+		// again. It need not wait for the disk.
+		b.Queue(`SET LOCAL synchronous_commit = off`)
+	}
+	mpostgres.AppendOutbox(b, envs)
+	for _, q := range uow.writes.QueuedQueries {
+		b.Queue(q.SQL, q.Arguments...)
+	}
+	if inbox {
+		mpostgres.RecordHandled(b, meta.Consumer, meta.MessageID)
+	}
+	if err := sendWrites(ctx, tx, b, checks); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, mapErr(err)
+	}
+	if len(envs) > 0 && s.OnCommit != nil {
+		s.OnCommit()
+	}
+	return raised, nil
+}
+
+type versionCheck struct {
+	index int // of the product's version statement in the batch
+	p     *domain.Product
+}
+
+// sendWrites sends the batch and checks that each product's version
+// statement changed one row.
+func sendWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, checks []versionCheck) error {
+	if b.Len() == 0 {
+		return nil
+	}
+	res := tx.SendBatch(ctx, b)
+	defer res.Close()
+	for i := range b.Len() {
+		tag, err := res.Exec()
+		if err != nil {
+			return mapErr(err)
+		}
+		for _, c := range checks {
+			if c.index == i && tag.RowsAffected() != 1 {
+				return fmt.Errorf("%w: product %s at version %d", domain.ErrConcurrentUpdate, c.p.SKU, c.p.Version)
+			}
+		}
+	}
+	return mapErr(res.Close())
+}
+
+// Allocations implements service.Store.
+func (s *Store) Allocations(ctx context.Context, orderID string) ([]service.AllocationView, error) {
+	rows, err := s.pool.Query(ctx, `SELECT sku, batchref FROM allocations_view WHERE orderid = $1 ORDER BY sku`, orderID)
+	if err != nil {
+		return nil, fmt.Errorf("allocations view: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[service.AllocationView])
+}
+
+// mapErr turns lost races into domain.ErrConcurrentUpdate, and a batch ref
+// taken meanwhile into domain.ErrDuplicateBatch.
+func mapErr(err error) error {
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		return nil
+	case mpostgres.IsConflict(err):
+		return fmt.Errorf("%w: %w", domain.ErrConcurrentUpdate, err)
+	case errors.As(err, &pgErr) && pgErr.Code == "23505":
+		switch pgErr.ConstraintName {
+		case "batches_pkey":
+			return fmt.Errorf("%w: %s", domain.ErrDuplicateBatch, pgErr.Detail)
+		default: // products_pkey, allocations_orderid_sku_key: another transaction got there first
+			return fmt.Errorf("%w: %w", domain.ErrConcurrentUpdate, err)
+		}
+	}
+	return err
+}
+
+type unitOfWork struct {
+	tx     pgx.Tx
+	seen   []*domain.Product
+	writes *pgx.Batch // the read model's, sent with the rest at commit
+}
+
+func (u *unitOfWork) Products() service.ProductRepository { return (*repository)(u) }
+func (u *unitOfWork) ReadModel() service.ReadModel        { return (*readModel)(u) }
+
+type readModel unitOfWork
+
+func (r *readModel) SetAllocation(ctx context.Context, orderID, sku, batchRef string) error {
+	r.writes.Queue(`INSERT INTO allocations_view (orderid, sku, batchref) VALUES ($1, $2, $3)
+		ON CONFLICT (orderid, sku) DO UPDATE SET batchref = excluded.batchref`, orderID, sku, batchRef)
+	return nil
+}
+
+func (r *readModel) RemoveAllocation(ctx context.Context, orderID, sku, batchRef string) error {
+	r.writes.Queue(`DELETE FROM allocations_view WHERE orderid = $1 AND sku = $2 AND batchref = $3`, orderID, sku, batchRef)
+	return nil
+}
+
+// repository is the product repository of a unit of work.
+type repository unitOfWork
+
+func (r *repository) Add(p *domain.Product) { r.seen = append(r.seen, p) }
+
+const productQuery = `SELECT p.version, b.ref, b.purchased, b.eta, b.allocated
+	FROM products p LEFT JOIN batches b ON b.sku = p.sku WHERE p.sku = $1`
+
+func (r *repository) Get(ctx context.Context, sku string) (*domain.Product, error) {
+	b := &pgx.Batch{}
+	b.Queue(productQuery, sku)
+	return r.load(ctx, b, sku)
+}
+
+func (r *repository) GetForOrder(ctx context.Context, sku, orderID string) (*domain.Product, error) {
+	b := &pgx.Batch{}
+	b.Queue(productQuery, sku)
+	b.Queue(`SELECT batchref, orderid, qty FROM allocations WHERE orderid = $1 AND sku = $2 ORDER BY id`, orderID, sku)
+	return r.load(ctx, b, sku)
+}
+
+func (r *repository) GetByBatchRef(ctx context.Context, ref string) (*domain.Product, error) {
+	var sku string
+	err := r.tx.QueryRow(ctx, `SELECT sku FROM batches WHERE ref = $1`, ref).Scan(&sku)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("batch %s: %w", ref, service.ErrNotFound)
+	} else if err != nil {
+		return nil, fmt.Errorf("loading batch %s: %w", ref, mapErr(err))
+	}
+	b := &pgx.Batch{}
+	b.Queue(productQuery, sku)
+	b.Queue(`SELECT batchref, orderid, qty FROM allocations WHERE batchref = $1 ORDER BY id`, ref)
+	return r.load(ctx, b, sku)
+}
+
+// load sends b: the product query, then optionally a query of order lines
+// (batchref, orderid, qty), and builds the product.
+func (r *repository) load(ctx context.Context, b *pgx.Batch, sku string) (*domain.Product, error) {
+	res := r.tx.SendBatch(ctx, b)
+	defer res.Close()
+	rows, err := res.Query()
+	if err != nil {
+		return nil, fmt.Errorf("loading product %s: %w", sku, mapErr(err))
+	}
+	version := -1
+	var batches []*domain.Batch
+	for rows.Next() {
+		var ref *string
+		var purchased, allocated *int64
+		var eta *time.Time
+		if err := rows.Scan(&version, &ref, &purchased, &eta, &allocated); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("loading product %s: %w", sku, err)
+		}
+		if ref == nil {
+			continue // a product without batches
+		}
+		bt := &domain.Batch{Ref: *ref, SKU: sku, Purchased: int(*purchased), Allocated: int(*allocated)}
+		if eta != nil {
+			bt.ETA = time.Date(eta.Year(), eta.Month(), eta.Day(), 0, 0, 0, 0, time.UTC)
+		}
+		batches = append(batches, bt)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("loading product %s: %w", sku, mapErr(err))
+	}
+	if version < 0 {
+		return nil, fmt.Errorf("product %s: %w", sku, service.ErrNotFound)
+	}
+	p := domain.NewProduct(sku, version, batches...)
+	if b.Len() > 1 {
+		rows, err := res.Query()
+		if err != nil {
+			return nil, fmt.Errorf("loading lines of %s: %w", sku, mapErr(err))
+		}
+		for rows.Next() {
+			var ref string
+			l := domain.OrderLine{SKU: sku}
+			var qty int64
+			if err := rows.Scan(&ref, &l.OrderID, &qty); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			l.Qty = int(qty)
+			if bt := p.Batch(ref); bt != nil {
+				bt.Lines = append(bt.Lines, l)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("loading lines of %s: %w", sku, mapErr(err))
+		}
+	}
+	if err := res.Close(); err != nil {
+		return nil, mapErr(err)
+	}
+	r.seen = append(r.seen, p)
+	return p, nil
+}
+
+// save queues the writes of what changed in p: first its version, checked
+// against the one it was loaded at, then the changes its events record.
+func save(b *pgx.Batch, p *domain.Product) {
+	if p.Version == 0 {
+		b.Queue(`INSERT INTO products (sku, version) VALUES ($1, 1) ON CONFLICT DO NOTHING`, p.SKU)
+	} else {
+		b.Queue(`UPDATE products SET version = version + 1 WHERE sku = $1 AND version = $2`, p.SKU, p.Version)
+	}
+	for _, ev := range p.Events() {
+		switch e := ev.(type) {
+		case domain.BatchCreated:
+			var eta any
+			if !e.ETA.IsZero() {
+				eta = e.ETA.Time
+			}
+			b.Queue(`INSERT INTO batches (ref, sku, purchased, eta) VALUES ($1, $2, $3, $4)`, e.Ref, e.SKU, e.Qty, eta)
+		case domain.BatchQuantityChanged:
+			b.Queue(`UPDATE batches SET purchased = $1 WHERE ref = $2`, e.Qty, e.Ref)
+		case domain.Allocated:
+			b.Queue(`WITH a AS (INSERT INTO allocations (orderid, sku, qty, batchref) VALUES ($1, $2, $3, $4))
+				UPDATE batches SET allocated = allocated + $3 WHERE ref = $4`, e.OrderID, e.SKU, e.Qty, e.BatchRef)
+		case domain.Deallocated:
+			b.Queue(`WITH d AS (DELETE FROM allocations WHERE orderid = $1 AND sku = $2)
+				UPDATE batches SET allocated = allocated - $3 WHERE ref = $4`, e.OrderID, e.SKU, e.Qty, e.BatchRef)
+		}
+	}
+}

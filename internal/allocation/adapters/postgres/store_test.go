@@ -1,0 +1,57 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	allocpg "github.com/stockflow/stockflow/internal/allocation/adapters/postgres"
+	"github.com/stockflow/stockflow/internal/allocation/service"
+	"github.com/stockflow/stockflow/internal/allocation/service/storetest"
+	mpostgres "github.com/stockflow/stockflow/internal/messaging/postgres"
+	"github.com/stockflow/stockflow/internal/testenv"
+)
+
+// newPool connects to a schema of its own, dropped after the test.
+func newPool(t testing.TB) *pgxpool.Pool {
+	url := testenv.Postgres(t)
+	schema := testenv.Name("test_allocation")
+	ctx := context.Background()
+	pool, err := mpostgres.Connect(ctx, url, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		pool.Exec(context.Background(), `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
+		pool.Close()
+	})
+	return pool
+}
+
+func newStore(t testing.TB) *allocpg.Store {
+	s, err := allocpg.Open(context.Background(), newPool(t), service.Messages())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) service.Store { return newStore(t) })
+}
+
+// Instances starting at once migrate once.
+func TestConcurrentMigrations(t *testing.T) {
+	pool := newPool(t)
+	errc := make(chan error, 4)
+	for range 4 {
+		go func() { errc <- allocpg.Migrate(context.Background(), pool) }()
+	}
+	for range 4 {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -1,0 +1,261 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stockflow/stockflow/internal/messaging"
+)
+
+// AppendOutbox queues the insertion of envs in the outbox on batch.
+func AppendOutbox(b *pgx.Batch, envs []messaging.Envelope) {
+	for _, e := range envs {
+		b.Queue(`INSERT INTO outbox (id, channel, msg_key, correlation_id, causation_id, occurred_at, payload)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			e.ID, e.Channel, e.Key, e.CorrelationID, e.CausationID, e.OccurredAt, []byte(e.Payload))
+	}
+}
+
+// Handled reports whether consumer already handled message id.
+func Handled(ctx context.Context, tx pgx.Tx, consumer, id string) (bool, error) {
+	var handled bool
+	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = $2)`, consumer, id).Scan(&handled)
+	if err != nil {
+		return false, fmt.Errorf("inbox: %w", err)
+	}
+	return handled, nil
+}
+
+// RecordHandled queues the record that consumer handled message id.
+func RecordHandled(b *pgx.Batch, consumer, id string) {
+	b.Queue(`INSERT INTO inbox (consumer, message_id) VALUES ($1, $2)`, consumer, id)
+}
+
+// Outbox is the outbox, inbox and dead letters of one schema, as the
+// relay, the message bus and consumers see them. Of several instances'
+// relays on one database, one at a time publishes: the one holding the
+// relay's advisory lock.
+type Outbox struct {
+	pool *pgxpool.Pool
+	key  int64
+
+	mu     sync.Mutex
+	leader *pgxpool.Conn // holds the relay lock while this process relays
+}
+
+// NewOutbox returns the outbox of pool's schema, named name (the relay
+// lock is per name).
+func NewOutbox(pool *pgxpool.Pool, name string) *Outbox {
+	return &Outbox{pool: pool, key: lockKey("relay:" + name)}
+}
+
+const envelopeColumns = `id, channel, msg_key, correlation_id, causation_id, occurred_at, payload`
+
+func scanEnvelopes(rows pgx.Rows) ([]messaging.Envelope, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (messaging.Envelope, error) {
+		var e messaging.Envelope
+		var payload []byte
+		err := row.Scan(&e.ID, &e.Channel, &e.Key, &e.CorrelationID, &e.CausationID, &e.OccurredAt, &payload)
+		e.OccurredAt = e.OccurredAt.UTC()
+		e.Payload = payload
+		return e, err
+	})
+}
+
+// lead makes this process the relay when no other is; it reports whether
+// it is.
+func (o *Outbox) lead(ctx context.Context) (bool, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.leader != nil {
+		if err := o.leader.Ping(ctx); err == nil {
+			return true, nil
+		}
+		o.leader.Release() // the lock went with the connection
+		o.leader = nil
+	}
+	conn, err := o.pool.Acquire(ctx)
+	if err != nil {
+		return false, fmt.Errorf("outbox: %w", err)
+	}
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, o.key).Scan(&got); err != nil {
+		conn.Release()
+		return false, fmt.Errorf("outbox: %w", err)
+	}
+	if !got {
+		conn.Release()
+		return false, nil
+	}
+	o.leader = conn
+	return true, nil
+}
+
+// Close gives up the relay lock.
+func (o *Outbox) Close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.leader != nil {
+		o.leader.Exec(context.Background(), `SELECT pg_advisory_unlock($1)`, o.key)
+		o.leader.Release()
+		o.leader = nil
+	}
+}
+
+// Unpublished returns up to limit messages not yet published, oldest
+// first, when this process is the relay, and none otherwise.
+func (o *Outbox) Unpublished(ctx context.Context, limit int) ([]messaging.Envelope, error) {
+	if ok, err := o.lead(ctx); !ok || err != nil {
+		return nil, err
+	}
+	rows, err := o.pool.Query(ctx, `SELECT `+envelopeColumns+` FROM outbox WHERE NOT published ORDER BY seq LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	envs, err := scanEnvelopes(rows)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	return envs, nil
+}
+
+// MarkPublished records that the messages were published.
+func (o *Outbox) MarkPublished(ctx context.Context, ids []string) error {
+	return o.mark(ctx, "published", ids)
+}
+
+// MarkDispatched records that the events were handed to every local
+// handler.
+func (o *Outbox) MarkDispatched(ctx context.Context, ids []string) error {
+	return o.mark(ctx, "dispatched", ids)
+}
+
+// mark sets column on the rows of ids and removes the rows that are both
+// published and dispatched. Losing this commit in a crash only means
+// handing the messages again, which their consumers recognise: it does
+// not wait for the disk.
+func (o *Outbox) mark(ctx context.Context, column string, ids []string) error {
+	err := pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue(`SET LOCAL synchronous_commit = off`)
+		b.Queue(`UPDATE outbox SET `+column+` = true WHERE id = ANY($1)`, ids)
+		b.Queue(`DELETE FROM outbox WHERE id = ANY($1) AND published AND dispatched`, ids)
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	return nil
+}
+
+// Undispatched returns up to limit events raised before olderThan ago and
+// not yet handed to every local handler, oldest first, and counts the
+// attempt. Events that failed maxAttempts times are dead-lettered instead
+// and marked dispatched.
+func (o *Outbox) Undispatched(ctx context.Context, olderThan time.Duration, limit, maxAttempts int) ([]messaging.Envelope, error) {
+	var out []messaging.Envelope
+	err := pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `WITH failed AS (
+				UPDATE outbox SET dispatched = true
+				WHERE NOT dispatched AND dispatch_attempts >= $1
+				RETURNING channel, id, payload, dispatch_attempts)
+			INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at)
+			SELECT 'local', channel, id, convert_from(payload, 'UTF8'),
+				'local event handlers failed ' || dispatch_attempts || ' times', now()
+			FROM failed`, maxAttempts)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM outbox WHERE published AND dispatched`); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `UPDATE outbox SET dispatch_attempts = dispatch_attempts + 1
+			WHERE seq IN (SELECT seq FROM outbox WHERE NOT dispatched AND occurred_at < $1
+				ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED)
+			RETURNING `+envelopeColumns+`, seq`, time.Now().Add(-olderThan), limit)
+		if err != nil {
+			return err
+		}
+		type row struct {
+			env messaging.Envelope
+			seq int64
+		}
+		got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+			var x row
+			var payload []byte
+			err := r.Scan(&x.env.ID, &x.env.Channel, &x.env.Key, &x.env.CorrelationID, &x.env.CausationID, &x.env.OccurredAt, &payload, &x.seq)
+			x.env.Payload = payload
+			x.env.OccurredAt = x.env.OccurredAt.UTC()
+			return x, err
+		})
+		if err != nil {
+			return err
+		}
+		slices.SortFunc(got, func(a, b row) int { return cmp.Compare(a.seq, b.seq) })
+		out = out[:0]
+		for _, r := range got {
+			out = append(out, r.env)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	return out, nil
+}
+
+// Depth returns how many messages wait to be published, and when the
+// oldest of them was raised.
+func (o *Outbox) Depth(ctx context.Context) (int, time.Time, error) {
+	var n int
+	var oldest *time.Time
+	if err := o.pool.QueryRow(ctx, `SELECT count(*), min(occurred_at) FROM outbox WHERE NOT published`).Scan(&n, &oldest); err != nil {
+		return 0, time.Time{}, fmt.Errorf("outbox: %w", err)
+	}
+	if oldest == nil {
+		return n, time.Time{}, nil
+	}
+	return n, *oldest, nil
+}
+
+// ForgetHandled removes inbox entries older than age.
+func (o *Outbox) ForgetHandled(ctx context.Context, age time.Duration) error {
+	_, err := o.pool.Exec(ctx, `DELETE FROM inbox WHERE handled_at < $1`, time.Now().Add(-age))
+	return err
+}
+
+// AddDeadLetter keeps a message that could not be handled.
+func (o *Outbox) AddDeadLetter(ctx context.Context, d messaging.DeadLetter) error {
+	_, err := o.pool.Exec(ctx, `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at)
+		VALUES ($1, $2, $3, $4, $5, $6)`, d.Consumer, d.Channel, d.MessageID, d.Payload, d.Reason, d.FailedAt)
+	if err != nil {
+		return fmt.Errorf("dead letters: %w", err)
+	}
+	return nil
+}
+
+// DeadLetters returns the latest limit dead letters, newest first.
+func (o *Outbox) DeadLetters(ctx context.Context, limit int) ([]messaging.DeadLetter, error) {
+	rows, err := o.pool.Query(ctx, `SELECT id, consumer, channel, message_id, payload, reason, failed_at
+		FROM dead_letters ORDER BY id DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (messaging.DeadLetter, error) {
+		var d messaging.DeadLetter
+		err := r.Scan(&d.ID, &d.Consumer, &d.Channel, &d.MessageID, &d.Payload, &d.Reason, &d.FailedAt)
+		d.FailedAt = d.FailedAt.UTC()
+		return d, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
+	return out, nil
+}

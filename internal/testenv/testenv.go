@@ -1,0 +1,67 @@
+// Package testenv finds the servers tests talk to: PostgreSQL, Redis and
+// NATS on this machine (or where STOCKFLOW_TEST_POSTGRES, _REDIS and _NATS
+// point). A test whose server is unreachable is skipped with the reason,
+// unless STOCKFLOW_REQUIRE_SERVICES=1 (as in CI), where it fails.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+)
+
+// Default addresses of the servers.
+const (
+	DefaultPostgres = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	DefaultRedis    = "redis://127.0.0.1:6379"
+	DefaultNATS     = "nats://127.0.0.1:4222"
+)
+
+// Postgres returns the URL of the test database.
+func Postgres(t testing.TB) string { return need(t, "STOCKFLOW_TEST_POSTGRES", DefaultPostgres) }
+
+// Redis returns the URL of the test Redis.
+func Redis(t testing.TB) string { return need(t, "STOCKFLOW_TEST_REDIS", DefaultRedis) }
+
+// NATS returns the URL of the test NATS server.
+func NATS(t testing.TB) string { return need(t, "STOCKFLOW_TEST_NATS", DefaultNATS) }
+
+// Required reports whether tests must fail rather than skip when a server
+// is missing.
+func Required() bool { return os.Getenv("STOCKFLOW_REQUIRE_SERVICES") == "1" }
+
+func need(t testing.TB, env, def string) string {
+	t.Helper()
+	raw := os.Getenv(env)
+	if raw == "" {
+		raw = def
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatalf("%s: %v", env, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		if Required() {
+			t.Fatalf("%s is unreachable (%v) and STOCKFLOW_REQUIRE_SERVICES=1", u.Host, err)
+		}
+		t.Skipf("skipping: %s is unreachable (%v); set %s to point elsewhere", u.Host, err, env)
+	}
+	conn.Close()
+	return raw
+}
+
+// Name returns a name unique to this run, for a schema, a stream or a
+// topic: prefix_<random>.
+func Name(prefix string) string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return prefix + "_" + hex.EncodeToString(b)
+}
