@@ -202,7 +202,7 @@ func testGetByBatchRef(t *testing.T, s service.Store) {
 		return r.GetByBatchRef(ctx, "s1")
 	})
 	want := []batchState{
-		{Ref: "s1", Purchased: 10, Allocated: 9, Lines: []domain.OrderLine{{"c", "SOFA", 3}, {"a", "SOFA", 3}, {"b", "SOFA", 3}}},
+		{Ref: "s1", Purchased: 10, Allocated: 9, Lines: []domain.OrderLine{{OrderID: "c", SKU: "SOFA", Qty: 3}, {OrderID: "a", SKU: "SOFA", Qty: 3}, {OrderID: "b", SKU: "SOFA", Qty: 3}}},
 		{Ref: "s2", Purchased: 10, Allocated: 3, ETA: "2012-05-01"},
 	}
 	if diff := cmp.Diff(want, state(p)); diff != "" {
@@ -398,7 +398,7 @@ func testChangesPersist(t *testing.T, s service.Store) {
 		return r.GetByBatchRef(ctx, "e1")
 	})
 	want := []batchState{
-		{Ref: "e1", Purchased: 4, Allocated: 3, ETA: "2020-01-01", Lines: []domain.OrderLine{{"o1", "BED", 3}}},
+		{Ref: "e1", Purchased: 4, Allocated: 3, ETA: "2020-01-01", Lines: []domain.OrderLine{{OrderID: "o1", SKU: "BED", Qty: 3}}},
 		{Ref: "e2", Purchased: 10, ETA: "2020-02-01"},
 	}
 	if diff := cmp.Diff(want, state(p)); diff != "" {
