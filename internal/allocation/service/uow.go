@@ -36,9 +36,16 @@ type ProductRepository interface {
 }
 
 // ReadModel is the write side of the allocations view (the book's chapter
-// 12): one row per allocated order line.
+// 12): one row per allocated order line. Events may reach it late (a
+// handler that failed and is retried, or a flow that moved the line
+// between a commit and its dispatch), so each change applies only while it
+// is still true.
 type ReadModel interface {
+	// SetAllocation shows the line of orderID and sku in batchRef, if it is
+	// allocated there now.
 	SetAllocation(ctx context.Context, orderID, sku, batchRef string) error
+	// RemoveAllocation removes the line of orderID and sku, if the view
+	// shows it in batchRef.
 	RemoveAllocation(ctx context.Context, orderID, sku, batchRef string) error
 }
 

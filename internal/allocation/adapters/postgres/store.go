@@ -190,7 +190,8 @@ func (u *unitOfWork) ReadModel() service.ReadModel        { return (*readModel)(
 type readModel unitOfWork
 
 func (r *readModel) SetAllocation(ctx context.Context, orderID, sku, batchRef string) error {
-	r.writes.Queue(`INSERT INTO allocations_view (orderid, sku, batchref) VALUES ($1, $2, $3)
+	r.writes.Queue(`INSERT INTO allocations_view (orderid, sku, batchref)
+		SELECT orderid, sku, batchref FROM allocations WHERE orderid = $1 AND sku = $2 AND batchref = $3
 		ON CONFLICT (orderid, sku) DO UPDATE SET batchref = excluded.batchref`, orderID, sku, batchRef)
 	return nil
 }

@@ -133,7 +133,8 @@ func (u *unitOfWork) ReadModel() service.ReadModel        { return (*readModel)(
 type readModel unitOfWork
 
 func (r *readModel) SetAllocation(ctx context.Context, orderID, sku, batchRef string) error {
-	_, err := r.tx.ExecContext(ctx, `INSERT INTO allocations_view (orderid, sku, batchref) VALUES (?, ?, ?)
+	_, err := r.tx.ExecContext(ctx, `INSERT INTO allocations_view (orderid, sku, batchref)
+		SELECT orderid, sku, batchref FROM allocations WHERE orderid = ? AND sku = ? AND batchref = ?
 		ON CONFLICT (orderid, sku) DO UPDATE SET batchref = excluded.batchref`, orderID, sku, batchRef)
 	return err
 }
