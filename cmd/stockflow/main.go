@@ -1,6 +1,8 @@
 // Command stockflow runs the stockflow services.
 //
 //	stockflow up             run every service in one process, on the embedded default
+//	stockflow serve NAME     run one service alone
+//	stockflow migrate        create or upgrade the PostgreSQL schemas
 //	stockflow dead-letters   list messages that could not be handled
 //	stockflow load           measure a running stockflow
 package main
@@ -24,8 +26,11 @@ Usage:
   stockflow <command> [flags]
 
 Commands:
-  up             run the services in one process (HTTP API, SQLite store,
-                 in-process messages); stops gracefully on SIGTERM or Ctrl-C
+  up             run every service in one process (by default: SQLite store,
+                 in-process messages, no server needed); stops gracefully
+                 on SIGTERM or Ctrl-C
+  serve NAME     run one service alone (allocation), for separate processes
+  migrate        create or upgrade the PostgreSQL schemas, then exit
   dead-letters   list the messages that could not be handled, newest first
   load           drive a running stockflow with allocations and measure it
   help           show this help, or a command's: stockflow help up
@@ -37,9 +42,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "stockflow:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			return // the help was asked for, and shown
 		}
+		fmt.Fprintln(os.Stderr, "stockflow:", err)
 		os.Exit(exitCode(err))
 	}
 }
@@ -48,7 +54,7 @@ type usageError struct{ error }
 
 func exitCode(err error) int {
 	var u usageError
-	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
+	if errors.As(err, &u) {
 		return 2
 	}
 	return 1
@@ -63,6 +69,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "up":
 		return up(ctx, rest, stderr)
+	case "serve":
+		return serve(ctx, rest, stderr)
+	case "migrate":
+		return migrate(ctx, rest, stderr)
 	case "dead-letters":
 		return deadLetters(ctx, rest, stdout, stderr)
 	case "load":

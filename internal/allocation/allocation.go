@@ -5,6 +5,7 @@
 //	domain/            the model: OrderLine, Batch, Product; commands, events
 //	service/           handlers, unit of work and repository ports, bus wiring
 //	adapters/sqlite/   the embedded store
+//	adapters/postgres/ the production store
 //	adapters/http/     the HTTP API
 package allocation
 
@@ -20,10 +21,13 @@ import (
 	"time"
 
 	allochttp "github.com/stockflow/stockflow/internal/allocation/adapters/http"
+	allocpg "github.com/stockflow/stockflow/internal/allocation/adapters/postgres"
 	allocsqlite "github.com/stockflow/stockflow/internal/allocation/adapters/sqlite"
 	"github.com/stockflow/stockflow/internal/allocation/service"
 	"github.com/stockflow/stockflow/internal/messaging"
+	mpostgres "github.com/stockflow/stockflow/internal/messaging/postgres"
 	msqlite "github.com/stockflow/stockflow/internal/messaging/sqlite"
+	"github.com/stockflow/stockflow/internal/metrics"
 )
 
 // Name is the service's name: its consumer group and its database file.
@@ -31,11 +35,16 @@ const Name = "allocation"
 
 // Config configures the service.
 type Config struct {
-	// DataDir holds the SQLite database (allocation.db).
+	// DB is the PostgreSQL URL of the store (postgres://...); empty for
+	// the embedded SQLite database under DataDir.
+	DB string
+	// DataDir holds the SQLite database (allocation.db) when DB is empty.
 	DataDir string
 	// Transport carries messages in and out.
 	Transport messaging.Transport
 	Log       *slog.Logger
+	// Metrics, when set, observe the service.
+	Metrics *metrics.Metrics
 }
 
 // Service is a running allocation service.
@@ -48,7 +57,8 @@ type Service struct {
 
 	store     service.Store
 	outbox    outbox
-	db        *msqlite.DB
+	ready     func(context.Context) error
+	close     func()
 	transport messaging.Transport
 	log       *slog.Logger
 }
@@ -60,45 +70,75 @@ type outbox interface {
 	messaging.DeadLetters
 	Undispatched(ctx context.Context, olderThan time.Duration, limit, maxAttempts int) ([]messaging.Envelope, error)
 	ForgetHandled(ctx context.Context, age time.Duration) error
+	Depth(ctx context.Context) (int, time.Time, error)
 }
 
 // Open opens the service's store, applying migrations, and wires it.
 func Open(ctx context.Context, cfg Config) (*Service, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("allocation: %w", err)
+	s := &Service{Registry: service.Messages(), transport: cfg.Transport, log: cfg.Log}
+	var onCommit *func()
+	if cfg.DB != "" {
+		pool, err := mpostgres.Connect(ctx, cfg.DB, Name)
+		if err != nil {
+			return nil, fmt.Errorf("allocation: %w", err)
+		}
+		store, err := allocpg.Open(ctx, pool, s.Registry)
+		if err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("allocation: %w", err)
+		}
+		ob := mpostgres.NewOutbox(pool, Name)
+		s.store, s.outbox, onCommit = store, ob, &store.OnCommit
+		s.ready = func(ctx context.Context) error { return pool.Ping(ctx) }
+		s.close = func() { ob.Close(); pool.Close() }
+	} else {
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			return nil, fmt.Errorf("allocation: %w", err)
+		}
+		db, err := msqlite.Open(filepath.Join(cfg.DataDir, Name+".db"))
+		if err != nil {
+			return nil, fmt.Errorf("allocation: %w", err)
+		}
+		store, err := allocsqlite.Open(ctx, db, s.Registry)
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("allocation: %w", err)
+		}
+		s.store, s.outbox, onCommit = store, msqlite.NewOutbox(db), &store.OnCommit
+		s.ready = func(ctx context.Context) error { return db.R.PingContext(ctx) }
+		s.close = func() { db.Close() }
 	}
-	db, err := msqlite.Open(filepath.Join(cfg.DataDir, Name+".db"))
-	if err != nil {
-		return nil, fmt.Errorf("allocation: %w", err)
-	}
-	reg := service.Messages()
-	store, err := allocsqlite.Open(ctx, db, reg)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("allocation: %w", err)
-	}
-	ob := msqlite.NewOutbox(db)
-	s := &Service{
-		Registry:  reg,
-		store:     store,
-		outbox:    ob,
-		db:        db,
-		transport: cfg.Transport,
-		log:       cfg.Log,
-	}
-	s.Handlers = service.NewHandlers(store)
-	s.Bus = service.NewBus(s.Handlers, cfg.Log, ob)
-	s.Relay = messaging.NewRelay(ob, cfg.Transport, cfg.Log)
-	store.OnCommit = s.Relay.Notify
+	s.Handlers = service.NewHandlers(s.store)
+	s.Bus = service.NewBus(s.Handlers, cfg.Log, s.outbox)
+	s.Relay = messaging.NewRelay(s.outbox, cfg.Transport, cfg.Log)
+	*onCommit = s.Relay.Notify
 	s.Consumer = &messaging.Consumer{
 		Name:        Name,
-		Registry:    reg,
+		Registry:    s.Registry,
 		Bus:         s.Bus,
-		DeadLetters: ob,
+		DeadLetters: s.outbox,
 		Log:         cfg.Log,
 		Permanent:   service.IsPermanent,
 	}
+	if cfg.Metrics != nil {
+		m := cfg.Metrics.Service(Name, s.outbox)
+		s.Bus.SetMetrics(m)
+		s.Relay.Metrics = m
+		s.Consumer.Metrics = m
+		s.Handlers.OnRetry = m.Retried
+	}
 	return s, nil
+}
+
+// Migrate creates or upgrades the service's tables in the PostgreSQL
+// database at dbURL.
+func Migrate(ctx context.Context, dbURL string) error {
+	pool, err := mpostgres.Connect(ctx, dbURL, Name)
+	if err != nil {
+		return fmt.Errorf("allocation: %w", err)
+	}
+	defer pool.Close()
+	return allocpg.Migrate(ctx, pool)
 }
 
 // Routes adds the service's HTTP routes to mux.
@@ -174,7 +214,7 @@ func (s *Service) housekeeping(ctx context.Context) error {
 }
 
 // Ready reports whether the service can answer.
-func (s *Service) Ready(ctx context.Context) error { return s.db.R.PingContext(ctx) }
+func (s *Service) Ready(ctx context.Context) error { return s.ready(ctx) }
 
 // DeadLetters lists the latest dead letters.
 func (s *Service) DeadLetters(ctx context.Context, limit int) ([]messaging.DeadLetter, error) {
@@ -182,4 +222,4 @@ func (s *Service) DeadLetters(ctx context.Context, limit int) ([]messaging.DeadL
 }
 
 // Close closes the store.
-func (s *Service) Close() error { return s.db.Close() }
+func (s *Service) Close() { s.close() }

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/stockflow/stockflow/internal/allocation"
+	"github.com/stockflow/stockflow/internal/httpx"
+	"github.com/stockflow/stockflow/internal/messaging/broker"
+	"github.com/stockflow/stockflow/internal/metrics"
+)
+
+// services are the services stockflow runs, by name.
+var services = []string{allocation.Name}
+
+const upAbout = `Runs every stockflow service in one process behind one HTTP listener.
+By default it needs no server: SQLite databases under --data and
+in-process messages. --db and --broker point it at PostgreSQL and a
+broker instead. SIGTERM or Ctrl-C stops it: requests in flight finish,
+messages not yet delivered stay stored for the next start.`
+
+const serveAbout = `Runs one service alone (so that services can run as separate processes on
+one broker). Services: allocation. Flags as for "stockflow up".`
+
+// serverFlags are the flags of up and serve; each has an environment
+// variable, and the flag wins.
+type serverFlags struct {
+	http, data, db, broker string
+	grace                  time.Duration
+	logger                 func() (*slog.Logger, error)
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func addServerFlags(fs *flag.FlagSet, stderr io.Writer) *serverFlags {
+	f := &serverFlags{}
+	fs.StringVar(&f.http, "http", env("STOCKFLOW_HTTP", "127.0.0.1:5005"), "`address` the HTTP API listens on (env STOCKFLOW_HTTP)")
+	fs.StringVar(&f.data, "data", env("STOCKFLOW_DATA", "./stockflow-data"), "`directory` of the SQLite databases, when --db is not given (env STOCKFLOW_DATA)")
+	fs.StringVar(&f.db, "db", env("STOCKFLOW_DB", ""), "PostgreSQL `URL` (postgres://user@host:port/db); empty: SQLite under --data (env STOCKFLOW_DB)")
+	fs.StringVar(&f.broker, "broker", env("STOCKFLOW_BROKER", ""), "message broker `URL`: "+broker.Schemes+" (env STOCKFLOW_BROKER)")
+	fs.DurationVar(&f.grace, "grace", 15*time.Second, "how long requests in flight may take to finish at shutdown")
+	f.logger = logFlags(fs, stderr)
+	return f
+}
+
+func up(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flagSet("up", upAbout, stderr)
+	f := addServerFlags(fs, stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	return serveServices(ctx, f, services)
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flagSet("serve <service>", serveAbout, stderr)
+	f := addServerFlags(fs, stderr)
+	if len(args) == 0 || args[0] == "" || args[0][0] == '-' {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			fs.Usage()
+			return flag.ErrHelp
+		}
+		return usageError{fmt.Errorf("serve: name a service: %v", services)}
+	}
+	name := args[0]
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	for _, s := range services {
+		if s == name {
+			return serveServices(ctx, f, []string{name})
+		}
+	}
+	return usageError{fmt.Errorf("serve: unknown service %q; services: %v", name, services)}
+}
+
+// serveServices runs the named services behind one HTTP listener until ctx
+// is done.
+func serveServices(ctx context.Context, f *serverFlags, names []string) error {
+	log, err := f.logger()
+	if err != nil {
+		return err
+	}
+	transport, err := broker.Open(f.broker, log)
+	if err != nil {
+		return usageError{err}
+	}
+	defer transport.Close()
+	m := metrics.New()
+	svc, err := allocation.Open(ctx, allocation.Config{DB: f.db, DataDir: f.data, Transport: transport, Log: log, Metrics: m})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	if err := svc.Recover(ctx, 0); err != nil {
+		return fmt.Errorf("recovering undispatched events: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", f.http)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	svc.Routes(mux)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := svc.Ready(r.Context()); err != nil {
+			httpx.Error(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
+			return
+		}
+		httpx.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.Handle("GET /metrics", m.Handler())
+	srv := &http.Server{
+		Handler:           httpx.Handler(mux, log, m.ObserveRequest),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+
+	// Background work stops after the HTTP server has drained, so that the
+	// last requests' messages are relayed if the transport takes them.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	var bgErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		bgErr = svc.Run(bg)
+	}()
+
+	store := "sqlite:" + f.data
+	if f.db != "" {
+		store = "postgres"
+	}
+	log.Info("stockflow up", "services", names, "http", ln.Addr().String(), "store", store, "broker", brokerName(f.broker))
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err = <-serveErr:
+	case <-ctx.Done():
+		log.Info("shutting down")
+		sctx, cancel := context.WithTimeout(context.Background(), f.grace)
+		err = srv.Shutdown(sctx)
+		cancel()
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	stopBG()
+	wg.Wait()
+	if err == nil {
+		err = bgErr
+	}
+	log.Info("stopped")
+	return err
+}
+
+func brokerName(u string) string {
+	if u == "" {
+		return "inproc"
+	}
+	return u
+}
+
+const migrateAbout = `Creates or upgrades the PostgreSQL schemas of every service, then exits.
+Services also do it when they start; this does it alone (before a
+deployment, say). Safe when several instances migrate at once.`
+
+func migrate(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flagSet("migrate", migrateAbout, stderr)
+	db := fs.String("db", env("STOCKFLOW_DB", ""), "PostgreSQL `URL` (env STOCKFLOW_DB)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *db == "" {
+		return usageError{errors.New("migrate: --db (or STOCKFLOW_DB) is required")}
+	}
+	if err := allocation.Migrate(ctx, *db); err != nil {
+		return err
+	}
+	fmt.Fprintln(stderr, "migrated:", services)
+	return nil
+}
+
+const deadLettersAbout = `Lists the messages stockflow could not handle, newest first, as JSON
+lines: the consumer, the channel, the raw payload, the reason and the time.`
+
+func deadLetters(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flagSet("dead-letters", deadLettersAbout, stderr)
+	data := fs.String("data", env("STOCKFLOW_DATA", "./stockflow-data"), "`directory` of the SQLite databases, when --db is not given (env STOCKFLOW_DATA)")
+	db := fs.String("db", env("STOCKFLOW_DB", ""), "PostgreSQL `URL` (env STOCKFLOW_DB)")
+	limit := fs.Int("limit", 100, "how many to list")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	transport, _ := broker.Open("", log)
+	svc, err := allocation.Open(ctx, allocation.Config{DB: *db, DataDir: *data, Transport: transport, Log: log})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	list, err := svc.DeadLetters(ctx, *limit)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	for _, d := range list {
+		if err := enc.Encode(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}

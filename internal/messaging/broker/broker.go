@@ -1,0 +1,33 @@
+// Package broker opens the transport a URL names.
+package broker
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+
+	"github.com/stockflow/stockflow/internal/messaging"
+	"github.com/stockflow/stockflow/internal/messaging/inproc"
+	"github.com/stockflow/stockflow/internal/messaging/redis"
+)
+
+// Schemes lists the transports a broker URL can name.
+const Schemes = `"" or inproc:// (in-process, the default), redis://host:port (Redis pub/sub)`
+
+// Open returns the transport rawURL names.
+func Open(rawURL string, log *slog.Logger) (messaging.Transport, error) {
+	if rawURL == "" {
+		return inproc.New(), nil
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("broker %q: %w", rawURL, err)
+	}
+	switch u.Scheme {
+	case "inproc":
+		return inproc.New(), nil
+	case "redis", "rediss":
+		return redis.NewPubSub(rawURL, log)
+	}
+	return nil, fmt.Errorf("broker %q: unknown scheme %q; use %s", rawURL, u.Scheme, Schemes)
+}
