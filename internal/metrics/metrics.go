@@ -141,7 +141,9 @@ func (s *Service) Consumed(channel string, err error) {
 }
 
 // DeadLettered implements messaging.ConsumerMetrics.
-func (s *Service) DeadLettered(channel string) { s.m.deadLettered.WithLabelValues(s.name, channel).Inc() }
+func (s *Service) DeadLettered(channel string) {
+	s.m.deadLettered.WithLabelValues(s.name, channel).Inc()
+}
 
 // Relayed implements messaging.RelayMetrics.
 func (s *Service) Relayed(n int, _ time.Time) { s.m.relayed.WithLabelValues(s.name).Add(float64(n)) }
