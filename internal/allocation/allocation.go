@@ -55,12 +55,13 @@ type Service struct {
 	Relay    *messaging.Relay
 	Consumer *messaging.Consumer
 
-	store     service.Store
-	outbox    outbox
-	ready     func(context.Context) error
-	close     func()
-	transport messaging.Transport
-	log       *slog.Logger
+	dispatched *messaging.BufferedDispatchLog
+	store      service.Store
+	outbox     outbox
+	ready      func(context.Context) error
+	close      func()
+	transport  messaging.Transport
+	log        *slog.Logger
 }
 
 // outbox is what the service needs of its store's messaging tables.
@@ -109,7 +110,8 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		s.close = func() { db.Close() }
 	}
 	s.Handlers = service.NewHandlers(s.store)
-	s.Bus = service.NewBus(s.Handlers, cfg.Log, s.outbox)
+	s.dispatched = messaging.NewBufferedDispatchLog(s.outbox, 50*time.Millisecond, cfg.Log)
+	s.Bus = service.NewBus(s.Handlers, cfg.Log, s.dispatched)
 	s.Relay = messaging.NewRelay(s.outbox, cfg.Transport, cfg.Log)
 	*onCommit = s.Relay.Notify
 	s.Consumer = &messaging.Consumer{
@@ -159,6 +161,7 @@ func (s *Service) Recover(ctx context.Context, olderThan time.Duration) error {
 		}
 		s.log.InfoContext(ctx, "dispatching events left over", "count", len(envs))
 		s.Bus.Redispatch(ctx, s.Registry, envs)
+		s.dispatched.Flush(ctx)
 		if len(envs) < 256 {
 			return nil
 		}
@@ -169,7 +172,7 @@ func (s *Service) Recover(ctx context.Context, olderThan time.Duration) error {
 // the housekeeping, until ctx is done.
 func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -183,6 +186,7 @@ func (s *Service) Run(ctx context.Context) error {
 	run("consumer", func(ctx context.Context) error {
 		return s.Consumer.Run(ctx, s.transport, service.Inbound...)
 	})
+	run("dispatch log", s.dispatched.Run)
 	run("housekeeping", s.housekeeping)
 	wg.Wait()
 	close(errc)

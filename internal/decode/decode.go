@@ -5,10 +5,12 @@ package decode
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 )
 
@@ -66,7 +68,7 @@ func describe(err error) error {
 		if typeErr.Field == "" {
 			return invalid("body must be a JSON object, got %s", typeErr.Value)
 		}
-		return invalid("field %s must be %s, got %s", typeErr.Field, kind(typeErr.Type.Kind().String()), typeErr.Value)
+		return invalid("field %s must be %s, got %s", typeErr.Field, kind(typeErr.Type), typeErr.Value)
 	case errors.As(err, &syntaxErr):
 		return invalid("malformed JSON: %s (at byte %d)", syntaxErr.Error(), syntaxErr.Offset)
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -76,18 +78,29 @@ func describe(err error) error {
 	return &Error{err.Error()}
 }
 
-func kind(k string) string {
-	switch {
-	case strings.HasPrefix(k, "int"), strings.HasPrefix(k, "uint"):
-		return "an integer"
-	case k == "string":
-		return "a string"
-	case k == "bool":
-		return "a boolean"
-	case strings.HasPrefix(k, "float"):
-		return "a number"
-	case k == "struct":
-		return "a string" // dates and other text values
+func kind(t reflect.Type) string {
+	if reflect.PointerTo(t).Implements(textUnmarshaler) || reflect.PointerTo(t).Implements(jsonUnmarshaler) {
+		return "a string" // dates and other values written as text
 	}
-	return "a " + k
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	}
+	return "a " + t.Kind().String()
 }
+
+var (
+	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+	jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
+)

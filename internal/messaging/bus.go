@@ -105,18 +105,20 @@ func (b *Bus) Handle(ctx context.Context, cmd any) (any, error) {
 	start := time.Now()
 	res, raised, err := h(ctx, cmd)
 	b.logHandled(ctx, typeName(cmd), "", err, start)
-	b.Dispatch(ctx, raised)
+	b.Dispatch(ctx, raised) // the command's outcome stands; failures were logged and are retried
 	return res, err
 }
 
 // Dispatch hands committed events, and the events their handlers commit, to
 // every handler of their type, in order; it then records the ones whose
-// every handler succeeded in the dispatch log.
-func (b *Bus) Dispatch(ctx context.Context, queue []Raised) {
+// every handler succeeded in the dispatch log. A failing handler does not
+// stop the others; Dispatch returns the failures, joined.
+func (b *Bus) Dispatch(ctx context.Context, queue []Raised) error {
 	if len(queue) == 0 {
-		return
+		return nil
 	}
 	var done []string
+	var errs []error
 	for len(queue) > 0 {
 		r := queue[0]
 		queue = queue[1:]
@@ -128,6 +130,7 @@ func (b *Bus) Dispatch(ctx context.Context, queue []Raised) {
 			b.logHandled(hctx, typeName(r.Event), h.name, err, start)
 			if err != nil {
 				ok = false
+				errs = append(errs, fmt.Errorf("%s: %w", h.name, err))
 				continue
 			}
 			queue = append(queue, more...)
@@ -141,6 +144,7 @@ func (b *Bus) Dispatch(ctx context.Context, queue []Raised) {
 			b.log.ErrorContext(ctx, "recording dispatched events", "err", err, "count", len(done))
 		}
 	}
+	return errors.Join(errs...)
 }
 
 // Redispatch hands events decoded from their envelopes to their handlers:
@@ -164,6 +168,13 @@ func (b *Bus) logHandled(ctx context.Context, kind, handler string, err error, s
 	if b.metrics != nil {
 		b.metrics.Handled(kind, err, d)
 	}
+	level := slog.LevelInfo
+	if err != nil && handler != "" {
+		level = slog.LevelError
+	}
+	if !b.log.Enabled(ctx, level) {
+		return
+	}
 	m := MetaFrom(ctx)
 	attrs := []slog.Attr{
 		slog.String("type", kind),
@@ -177,12 +188,8 @@ func (b *Bus) logHandled(ctx context.Context, kind, handler string, err error, s
 	if m.CausationID != "" {
 		attrs = append(attrs, slog.String("causation_id", m.CausationID))
 	}
-	level := slog.LevelInfo
 	if err != nil {
 		attrs = append(attrs, slog.String("err", err.Error()))
-		if handler != "" {
-			level = slog.LevelError
-		}
 	}
 	b.log.LogAttrs(ctx, level, "message handled", attrs...)
 }

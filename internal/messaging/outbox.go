@@ -10,7 +10,8 @@ import (
 // in the transaction that raised them, waiting to be published.
 type Outbox interface {
 	// Unpublished returns up to limit messages not yet published, oldest
-	// first. A store shared by several relays hands each message to one.
+	// first. A store that several processes share hands them to one relay
+	// at a time.
 	Unpublished(ctx context.Context, limit int) ([]Envelope, error)
 	// MarkPublished records that the messages were published.
 	MarkPublished(ctx context.Context, ids []string) error
@@ -36,6 +37,10 @@ type Relay struct {
 	Poll time.Duration
 	// MaxBackoff caps the wait between failed rounds (default 5s).
 	MaxBackoff time.Duration
+	// Linger is how long the relay lets messages gather after a round
+	// that published some, so that under load each round publishes many
+	// (default 5ms).
+	Linger time.Duration
 
 	wake chan struct{}
 }
@@ -65,6 +70,10 @@ func (r *Relay) Run(ctx context.Context) error {
 	if maxBackoff <= 0 {
 		maxBackoff = 5 * time.Second
 	}
+	linger := r.Linger
+	if linger <= 0 {
+		linger = 5 * time.Millisecond
+	}
 	backoff := time.Duration(0)
 	for {
 		n, err := r.round(ctx, batch)
@@ -83,11 +92,17 @@ func (r *Relay) Run(ctx context.Context) error {
 			continue
 		}
 		backoff = 0
-		if n == batch {
+		switch {
+		case n == batch:
 			continue // more waiting
-		}
-		if !sleep(ctx, poll, r.wake) {
-			return ctx.Err()
+		case n > 0:
+			if !sleep(ctx, linger, nil) {
+				return ctx.Err()
+			}
+		default:
+			if !sleep(ctx, poll, r.wake) {
+				return ctx.Err()
+			}
 		}
 	}
 }

@@ -70,7 +70,8 @@ type Store interface {
 	// raised in the outbox, and commits; it returns those events. When the
 	// context names a consumer and a message (messaging.Meta), Transact
 	// records the message as handled, in the same transaction, and returns
-	// ErrAlreadyHandled without calling fn if it already was.
+	// ErrAlreadyHandled, changing nothing, if it already was (fn may or may
+	// not have been called).
 	Transact(ctx context.Context, fn func(context.Context, UnitOfWork) error) ([]messaging.Raised, error)
 	// Allocations returns the allocations view of an order.
 	Allocations(ctx context.Context, orderID string) ([]AllocationView, error)

@@ -79,9 +79,14 @@ func (t *Transport) deliver(ctx context.Context, s *subscription, m messaging.En
 		if err = s.h(s.ctx, messaging.Delivery{Envelope: m, Attempt: attempt}); err == nil {
 			return nil
 		}
+		if attempt == max {
+			break
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-s.ctx.Done():
+			return nil // the group left; it will not see the message
 		case <-time.After(wait):
 		}
 		wait *= 2

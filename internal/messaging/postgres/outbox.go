@@ -3,7 +3,9 @@ package postgres
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgconn"
 	"slices"
 	"sync"
 	"time"
@@ -258,4 +260,11 @@ func (o *Outbox) DeadLetters(ctx context.Context, limit int) ([]messaging.DeadLe
 		return nil, fmt.Errorf("dead letters: %w", err)
 	}
 	return out, nil
+}
+
+// IsInboxConflict reports whether err is the inbox refusing a message
+// recorded already.
+func IsInboxConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "inbox_pkey"
 }

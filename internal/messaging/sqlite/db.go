@@ -39,7 +39,7 @@ func Open(file string) (*DB, error) {
 			q.Add("_pragma", "query_only(1)")
 		}
 		q.Set("_txlock", txlock)
-		return "file:" + file + "?" + q.Encode()
+		return "file:" + pathEscaper.Replace(file) + "?" + q.Encode()
 	}
 	w, err := sql.Open("sqlite", dsn("immediate", false))
 	if err != nil {
@@ -61,6 +61,9 @@ func Open(file string) (*DB, error) {
 	r.SetMaxIdleConns(4)
 	return &DB{W: w, R: r}, nil
 }
+
+// pathEscaper escapes what a SQLite URI filename would read otherwise.
+var pathEscaper = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 
 // Close closes the database.
 func (db *DB) Close() error { return errors.Join(db.R.Close(), db.W.Close()) }

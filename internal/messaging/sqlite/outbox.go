@@ -75,6 +75,7 @@ func scanEnvelopes(rows *sql.Rows) ([]messaging.Envelope, error) {
 }
 
 // Unpublished returns up to limit messages not yet published, oldest first.
+// The embedded store belongs to one process, and so has one relay.
 func (o *Outbox) Unpublished(ctx context.Context, limit int) ([]messaging.Envelope, error) {
 	rows, err := o.db.R.QueryContext(ctx, `SELECT `+envelopeColumns+` FROM outbox WHERE published = 0 ORDER BY seq LIMIT ?`, limit)
 	if err != nil {
@@ -203,7 +204,7 @@ func (o *Outbox) Depth(ctx context.Context) (int, time.Time, error) {
 	}
 	var t time.Time
 	if oldest.Valid {
-		t = time.UnixMicro(oldest.Int64)
+		t = time.UnixMicro(oldest.Int64).UTC()
 	}
 	return n, t, nil
 }

@@ -2,10 +2,11 @@
 // the product repository, the unit of work (with the outbox and inbox of
 // the shared plumbing in the same transaction) and the read model.
 //
-// A transaction takes four round trips: BEGIN; the product, its batches
-// and the lines the operation needs, in one pipelined batch; every write
-// (the product's changes, its version check, the outbox, the read model,
-// the inbox) in a second batch; COMMIT.
+// A transaction takes two round trips: BEGIN with the reads (the product,
+// its batches and the lines the operation needs), pipelined; then every
+// write (the inbox, the product's changes with its version check, the
+// outbox, the read model) with COMMIT, pipelined. A transaction that reads
+// nothing (the read model's) takes one.
 package postgres
 
 import (
@@ -58,34 +59,37 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 
 // Transact implements service.Store.
 func (s *Store) Transact(ctx context.Context, fn func(context.Context, service.UnitOfWork) error) ([]messaging.Raised, error) {
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	meta := messaging.MetaFrom(ctx)
-	inbox := meta.Consumer != "" && meta.MessageID != ""
-	if inbox {
-		handled, err := mpostgres.Handled(ctx, tx, meta.Consumer, meta.MessageID)
-		if err != nil {
-			return nil, mapErr(err)
+	defer conn.Release()
+	uow := &unitOfWork{conn: conn, pending: &pgx.Batch{}, writes: &pgx.Batch{}}
+	uow.pending.Queue(`BEGIN`)
+	defer func() {
+		if uow.begun {
+			// Still open: fn failed, or a write did. ROLLBACK leaves the
+			// connection clean for the pool.
+			if _, err := conn.Exec(context.WithoutCancel(ctx), `ROLLBACK`); err != nil {
+				conn.Conn().Close(context.WithoutCancel(ctx))
+			}
 		}
-		if handled {
-			return nil, service.ErrAlreadyHandled
-		}
-	}
-	uow := &unitOfWork{tx: tx, writes: &pgx.Batch{}}
+	}()
 	if err := fn(ctx, uow); err != nil {
 		return nil, mapErr(err)
 	}
 
+	b := uow.pending // BEGIN, when fn read nothing
+	meta := messaging.MetaFrom(ctx)
+	inbox := meta.Consumer != "" && meta.MessageID != ""
+	if inbox {
+		// First, so that a message already handled fails the rest.
+		mpostgres.RecordHandled(b, meta.Consumer, meta.MessageID)
+	}
 	var raised []messaging.Raised
 	var envs []messaging.Envelope
-	var checks []versionCheck
-	b := &pgx.Batch{}
 	for _, p := range uow.seen {
 		if p.Changed() {
-			checks = append(checks, versionCheck{b.Len(), p})
 			save(b, p)
 		}
 		for _, ev := range p.Events() {
@@ -107,46 +111,19 @@ func (s *Store) Transact(ctx context.Context, fn func(context.Context, service.U
 	for _, q := range uow.writes.QueuedQueries {
 		b.Queue(q.SQL, q.Arguments...)
 	}
-	if inbox {
-		mpostgres.RecordHandled(b, meta.Consumer, meta.MessageID)
-	}
-	if err := sendWrites(ctx, tx, b, checks); err != nil {
-		return nil, err
-	}
-	if err := tx.Commit(ctx); err != nil {
+	b.Queue(`COMMIT`)
+	uow.begun = true
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		if inbox && mpostgres.IsInboxConflict(err) {
+			return nil, service.ErrAlreadyHandled
+		}
 		return nil, mapErr(err)
 	}
+	uow.begun = false
 	if len(envs) > 0 && s.OnCommit != nil {
 		s.OnCommit()
 	}
 	return raised, nil
-}
-
-type versionCheck struct {
-	index int // of the product's version statement in the batch
-	p     *domain.Product
-}
-
-// sendWrites sends the batch and checks that each product's version
-// statement changed one row.
-func sendWrites(ctx context.Context, tx pgx.Tx, b *pgx.Batch, checks []versionCheck) error {
-	if b.Len() == 0 {
-		return nil
-	}
-	res := tx.SendBatch(ctx, b)
-	defer res.Close()
-	for i := range b.Len() {
-		tag, err := res.Exec()
-		if err != nil {
-			return mapErr(err)
-		}
-		for _, c := range checks {
-			if c.index == i && tag.RowsAffected() != 1 {
-				return fmt.Errorf("%w: product %s at version %d", domain.ErrConcurrentUpdate, c.p.SKU, c.p.Version)
-			}
-		}
-	}
-	return mapErr(res.Close())
 }
 
 // Allocations implements service.Store.
@@ -179,9 +156,27 @@ func mapErr(err error) error {
 }
 
 type unitOfWork struct {
-	tx     pgx.Tx
-	seen   []*domain.Product
-	writes *pgx.Batch // the read model's, sent with the rest at commit
+	conn    *pgxpool.Conn
+	pending *pgx.Batch // BEGIN, until the first read sends it
+	begun   bool       // a transaction is open on conn
+	seen    []*domain.Product
+	writes  *pgx.Batch // the read model's, sent with the rest at commit
+}
+
+// send sends b, after the statements pending (BEGIN), and returns its
+// results past theirs.
+func (u *unitOfWork) send(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	pending := u.pending.Len()
+	if pending > 0 {
+		b.QueuedQueries = append(u.pending.QueuedQueries, b.QueuedQueries...)
+		u.pending = &pgx.Batch{}
+	}
+	u.begun = true
+	res := u.conn.SendBatch(ctx, b)
+	for range pending {
+		res.Exec() // an error here fails the reads that follow too
+	}
+	return res
 }
 
 func (u *unitOfWork) Products() service.ProductRepository { return (*repository)(u) }
@@ -223,14 +218,18 @@ func (r *repository) GetForOrder(ctx context.Context, sku, orderID string) (*dom
 }
 
 func (r *repository) GetByBatchRef(ctx context.Context, ref string) (*domain.Product, error) {
+	b := &pgx.Batch{}
+	b.Queue(`SELECT sku FROM batches WHERE ref = $1`, ref)
+	res := (*unitOfWork)(r).send(ctx, b)
 	var sku string
-	err := r.tx.QueryRow(ctx, `SELECT sku FROM batches WHERE ref = $1`, ref).Scan(&sku)
+	err := res.QueryRow().Scan(&sku)
+	res.Close()
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("batch %s: %w", ref, service.ErrNotFound)
 	} else if err != nil {
 		return nil, fmt.Errorf("loading batch %s: %w", ref, mapErr(err))
 	}
-	b := &pgx.Batch{}
+	b = &pgx.Batch{}
 	b.Queue(productQuery, sku)
 	b.Queue(`SELECT batchref, orderid, qty FROM allocations WHERE batchref = $1 ORDER BY id`, ref)
 	return r.load(ctx, b, sku)
@@ -239,7 +238,8 @@ func (r *repository) GetByBatchRef(ctx context.Context, ref string) (*domain.Pro
 // load sends b: the product query, then optionally a query of order lines
 // (batchref, orderid, qty), and builds the product.
 func (r *repository) load(ctx context.Context, b *pgx.Batch, sku string) (*domain.Product, error) {
-	res := r.tx.SendBatch(ctx, b)
+	queries := b.Len()
+	res := (*unitOfWork)(r).send(ctx, b)
 	defer res.Close()
 	rows, err := res.Query()
 	if err != nil {
@@ -272,7 +272,7 @@ func (r *repository) load(ctx context.Context, b *pgx.Batch, sku string) (*domai
 		return nil, fmt.Errorf("product %s: %w", sku, service.ErrNotFound)
 	}
 	p := domain.NewProduct(sku, version, batches...)
-	if b.Len() > 1 {
+	if queries > 1 {
 		rows, err := res.Query()
 		if err != nil {
 			return nil, fmt.Errorf("loading lines of %s: %w", sku, mapErr(err))
@@ -306,9 +306,9 @@ func (r *repository) load(ctx context.Context, b *pgx.Batch, sku string) (*domai
 // against the one it was loaded at, then the changes its events record.
 func save(b *pgx.Batch, p *domain.Product) {
 	if p.Version == 0 {
-		b.Queue(`INSERT INTO products (sku, version) VALUES ($1, 1) ON CONFLICT DO NOTHING`, p.SKU)
+		b.Queue(`INSERT INTO products (sku, version) VALUES ($1, 1)`, p.SKU) // fails if created meanwhile
 	} else {
-		b.Queue(`UPDATE products SET version = version + 1 WHERE sku = $1 AND version = $2`, p.SKU, p.Version)
+		b.Queue(`SELECT bump_version($1, $2)`, p.SKU, p.Version)
 	}
 	for _, ev := range p.Events() {
 		switch e := ev.(type) {

@@ -1,0 +1,74 @@
+package messaging
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// BufferedDispatchLog records dispatched events in batches, in the
+// background, instead of once per message handled. Losing a batch in a
+// crash only means those events are handed to their handlers again, which
+// skip them (the inbox).
+type BufferedDispatchLog struct {
+	next  DispatchLog
+	log   *slog.Logger
+	every time.Duration
+
+	mu   sync.Mutex
+	ids  []string
+	full chan struct{}
+}
+
+// NewBufferedDispatchLog returns a buffer in front of next that flushes
+// every interval, or sooner when 1,024 ids wait. Run must run.
+func NewBufferedDispatchLog(next DispatchLog, interval time.Duration, log *slog.Logger) *BufferedDispatchLog {
+	return &BufferedDispatchLog{next: next, log: log, every: interval, full: make(chan struct{}, 1)}
+}
+
+// MarkDispatched queues ids.
+func (b *BufferedDispatchLog) MarkDispatched(_ context.Context, ids []string) error {
+	b.mu.Lock()
+	b.ids = append(b.ids, ids...)
+	n := len(b.ids)
+	b.mu.Unlock()
+	if n >= 1024 {
+		select {
+		case b.full <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// Run flushes until ctx is done, then flushes what is left.
+func (b *BufferedDispatchLog) Run(ctx context.Context) error {
+	t := time.NewTicker(b.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			b.Flush(context.WithoutCancel(ctx))
+			return ctx.Err()
+		case <-t.C:
+		case <-b.full:
+		}
+		b.Flush(ctx)
+	}
+}
+
+// Flush records the queued ids now.
+func (b *BufferedDispatchLog) Flush(ctx context.Context) {
+	b.mu.Lock()
+	ids := b.ids
+	b.ids = nil
+	b.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	if err := b.next.MarkDispatched(ctx, ids); err != nil {
+		// Not lost: the events stay undispatched and are handed again.
+		b.log.WarnContext(ctx, "recording dispatched events", "err", err, "count", len(ids))
+	}
+}
