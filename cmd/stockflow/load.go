@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -47,9 +48,9 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Timeout:   30 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: *conns, MaxConnsPerHost: *conns},
 	}
-	post := func(path string, body any) (int, error) {
-		b, _ := json.Marshal(body)
-		resp, err := client.Post(strings.TrimSuffix(*base, "/")+path, "application/json", bytes.NewReader(b))
+	root := strings.TrimSuffix(*base, "/")
+	post := func(path string, b []byte) (int, error) {
+		resp, err := client.Post(root+path, "application/json", bytes.NewReader(b))
 		if err != nil {
 			return 0, err
 		}
@@ -60,7 +61,8 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	names := make([]string, *skus)
 	for i := range names {
 		names[i] = fmt.Sprintf("load-%s-sku-%d", run, i)
-		status, err := post("/add_batch", map[string]any{"ref": names[i] + "-batch", "sku": names[i], "qty": *stock, "eta": nil})
+		body, _ := json.Marshal(map[string]any{"ref": names[i] + "-batch", "sku": names[i], "qty": *stock, "eta": nil})
+		status, err := post("/add_batch", body)
 		if err != nil || status != http.StatusCreated {
 			return fmt.Errorf("adding batch for %s: status %d, %v", names[i], status, err)
 		}
@@ -85,16 +87,22 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			defer wg.Done()
 			r := result{status: map[int]int{}}
 			rnd := mrand.New(mrand.NewPCG(uint64(c), uint64(time.Now().UnixNano())))
+			prefix := fmt.Sprintf(`{"orderid":"load-%s-%d-`, run, c)
+			var body []byte
 			for n := 0; ctx.Err() == nil; n++ {
 				t0 := time.Now()
 				if t0.After(end) {
 					break
 				}
-				status, err := post("/allocate", map[string]any{
-					"orderid": fmt.Sprintf("load-%s-%d-%d", run, c, n),
-					"sku":     names[rnd.IntN(len(names))],
-					"qty":     *qty,
-				})
+				// {"orderid":"load-<run>-<c>-<n>","sku":"<sku>","qty":<qty>}
+				body = append(body[:0], prefix...)
+				body = strconv.AppendInt(body, int64(n), 10)
+				body = append(body, `","sku":`...)
+				body = strconv.AppendQuote(body, names[rnd.IntN(len(names))])
+				body = append(body, `,"qty":`...)
+				body = strconv.AppendInt(body, int64(*qty), 10)
+				body = append(body, '}')
+				status, err := post("/allocate", body)
 				if t0.Before(measure) {
 					continue
 				}

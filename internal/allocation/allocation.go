@@ -91,7 +91,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		ob := mpostgres.NewOutbox(pool, Name)
 		s.store, s.outbox, onCommit = store, ob, &store.OnCommit
 		s.ready = func(ctx context.Context) error { return pool.Ping(ctx) }
-		s.close = func() { ob.Close(); pool.Close() }
+		s.close = func() { store.Close(); ob.Close(); pool.Close() }
 	} else {
 		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 			return nil, fmt.Errorf("allocation: %w", err)

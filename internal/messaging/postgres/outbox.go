@@ -25,21 +25,6 @@ func AppendOutbox(b *pgx.Batch, envs []messaging.Envelope) {
 	}
 }
 
-// Handled reports whether consumer already handled message id.
-func Handled(ctx context.Context, tx pgx.Tx, consumer, id string) (bool, error) {
-	var handled bool
-	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = $2)`, consumer, id).Scan(&handled)
-	if err != nil {
-		return false, fmt.Errorf("inbox: %w", err)
-	}
-	return handled, nil
-}
-
-// RecordHandled queues the record that consumer handled message id.
-func RecordHandled(b *pgx.Batch, consumer, id string) {
-	b.Queue(`INSERT INTO inbox (consumer, message_id) VALUES ($1, $2)`, consumer, id)
-}
-
 // Outbox is the outbox, inbox and dead letters of one schema, as the
 // relay, the message bus and consumers see them. Of several instances'
 // relays on one database, one at a time publishes: the one holding the
@@ -139,16 +124,20 @@ func (o *Outbox) MarkDispatched(ctx context.Context, ids []string) error {
 	return o.mark(ctx, "dispatched", ids)
 }
 
-// mark sets column on the rows of ids and removes the rows that are both
-// published and dispatched. Losing this commit in a crash only means
-// handing the messages again, which their consumers recognise: it does
-// not wait for the disk.
+// mark records column on the rows of ids: the second of the two marks
+// (published, dispatched) removes the row, the first sets its flag.
+// Losing this commit in a crash only means handing the messages again,
+// which their consumers recognise: it does not wait for the disk.
 func (o *Outbox) mark(ctx context.Context, column string, ids []string) error {
+	other := "dispatched"
+	if column == "dispatched" {
+		other = "published"
+	}
 	err := pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		b.Queue(`SET LOCAL synchronous_commit = off`)
-		b.Queue(`UPDATE outbox SET `+column+` = true WHERE id = ANY($1)`, ids)
-		b.Queue(`DELETE FROM outbox WHERE id = ANY($1) AND published AND dispatched`, ids)
+		b.Queue(`DELETE FROM outbox WHERE id = ANY($1) AND `+other, ids)
+		b.Queue(`UPDATE outbox SET `+column+` = true WHERE id = ANY($1) AND NOT `+other, ids)
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {

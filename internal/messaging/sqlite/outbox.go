@@ -99,9 +99,13 @@ func (o *Outbox) MarkDispatched(ctx context.Context, ids []string) error {
 	return o.mark(ctx, "dispatched", ids)
 }
 
-// mark sets column on the rows of ids, and removes the rows that are both
-// published and dispatched.
+// mark records column on the rows of ids: the second of the two marks
+// (published, dispatched) removes the row, the first sets its flag.
 func (o *Outbox) mark(ctx context.Context, column string, ids []string) error {
+	other := "dispatched"
+	if column == "dispatched" {
+		other = "published"
+	}
 	tx, err := o.db.W.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
@@ -114,10 +118,10 @@ func (o *Outbox) mark(ctx context.Context, column string, ids []string) error {
 			args[i] = id
 		}
 		in := Placeholders(n)
-		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET `+column+` = 1 WHERE id IN (`+in+`)`, args...); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id IN (`+in+`) AND `+other+` = 1`, args...); err != nil {
 			return fmt.Errorf("outbox: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id IN (`+in+`) AND published = 1 AND dispatched = 1`, args...); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET `+column+` = 1 WHERE id IN (`+in+`)`, args...); err != nil {
 			return fmt.Errorf("outbox: %w", err)
 		}
 		ids = ids[n:]

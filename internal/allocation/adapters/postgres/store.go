@@ -2,11 +2,10 @@
 // the product repository, the unit of work (with the outbox and inbox of
 // the shared plumbing in the same transaction) and the read model.
 //
-// A transaction takes two round trips: BEGIN with the reads (the product,
-// its batches and the lines the operation needs), pipelined; then every
-// write (the inbox, the product's changes with its version check, the
-// outbox, the read model) with COMMIT, pipelined. A transaction that reads
-// nothing (the read model's) takes one.
+// Transactions are committed in groups (see group.go): the work of the
+// callers waiting at once shares one database transaction and one commit,
+// and each caller's writes travel in the same round trip as the next
+// caller's reads.
 package postgres
 
 import (
@@ -15,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,7 +37,14 @@ type Store struct {
 	// OnCommit, when set, is called after each commit that stored messages
 	// in the outbox (to wake the relay).
 	OnCommit func()
+
+	jobs chan *job
+	quit chan struct{}
+	wg   sync.WaitGroup
 }
+
+// Committers is how many group transactions run at once.
+const Committers = 4
 
 // Open opens the store on pool, applying its migrations and the messaging
 // tables'.
@@ -45,7 +52,18 @@ func Open(ctx context.Context, pool *pgxpool.Pool, registry *messaging.Registry)
 	if err := Migrate(ctx, pool); err != nil {
 		return nil, err
 	}
-	return &Store{pool: pool, registry: registry}, nil
+	s := &Store{pool: pool, registry: registry, jobs: make(chan *job), quit: make(chan struct{})}
+	for range Committers {
+		s.wg.Add(1)
+		go s.commit()
+	}
+	return s, nil
+}
+
+// Close stops the committers, once the transactions under way are done.
+func (s *Store) Close() {
+	close(s.quit)
+	s.wg.Wait()
 }
 
 // Migrate creates or upgrades the store's tables.
@@ -55,75 +73,6 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	}
 	sub, _ := fs.Sub(migrations, "migrations")
 	return mpostgres.Migrate(ctx, pool, "allocation", sub)
-}
-
-// Transact implements service.Store.
-func (s *Store) Transact(ctx context.Context, fn func(context.Context, service.UnitOfWork) error) ([]messaging.Raised, error) {
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Release()
-	uow := &unitOfWork{conn: conn, pending: &pgx.Batch{}, writes: &pgx.Batch{}}
-	uow.pending.Queue(`BEGIN`)
-	defer func() {
-		if uow.begun {
-			// Still open: fn failed, or a write did. ROLLBACK leaves the
-			// connection clean for the pool.
-			if _, err := conn.Exec(context.WithoutCancel(ctx), `ROLLBACK`); err != nil {
-				conn.Conn().Close(context.WithoutCancel(ctx))
-			}
-		}
-	}()
-	if err := fn(ctx, uow); err != nil {
-		return nil, mapErr(err)
-	}
-
-	b := uow.pending // BEGIN, when fn read nothing
-	meta := messaging.MetaFrom(ctx)
-	inbox := meta.Consumer != "" && meta.MessageID != ""
-	if inbox {
-		// First, so that a message already handled fails the rest.
-		mpostgres.RecordHandled(b, meta.Consumer, meta.MessageID)
-	}
-	var raised []messaging.Raised
-	var envs []messaging.Envelope
-	for _, p := range uow.seen {
-		if p.Changed() {
-			save(b, p)
-		}
-		for _, ev := range p.Events() {
-			env, err := s.registry.Envelope(ctx, ev)
-			if err != nil {
-				return nil, err
-			}
-			envs = append(envs, env)
-			raised = append(raised, messaging.Raised{Envelope: env, Event: ev})
-		}
-	}
-	if len(envs) == 0 && inbox {
-		// Nothing leaves this transaction: were its commit lost in a crash,
-		// the inbox would forget it too and the message would be handled
-		// again. It need not wait for the disk.
-		b.Queue(`SET LOCAL synchronous_commit = off`)
-	}
-	mpostgres.AppendOutbox(b, envs)
-	for _, q := range uow.writes.QueuedQueries {
-		b.Queue(q.SQL, q.Arguments...)
-	}
-	b.Queue(`COMMIT`)
-	uow.begun = true
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		if inbox && mpostgres.IsInboxConflict(err) {
-			return nil, service.ErrAlreadyHandled
-		}
-		return nil, mapErr(err)
-	}
-	uow.begun = false
-	if len(envs) > 0 && s.OnCommit != nil {
-		s.OnCommit()
-	}
-	return raised, nil
 }
 
 // Allocations implements service.Store.
@@ -155,28 +104,11 @@ func mapErr(err error) error {
 	return err
 }
 
+// unitOfWork is one caller's share of a group transaction.
 type unitOfWork struct {
-	conn    *pgxpool.Conn
-	pending *pgx.Batch // BEGIN, until the first read sends it
-	begun   bool       // a transaction is open on conn
-	seen    []*domain.Product
-	writes  *pgx.Batch // the read model's, sent with the rest at commit
-}
-
-// send sends b, after the statements pending (BEGIN), and returns its
-// results past theirs.
-func (u *unitOfWork) send(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	pending := u.pending.Len()
-	if pending > 0 {
-		b.QueuedQueries = append(u.pending.QueuedQueries, b.QueuedQueries...)
-		u.pending = &pgx.Batch{}
-	}
-	u.begun = true
-	res := u.conn.SendBatch(ctx, b)
-	for range pending {
-		res.Exec() // an error here fails the reads that follow too
-	}
-	return res
+	g      *group
+	seen   []*domain.Product
+	writes *pgx.Batch // the read model's, sent with the rest after fn
 }
 
 func (u *unitOfWork) Products() service.ProductRepository { return (*repository)(u) }
@@ -220,9 +152,12 @@ func (r *repository) GetForOrder(ctx context.Context, sku, orderID string) (*dom
 func (r *repository) GetByBatchRef(ctx context.Context, ref string) (*domain.Product, error) {
 	b := &pgx.Batch{}
 	b.Queue(`SELECT sku FROM batches WHERE ref = $1`, ref)
-	res := (*unitOfWork)(r).send(ctx, b)
+	res, err := r.g.send(b)
+	if err != nil {
+		return nil, err
+	}
 	var sku string
-	err := res.QueryRow().Scan(&sku)
+	err = res.QueryRow().Scan(&sku)
 	res.Close()
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("batch %s: %w", ref, service.ErrNotFound)
@@ -239,7 +174,10 @@ func (r *repository) GetByBatchRef(ctx context.Context, ref string) (*domain.Pro
 // (batchref, orderid, qty), and builds the product.
 func (r *repository) load(ctx context.Context, b *pgx.Batch, sku string) (*domain.Product, error) {
 	queries := b.Len()
-	res := (*unitOfWork)(r).send(ctx, b)
+	res, err := r.g.send(b)
+	if err != nil {
+		return nil, err
+	}
 	defer res.Close()
 	rows, err := res.Query()
 	if err != nil {

@@ -1,0 +1,264 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stockflow/stockflow/internal/allocation/service"
+	"github.com/stockflow/stockflow/internal/messaging"
+	mpostgres "github.com/stockflow/stockflow/internal/messaging/postgres"
+)
+
+// Group commit. Callers of Transact queue their work; a committer takes
+// the work waiting, up to maxGroup callers, and runs it in one
+// transaction: each caller's reads, then its writes, pipelined with the
+// next caller's reads, and one COMMIT at the end. A caller sees the writes
+// of the callers before it. When a caller's write fails (its version check,
+// its inbox entry), the transaction is rolled back, that caller gets its
+// error, and the others run again in a new group.
+//
+// This is what lets many small transactions share one disk flush and a
+// few round trips, instead of each paying for its own.
+
+const maxGroup = 64
+
+// groupTimeout bounds one group transaction.
+const groupTimeout = 30 * time.Second
+
+type job struct {
+	ctx  context.Context
+	fn   func(context.Context, service.UnitOfWork) error
+	done chan result
+}
+
+type result struct {
+	raised []messaging.Raised
+	err    error
+}
+
+// Transact implements service.Store.
+func (s *Store) Transact(ctx context.Context, fn func(context.Context, service.UnitOfWork) error) ([]messaging.Raised, error) {
+	j := &job{ctx: ctx, fn: fn, done: make(chan result, 1)}
+	select {
+	case s.jobs <- j:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.quit:
+		return nil, errors.New("allocation store closed")
+	}
+	r := <-j.done // even when ctx is done: the work may be committed
+	return r.raised, r.err
+}
+
+// commit runs groups until the store closes.
+func (s *Store) commit() {
+	defer s.wg.Done()
+	for {
+		var first *job
+		select {
+		case first = <-s.jobs:
+		case <-s.quit:
+			return
+		}
+		group := []*job{first}
+	gather:
+		for len(group) < maxGroup {
+			select {
+			case j := <-s.jobs:
+				group = append(group, j)
+			default:
+				break gather
+			}
+		}
+		for len(group) > 0 {
+			group = s.run(group)
+		}
+	}
+}
+
+// run runs jobs in one transaction and answers them, but for the jobs it
+// returns: those to run again, in a new transaction, because another job
+// failed this one.
+func (s *Store) run(jobs []*job) (again []*job) {
+	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
+	defer cancel()
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		for _, j := range jobs {
+			j.done <- result{err: fmt.Errorf("allocation store: %w", err)}
+		}
+		return nil
+	}
+	defer conn.Release()
+	g := &group{ctx: ctx, conn: conn.Conn(), pending: &pgx.Batch{}}
+	g.queue(nil, `BEGIN`)
+
+	type outcome struct {
+		j      *job
+		raised []messaging.Raised
+		err    error
+		ran    bool // fn succeeded and its writes are queued
+	}
+	outcomes := make([]outcome, 0, len(jobs))
+	publishes, allInbox := false, true
+	for _, j := range jobs {
+		o := outcome{j: j}
+		uow := &unitOfWork{g: g, writes: &pgx.Batch{}}
+		err := j.fn(j.ctx, uow)
+		if g.failed != nil {
+			break // a write of an earlier job failed: nothing more can run
+		}
+		if err != nil {
+			o.err = mapErr(err) // fn only read: nothing to undo
+			outcomes = append(outcomes, o)
+			continue
+		}
+		meta := messaging.MetaFrom(j.ctx)
+		inbox := meta.Consumer != "" && meta.MessageID != ""
+		if inbox {
+			// First, so that a message already handled fails before the rest.
+			g.queue(j, `INSERT INTO inbox (consumer, message_id) VALUES ($1, $2)`, meta.Consumer, meta.MessageID)
+		} else {
+			allInbox = false
+		}
+		var envs []messaging.Envelope
+		for _, p := range uow.seen {
+			if p.Changed() {
+				b := &pgx.Batch{}
+				save(b, p)
+				g.queueBatch(j, b)
+			}
+			for _, ev := range p.Events() {
+				env, err := s.registry.Envelope(j.ctx, ev)
+				if err != nil {
+					o.err = err
+					break
+				}
+				envs = append(envs, env)
+				o.raised = append(o.raised, messaging.Raised{Envelope: env, Event: ev})
+			}
+		}
+		b := &pgx.Batch{}
+		mpostgres.AppendOutbox(b, envs)
+		b.QueuedQueries = append(b.QueuedQueries, uow.writes.QueuedQueries...)
+		g.queueBatch(j, b)
+		publishes = publishes || len(envs) > 0
+		o.ran = o.err == nil
+		outcomes = append(outcomes, o)
+	}
+
+	if g.failed == nil {
+		if !publishes && allInbox {
+			// Nothing leaves this transaction: were its commit lost in a
+			// crash, the inbox would forget it too and the messages would be
+			// handled again. It need not wait for the disk.
+			g.queue(nil, `SET LOCAL synchronous_commit = off`)
+		}
+		g.queue(nil, `COMMIT`)
+		if res, err := g.send(&pgx.Batch{}); err == nil {
+			err = res.Close()
+			if err != nil && g.failed == nil {
+				g.failed = &failure{err: err}
+			}
+		}
+	}
+
+	if g.failed == nil {
+		for _, o := range outcomes {
+			o.j.done <- result{raised: o.raised, err: o.err}
+		}
+		if publishes && s.OnCommit != nil {
+			s.OnCommit()
+		}
+		return nil
+	}
+
+	// Roll back; the job whose write failed gets its error, the others
+	// that ran go again.
+	if _, err := g.conn.Exec(ctx, `ROLLBACK`); err != nil {
+		g.conn.Close(ctx)
+	}
+	f := g.failed
+	ferr := mapErr(f.err)
+	if f.job != nil && mpostgres.IsInboxConflict(f.err) {
+		ferr = service.ErrAlreadyHandled
+	}
+	answered := map[*job]bool{}
+	for _, o := range outcomes {
+		switch {
+		case o.j == f.job:
+			o.j.done <- result{err: ferr}
+		case !o.ran:
+			o.j.done <- result{err: o.err}
+		case f.job == nil:
+			// Not one job's fault (the connection, the commit): the outcome
+			// is unknown to all; they retry, and allocating again is a no-op.
+			o.j.done <- result{err: fmt.Errorf("%w: %w", errGroupFailed, ferr)}
+		default:
+			again = append(again, o.j)
+		}
+		answered[o.j] = true
+	}
+	for _, j := range jobs {
+		if !answered[j] {
+			if f.job == nil {
+				j.done <- result{err: fmt.Errorf("%w: %w", errGroupFailed, ferr)}
+			} else {
+				again = append(again, j)
+			}
+		}
+	}
+	return again
+}
+
+var errGroupFailed = errors.New("group transaction failed")
+
+// group is a transaction shared by several jobs.
+type group struct {
+	ctx     context.Context
+	conn    *pgx.Conn
+	pending *pgx.Batch // statements to send before the next read
+	owners  []*job     // of each pending statement; nil for the group's own
+	failed  *failure
+}
+
+type failure struct {
+	job *job // whose statement failed; nil when no job's
+	err error
+}
+
+func (g *group) queue(j *job, sql string, args ...any) {
+	g.pending.Queue(sql, args...)
+	g.owners = append(g.owners, j)
+}
+
+func (g *group) queueBatch(j *job, b *pgx.Batch) {
+	for _, q := range b.QueuedQueries {
+		g.queue(j, q.SQL, q.Arguments...)
+	}
+}
+
+// send sends the pending statements, then b's, in one round trip, and
+// returns the results of b's. When a pending statement fails, the group
+// has failed: send records whose statement it was and returns an error.
+func (g *group) send(b *pgx.Batch) (pgx.BatchResults, error) {
+	if g.failed != nil {
+		return nil, errGroupFailed
+	}
+	all := &pgx.Batch{QueuedQueries: append(g.pending.QueuedQueries, b.QueuedQueries...)}
+	owners := g.owners
+	g.pending, g.owners = &pgx.Batch{}, nil
+	res := g.conn.SendBatch(g.ctx, all)
+	for _, owner := range owners {
+		if _, err := res.Exec(); err != nil {
+			res.Close()
+			g.failed = &failure{job: owner, err: err}
+			return nil, errGroupFailed
+		}
+	}
+	return res, nil
+}
