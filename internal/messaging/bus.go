@@ -43,8 +43,9 @@ type Bus struct {
 }
 
 type namedHandler struct {
-	name string
-	fn   func(context.Context, any) ([]Raised, error)
+	name       string
+	idempotent bool
+	fn         func(context.Context, any) ([]Raised, error)
 }
 
 // BusMetrics observes the bus; nil methods are fine to leave out.
@@ -75,11 +76,26 @@ func HandleCommand[C any](b *Bus, h CommandHandler[C]) {
 	b.commands[t] = func(ctx context.Context, c any) (any, []Raised, error) { return h(ctx, c.(C)) }
 }
 
-// HandleEvent adds h, named name, to the handlers of events of type E. The
-// name is what the inbox records: keep it stable.
+// HandleEvent adds h, named name, to the handlers of events of type E. An
+// event may reach h again (redelivered, or handed again after a crash):
+// h's unit of work skips it, by the inbox entry it records under name.
+// Keep the name stable.
 func HandleEvent[E any](b *Bus, name string, h EventHandler[E]) {
+	addEventHandler(b, name, false, h)
+}
+
+// HandleIdempotentEvent adds h, named name, to the handlers of events of
+// type E, as HandleEvent does, for a handler that makes handling an event
+// twice harmless by itself (an upsert, say): no inbox entry is kept.
+func HandleIdempotentEvent[E any](b *Bus, name string, h EventHandler[E]) {
+	addEventHandler(b, name, true, h)
+}
+
+func addEventHandler[E any](b *Bus, name string, idempotent bool, h EventHandler[E]) {
 	t := reflect.TypeFor[E]()
-	b.events[t] = append(b.events[t], namedHandler{name, func(ctx context.Context, e any) ([]Raised, error) { return h(ctx, e.(E)) }})
+	b.events[t] = append(b.events[t], namedHandler{name, idempotent, func(ctx context.Context, e any) ([]Raised, error) {
+		return h(ctx, e.(E))
+	}})
 }
 
 // IsCommand reports whether msg is a command with a handler.
@@ -112,19 +128,37 @@ func (b *Bus) Handle(ctx context.Context, cmd any) (any, error) {
 // Dispatch hands committed events, and the events their handlers commit, to
 // every handler of their type, in order; it then records the ones whose
 // every handler succeeded in the dispatch log. A failing handler does not
-// stop the others; Dispatch returns the failures, joined.
+// stop the others; Dispatch returns the failures, joined. The events are
+// committed ones, kept in the outbox until dispatched.
 func (b *Bus) Dispatch(ctx context.Context, queue []Raised) error {
+	return b.dispatchEvents(ctx, queue, true)
+}
+
+// dispatchEvents dispatches queue; replayed tells whether its first
+// events are handed again if their handling is lost (the events they
+// raise are: they are committed).
+func (b *Bus) dispatchEvents(ctx context.Context, queue []Raised, replayed bool) error {
 	if len(queue) == 0 {
 		return nil
 	}
 	var done []string
 	var errs []error
-	for len(queue) > 0 {
+	notReplayed := 0
+	if !replayed {
+		notReplayed = len(queue)
+	}
+	for i := 0; len(queue) > 0; i++ {
 		r := queue[0]
 		queue = queue[1:]
 		ok := true
 		for _, h := range b.events[reflect.TypeOf(r.Event)] {
-			hctx := WithMeta(ctx, metaOf(r.Envelope, h.name))
+			consumer := h.name
+			if h.idempotent {
+				consumer = ""
+			}
+			m := metaOf(r.Envelope, consumer)
+			m.Replayed = i >= notReplayed
+			hctx := WithMeta(ctx, m)
 			start := time.Now()
 			more, err := h.fn(hctx, r.Event)
 			b.logHandled(hctx, typeName(r.Event), h.name, err, start)

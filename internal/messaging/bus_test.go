@@ -394,8 +394,8 @@ func TestBusEventHandlerMeta(t *testing.T) {
 			env:  messaging.Envelope{ID: "ev-1", Channel: "order_placed", CorrelationID: "corr-1", CausationID: "cmd-1", Payload: json.RawMessage(`{}`)},
 			want: func(env messaging.Envelope) []messaging.Meta {
 				return []messaging.Meta{
-					{MessageID: "ev-1", CorrelationID: "corr-1", CausationID: "cmd-1", Consumer: "alpha"},
-					{MessageID: "ev-1", CorrelationID: "corr-1", CausationID: "cmd-1", Consumer: "beta"},
+					{MessageID: "ev-1", CorrelationID: "corr-1", CausationID: "cmd-1", Consumer: "alpha", Replayed: true},
+					{MessageID: "ev-1", CorrelationID: "corr-1", CausationID: "cmd-1", Consumer: "beta", Replayed: true},
 				}
 			},
 		},
@@ -404,8 +404,8 @@ func TestBusEventHandlerMeta(t *testing.T) {
 			env:  messaging.Envelope{ID: "ev-2", Channel: "order_placed", Payload: json.RawMessage(`{}`)},
 			want: func(env messaging.Envelope) []messaging.Meta {
 				return []messaging.Meta{
-					{MessageID: "ev-2", CorrelationID: "ev-2", Consumer: "alpha"},
-					{MessageID: "ev-2", CorrelationID: "ev-2", Consumer: "beta"},
+					{MessageID: "ev-2", CorrelationID: "ev-2", Consumer: "alpha", Replayed: true},
+					{MessageID: "ev-2", CorrelationID: "ev-2", Consumer: "beta", Replayed: true},
 				}
 			},
 		},
@@ -448,7 +448,7 @@ func TestBusCommandEventsCarryCommandMeta(t *testing.T) {
 	if _, err := b.Handle(context.Background(), placeOrder{SKU: "A"}); err != nil {
 		t.Fatal(err)
 	}
-	want := messaging.Meta{MessageID: raised.Envelope.ID, CorrelationID: cmdMeta.CorrelationID, CausationID: cmdMeta.MessageID, Consumer: "h"}
+	want := messaging.Meta{MessageID: raised.Envelope.ID, CorrelationID: cmdMeta.CorrelationID, CausationID: cmdMeta.MessageID, Consumer: "h", Replayed: true}
 	if diff := cmp.Diff(want, evMeta); diff != "" {
 		t.Errorf("event handler meta (-want +got):\n%s", diff)
 	}
@@ -489,7 +489,7 @@ func TestBusRedispatch(t *testing.T) {
 		t.Errorf("dispatched ids (-want +got):\n%s", diff)
 	}
 	for i, env := range []messaging.Envelope{e1, e2, e3} {
-		wantMeta := messaging.Meta{MessageID: env.ID, CorrelationID: env.CorrelationID, CausationID: env.CausationID, Consumer: []string{"placed", "reserved", "placed"}[i]}
+		wantMeta := messaging.Meta{MessageID: env.ID, CorrelationID: env.CorrelationID, CausationID: env.CausationID, Consumer: []string{"placed", "reserved", "placed"}[i], Replayed: true}
 		if diff := cmp.Diff(wantMeta, metas[i]); diff != "" {
 			t.Errorf("meta of redispatched %d (-want +got):\n%s", i, diff)
 		}

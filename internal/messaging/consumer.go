@@ -69,7 +69,7 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery) (err error) {
 	if c.Bus.IsCommand(msg) {
 		_, err = c.Bus.Handle(ctx, msg)
 	} else {
-		err = c.Bus.Dispatch(ctx, []Raised{{Envelope: d.Envelope, Event: msg}})
+		err = c.Bus.dispatchEvents(ctx, []Raised{{Envelope: d.Envelope, Event: msg}}, false)
 	}
 	switch {
 	case err == nil:

@@ -61,6 +61,11 @@ type Meta struct {
 	// handle each message once: a unit of work records (Consumer, MessageID)
 	// in its transaction and skips a message it already recorded.
 	Consumer string
+	// Replayed is true when the message will be handed again if its
+	// handling is lost (an event kept in the outbox until dispatched, a
+	// broker delivery until acknowledged): a unit of work that stores no
+	// new messages then need not wait for the disk at commit.
+	Replayed bool
 }
 
 type metaKey struct{}

@@ -17,8 +17,10 @@ func NewBus(h *Handlers, log *slog.Logger, dispatched messaging.DispatchLog) *me
 	messaging.HandleCommand(b, h.Allocate)
 	messaging.HandleCommand(b, h.ChangeBatchQuantity)
 	messaging.HandleCommand(b, h.Deallocate)
-	messaging.HandleEvent(b, "allocation.read_model.add", h.AddAllocationToReadModel)
-	messaging.HandleEvent(b, "allocation.read_model.remove", h.RemoveAllocationFromReadModel)
+	// The read model's changes apply only while true (see ReadModel): doing
+	// them twice is harmless, and they keep no inbox entries.
+	messaging.HandleIdempotentEvent(b, "allocation.read_model.add", h.AddAllocationToReadModel)
+	messaging.HandleIdempotentEvent(b, "allocation.read_model.remove", h.RemoveAllocationFromReadModel)
 	messaging.HandleEvent(b, "allocation.reallocate", h.Reallocate)
 	return b
 }

@@ -830,7 +830,6 @@ func TestOutboxWithRelayAndBus(t *testing.T) {
 	}
 }
 
-
 var (
 	_ messaging.Outbox      = (*msqlite.Outbox)(nil)
 	_ messaging.DispatchLog = (*msqlite.Outbox)(nil)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/allocation/service"
 	"github.com/stockflow/stockflow/internal/messaging"
 	mpostgres "github.com/stockflow/stockflow/internal/messaging/postgres"
@@ -104,7 +105,7 @@ func (s *Store) run(jobs []*job) (again []*job) {
 		ran    bool // fn succeeded and its writes are queued
 	}
 	outcomes := make([]outcome, 0, len(jobs))
-	publishes, allInbox := false, true
+	publishes, allReplayed := false, true
 	for _, j := range jobs {
 		o := outcome{j: j}
 		uow := &unitOfWork{g: g, writes: &pgx.Batch{}}
@@ -122,15 +123,15 @@ func (s *Store) run(jobs []*job) (again []*job) {
 		if inbox {
 			// First, so that a message already handled fails before the rest.
 			g.queue(j, `INSERT INTO inbox (consumer, message_id) VALUES ($1, $2)`, meta.Consumer, meta.MessageID)
-		} else {
-			allInbox = false
 		}
+		allReplayed = allReplayed && meta.Replayed
 		var envs []messaging.Envelope
 		for _, p := range uow.seen {
 			if p.Changed() {
 				b := &pgx.Batch{}
 				save(b, p)
-				g.queueBatch(j, b)
+				g.queueChecked(j, b.QueuedQueries[0], p)
+				g.queueBatch(j, &pgx.Batch{QueuedQueries: b.QueuedQueries[1:]})
 			}
 			for _, ev := range p.Events() {
 				env, err := s.registry.Envelope(j.ctx, ev)
@@ -152,16 +153,16 @@ func (s *Store) run(jobs []*job) (again []*job) {
 	}
 
 	if g.failed == nil {
-		if !publishes && allInbox {
-			// Nothing leaves this transaction: were its commit lost in a
-			// crash, the inbox would forget it too and the messages would be
-			// handled again. It need not wait for the disk.
+		if !publishes && allReplayed {
+			// Nothing leaves this transaction, and every message it handles
+			// would be handed again were its commit lost in a crash (the
+			// inbox forgetting them too): it need not wait for the disk.
 			g.queue(nil, `SET LOCAL synchronous_commit = off`)
 		}
-		g.queue(nil, `COMMIT`)
+		// The last writes, then COMMIT once their checks passed.
 		if res, err := g.send(&pgx.Batch{}); err == nil {
-			err = res.Close()
-			if err != nil && g.failed == nil {
+			res.Close()
+			if _, err := g.conn.Exec(ctx, `COMMIT`); err != nil {
 				g.failed = &failure{err: err}
 			}
 		}
@@ -222,8 +223,13 @@ type group struct {
 	ctx     context.Context
 	conn    *pgx.Conn
 	pending *pgx.Batch // statements to send before the next read
-	owners  []*job     // of each pending statement; nil for the group's own
+	owners  []owner    // of each pending statement
 	failed  *failure
+}
+
+type owner struct {
+	job     *job            // nil for the group's own statements
+	version *domain.Product // when the statement is p's version check
 }
 
 type failure struct {
@@ -233,7 +239,14 @@ type failure struct {
 
 func (g *group) queue(j *job, sql string, args ...any) {
 	g.pending.Queue(sql, args...)
-	g.owners = append(g.owners, j)
+	g.owners = append(g.owners, owner{job: j})
+}
+
+// queueChecked queues p's version statement: it must change one row, or
+// another transaction changed p first.
+func (g *group) queueChecked(j *job, q *pgx.QueuedQuery, p *domain.Product) {
+	g.pending.Queue(q.SQL, q.Arguments...)
+	g.owners = append(g.owners, owner{job: j, version: p})
 }
 
 func (g *group) queueBatch(j *job, b *pgx.Batch) {
@@ -253,10 +266,14 @@ func (g *group) send(b *pgx.Batch) (pgx.BatchResults, error) {
 	owners := g.owners
 	g.pending, g.owners = &pgx.Batch{}, nil
 	res := g.conn.SendBatch(g.ctx, all)
-	for _, owner := range owners {
-		if _, err := res.Exec(); err != nil {
+	for _, o := range owners {
+		tag, err := res.Exec()
+		if err == nil && o.version != nil && o.version.Version > 0 && tag.RowsAffected() != 1 {
+			err = fmt.Errorf("%w: product %s at version %d", domain.ErrConcurrentUpdate, o.version.SKU, o.version.Version)
+		}
+		if err != nil {
 			res.Close()
-			g.failed = &failure{job: owner, err: err}
+			g.failed = &failure{job: o.job, err: err}
 			return nil, errGroupFailed
 		}
 	}

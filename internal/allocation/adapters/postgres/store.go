@@ -133,47 +133,33 @@ type repository unitOfWork
 
 func (r *repository) Add(p *domain.Product) { r.seen = append(r.seen, p) }
 
-const productQuery = `SELECT p.version, b.ref, b.purchased, b.eta, b.allocated
-	FROM products p LEFT JOIN batches b ON b.sku = p.sku WHERE p.sku = $1`
+// The product, its batches, and the lines the operation needs, in one
+// query: a row per batch, or per loaded line of a batch.
+const (
+	productQuery = `SELECT p.sku, p.version, b.ref, b.purchased, b.eta, b.allocated, NULL, NULL
+		FROM products p LEFT JOIN batches b ON b.sku = p.sku
+		WHERE p.sku = $1`
+	// An order's lines, read apart: joined to the product query, the
+	// planner's generic plan costs more than a second statement.
+	orderLinesQuery      = `SELECT batchref, orderid, qty FROM allocations WHERE orderid = $1 AND sku = $2 ORDER BY id`
+	productForBatchQuery = `SELECT p.sku, p.version, b.ref, b.purchased, b.eta, b.allocated, a.orderid, a.qty
+		FROM batches x JOIN products p ON p.sku = x.sku LEFT JOIN batches b ON b.sku = p.sku
+		LEFT JOIN allocations a ON a.batchref = b.ref AND b.ref = $1
+		WHERE x.ref = $1
+		ORDER BY a.id`
+)
 
 func (r *repository) Get(ctx context.Context, sku string) (*domain.Product, error) {
-	b := &pgx.Batch{}
-	b.Queue(productQuery, sku)
-	return r.load(ctx, b, sku)
+	return r.load(ctx, "product "+sku, productQuery, sku)
 }
 
 func (r *repository) GetForOrder(ctx context.Context, sku, orderID string) (*domain.Product, error) {
-	b := &pgx.Batch{}
-	b.Queue(productQuery, sku)
-	b.Queue(`SELECT batchref, orderid, qty FROM allocations WHERE orderid = $1 AND sku = $2 ORDER BY id`, orderID, sku)
-	return r.load(ctx, b, sku)
-}
-
-func (r *repository) GetByBatchRef(ctx context.Context, ref string) (*domain.Product, error) {
-	b := &pgx.Batch{}
-	b.Queue(`SELECT sku FROM batches WHERE ref = $1`, ref)
-	res, err := r.g.send(b)
+	p, err := r.load(ctx, "product "+sku, productQuery, sku)
 	if err != nil {
 		return nil, err
 	}
-	var sku string
-	err = res.QueryRow().Scan(&sku)
-	res.Close()
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("batch %s: %w", ref, service.ErrNotFound)
-	} else if err != nil {
-		return nil, fmt.Errorf("loading batch %s: %w", ref, mapErr(err))
-	}
-	b = &pgx.Batch{}
-	b.Queue(productQuery, sku)
-	b.Queue(`SELECT batchref, orderid, qty FROM allocations WHERE batchref = $1 ORDER BY id`, ref)
-	return r.load(ctx, b, sku)
-}
-
-// load sends b: the product query, then optionally a query of order lines
-// (batchref, orderid, qty), and builds the product.
-func (r *repository) load(ctx context.Context, b *pgx.Batch, sku string) (*domain.Product, error) {
-	queries := b.Len()
+	b := &pgx.Batch{}
+	b.Queue(orderLinesQuery, orderID, sku)
 	res, err := r.g.send(b)
 	if err != nil {
 		return nil, err
@@ -181,72 +167,93 @@ func (r *repository) load(ctx context.Context, b *pgx.Batch, sku string) (*domai
 	defer res.Close()
 	rows, err := res.Query()
 	if err != nil {
-		return nil, fmt.Errorf("loading product %s: %w", sku, mapErr(err))
+		return nil, fmt.Errorf("loading order %s: %w", orderID, mapErr(err))
 	}
-	version := -1
-	var batches []*domain.Batch
+	defer rows.Close()
 	for rows.Next() {
-		var ref *string
-		var purchased, allocated *int64
+		var ref string
+		l := domain.OrderLine{SKU: sku}
+		var qty int64
+		if err := rows.Scan(&ref, &l.OrderID, &qty); err != nil {
+			return nil, fmt.Errorf("loading order %s: %w", orderID, err)
+		}
+		l.Qty = int(qty)
+		if bt := p.Batch(ref); bt != nil {
+			bt.Lines = append(bt.Lines, l)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("loading order %s: %w", orderID, mapErr(err))
+	}
+	return p, nil
+}
+
+func (r *repository) GetByBatchRef(ctx context.Context, ref string) (*domain.Product, error) {
+	return r.load(ctx, "batch "+ref, productForBatchQuery, ref)
+}
+
+// load runs one of the product queries and builds the product.
+func (r *repository) load(ctx context.Context, what, query string, args ...any) (*domain.Product, error) {
+	b := &pgx.Batch{}
+	b.Queue(query, args...)
+	res, err := r.g.send(b)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Close()
+	rows, err := res.Query()
+	if err != nil {
+		return nil, fmt.Errorf("loading %s: %w", what, mapErr(err))
+	}
+	defer rows.Close()
+	var (
+		sku     string
+		version = -1
+		batches []*domain.Batch
+		byRef   = map[string]*domain.Batch{}
+	)
+	for rows.Next() {
+		var ref, orderID *string
+		var purchased, allocated, qty *int64
 		var eta *time.Time
-		if err := rows.Scan(&version, &ref, &purchased, &eta, &allocated); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("loading product %s: %w", sku, err)
+		if err := rows.Scan(&sku, &version, &ref, &purchased, &eta, &allocated, &orderID, &qty); err != nil {
+			return nil, fmt.Errorf("loading %s: %w", what, err)
 		}
 		if ref == nil {
 			continue // a product without batches
 		}
-		bt := &domain.Batch{Ref: *ref, SKU: sku, Purchased: int(*purchased), Allocated: int(*allocated)}
-		if eta != nil {
-			bt.ETA = time.Date(eta.Year(), eta.Month(), eta.Day(), 0, 0, 0, 0, time.UTC)
+		bt := byRef[*ref]
+		if bt == nil {
+			bt = &domain.Batch{Ref: *ref, SKU: sku, Purchased: int(*purchased), Allocated: int(*allocated)}
+			if eta != nil {
+				bt.ETA = time.Date(eta.Year(), eta.Month(), eta.Day(), 0, 0, 0, 0, time.UTC)
+			}
+			byRef[*ref] = bt
+			batches = append(batches, bt)
 		}
-		batches = append(batches, bt)
+		if orderID != nil { // rows come in allocation order
+			bt.Lines = append(bt.Lines, domain.OrderLine{OrderID: *orderID, SKU: sku, Qty: int(*qty)})
+		}
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("loading product %s: %w", sku, mapErr(err))
+		return nil, fmt.Errorf("loading %s: %w", what, mapErr(err))
 	}
 	if version < 0 {
-		return nil, fmt.Errorf("product %s: %w", sku, service.ErrNotFound)
+		return nil, fmt.Errorf("%s: %w", what, service.ErrNotFound)
 	}
 	p := domain.NewProduct(sku, version, batches...)
-	if queries > 1 {
-		rows, err := res.Query()
-		if err != nil {
-			return nil, fmt.Errorf("loading lines of %s: %w", sku, mapErr(err))
-		}
-		for rows.Next() {
-			var ref string
-			l := domain.OrderLine{SKU: sku}
-			var qty int64
-			if err := rows.Scan(&ref, &l.OrderID, &qty); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			l.Qty = int(qty)
-			if bt := p.Batch(ref); bt != nil {
-				bt.Lines = append(bt.Lines, l)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("loading lines of %s: %w", sku, mapErr(err))
-		}
-	}
-	if err := res.Close(); err != nil {
-		return nil, mapErr(err)
-	}
 	r.seen = append(r.seen, p)
 	return p, nil
 }
 
 // save queues the writes of what changed in p: first its version, checked
-// against the one it was loaded at, then the changes its events record.
+// against the one it was loaded at (the statement must change one row),
+// then the changes its events record.
 func save(b *pgx.Batch, p *domain.Product) {
 	if p.Version == 0 {
 		b.Queue(`INSERT INTO products (sku, version) VALUES ($1, 1)`, p.SKU) // fails if created meanwhile
 	} else {
-		b.Queue(`SELECT bump_version($1, $2)`, p.SKU, p.Version)
+		b.Queue(`UPDATE products SET version = version + 1 WHERE sku = $1 AND version = $2`, p.SKU, p.Version)
 	}
 	for _, ev := range p.Events() {
 		switch e := ev.(type) {
