@@ -26,10 +26,27 @@ type Delivery struct {
 type Handler func(ctx context.Context, d Delivery) error
 
 // Subscriber delivers the messages of channels to a consumer group.
+//
+// What a transport promises varies (see the README's table); a durable one
+// (Kafka, NATS JetStream, Redis Streams) promises this much:
+//   - a group keeps its position: a group that was away gets what it
+//     missed; a group new to the broker starts at the oldest message kept;
+//   - each message is handed to one member of the group, and acknowledged
+//     only when h returns nil; a message h failed, or that was not
+//     acknowledged when its member died, is handed again (Attempt counts);
+//   - messages with the same Key are handed in the order they were
+//     published, one at a time;
+//   - a lost connection or a broker restart is waited out, not returned.
 type Subscriber interface {
 	// Subscribe hands every message on channels to h, for the consumer
 	// group group, until ctx is done; it then returns ctx's error.
 	Subscribe(ctx context.Context, group string, channels []string, h Handler) error
+}
+
+// Rewinder is a durable transport that can hand a group every message it
+// still keeps again, from the oldest (stockflow's --replay).
+type Rewinder interface {
+	Rewind(ctx context.Context, group string, channels []string) error
 }
 
 // Transport is a broker seen from stockflow.
