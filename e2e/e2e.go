@@ -4,6 +4,16 @@
 // cover the book's API tests, the API's answers to bad input, restarts
 // (graceful and kill -9) and concurrent allocation.
 //
+// The production tests (production_test.go) run "stockflow serve
+// allocation" on PostgreSQL and Redis pub/sub, as separate processes: the
+// book's chapter 11 end-to-end test, line_allocated for every allocation,
+// a Redis outage, poison messages and "stockflow dead-letters", two
+// instances on one database, "stockflow migrate", the STOCKFLOW_*
+// variables and /metrics. Each test gets a database of its own on the
+// test PostgreSQL (testenv.Postgres) and a private redis-server on a free
+// port; without them the tests are skipped, unless
+// STOCKFLOW_REQUIRE_SERVICES=1.
+//
 // Run them with:
 //
 //	go test -race -count=1 ./e2e/

@@ -130,10 +130,36 @@ func start(t testing.TB) *server {
 // the test fails.
 func startOn(t testing.TB, dir string) *server {
 	t.Helper()
+	return startWith(t, options{Args: []string{"up", "--data", dir}, Dir: dir})
+}
+
+// options says how startWith launches stockflow.
+type options struct {
+	// Args are the command and its flags, without --http and --log-format,
+	// which are added: {"up", "--data", dir}, or {"serve", "allocation",
+	// "--db", url, "--broker", redisURL}.
+	Args []string
+	// Env is added to the process's environment, from which every
+	// STOCKFLOW_* variable of the test's own is removed.
+	Env []string
+	// HTTPFromEnv passes the address as STOCKFLOW_HTTP instead of --http.
+	HTTPFromEnv bool
+	// Dir is the data directory, when Args name one; otherwise the process
+	// gets a temporary one in STOCKFLOW_DATA (used only if it ignores its
+	// database).
+	Dir string
+	// KillAtCleanup makes the cleanup kill the process (SIGKILL) instead of
+	// stopping it with SIGTERM and expecting exit code 0.
+	KillAtCleanup bool
+}
+
+// startWith starts stockflow as opts says, as startOn does.
+func startWith(t testing.TB, opts options) *server {
+	t.Helper()
 	// The free port may be taken between our probe and the binary's listen:
 	// try again with another one in that case.
 	for attempt := 1; ; attempt++ {
-		s, err := launch(t, dir)
+		s, err := launchWith(t, opts)
 		if err == nil {
 			return s
 		}
@@ -141,13 +167,36 @@ func startOn(t testing.TB, dir string) *server {
 			t.Logf("port %s was taken, trying another", s.Addr)
 			continue
 		}
-		t.Fatalf("starting stockflow on %s: %v", dir, err)
+		t.Fatalf("starting stockflow %s: %v", strings.Join(opts.Args, " "), err)
 	}
 }
 
 func launch(t testing.TB, dir string) (*server, error) {
 	t.Helper()
+	return launchWith(t, options{Args: []string{"up", "--data", dir}, Dir: dir})
+}
+
+// environ returns the test's environment without its STOCKFLOW_*
+// variables, plus extra.
+func environ(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "STOCKFLOW_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
+}
+
+func launchWith(t testing.TB, opts options) (*server, error) {
+	t.Helper()
 	addr := freeAddr(t)
+	dir := opts.Dir
+	env := append([]string(nil), opts.Env...)
+	if dir == "" {
+		dir = t.TempDir()
+		env = append([]string{"STOCKFLOW_DATA=" + dir}, env...)
+	}
 	s := &server{
 		t:      t,
 		Dir:    dir,
@@ -160,7 +209,15 @@ func launch(t testing.TB, dir string) (*server, error) {
 			Transport: &http.Transport{MaxIdleConnsPerHost: 64},
 		},
 	}
-	s.cmd = exec.Command(binary, "up", "--http", addr, "--data", dir, "--log-format", "text")
+	args := append([]string(nil), opts.Args...)
+	if opts.HTTPFromEnv {
+		env = append(env, "STOCKFLOW_HTTP="+addr)
+	} else {
+		args = append(args, "--http", addr)
+	}
+	args = append(args, "--log-format", "text")
+	s.cmd = exec.Command(binary, args...)
+	s.cmd.Env = environ(env...)
 	s.cmd.Stdout = s.logs
 	s.cmd.Stderr = s.logs
 	if err := s.cmd.Start(); err != nil {
@@ -172,12 +229,16 @@ func launch(t testing.TB, dir string) (*server, error) {
 	}()
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("stockflow logs (pid %d, %s, data %s):\n%s", s.cmd.Process.Pid, s.Addr, s.Dir, s.logs.String())
+			t.Logf("stockflow logs (pid %d, %s, %s):\n%s", s.cmd.Process.Pid, s.Addr, strings.Join(args, " "), s.logs.String())
 		}
 	})
 	t.Cleanup(func() {
 		if !s.stopped.Load() {
-			s.stop()
+			if opts.KillAtCleanup {
+				s.kill()
+			} else {
+				s.stop()
+			}
 		}
 	})
 	if err := s.waitHealthy(10 * time.Second); err != nil {

@@ -2,10 +2,10 @@ package messaging
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"math/rand/v2"
 	"time"
 )
 
@@ -32,11 +32,12 @@ type Envelope struct {
 }
 
 // NewID returns a new message id: a UUID version 7, so that ids sort by the
-// time they were made.
+// time they were made. Its 74 random bits come from math/rand/v2's
+// ChaCha8 source: unpredictable enough for an id, and no system call.
 func NewID() string {
 	var u [16]byte
-	binary.BigEndian.PutUint64(u[:8], uint64(time.Now().UnixMilli())<<16)
-	rand.Read(u[6:])
+	binary.BigEndian.PutUint64(u[:8], uint64(time.Now().UnixMilli())<<16|rand.Uint64()&0xffff)
+	binary.BigEndian.PutUint64(u[8:], rand.Uint64())
 	u[6] = u[6]&0x0f | 0x70
 	u[8] = u[8]&0x3f | 0x80
 	var s [36]byte

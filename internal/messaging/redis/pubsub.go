@@ -37,7 +37,8 @@ func NewPubSub(url string, log *slog.Logger) (*PubSub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
-	opts.MaxRetries = 0 // the outbox relay retries, with backoff
+	opts.MaxRetries = 0    // the outbox relay retries, with backoff
+	opts.DialerRetries = 1 // and the subscriber reconnects, with backoff
 	opts.DialTimeout = 2 * time.Second
 	return &PubSub{client: redis.NewClient(opts), log: log}, nil
 }
@@ -82,6 +83,10 @@ func (p *PubSub) Subscribe(ctx context.Context, group string, channels []string,
 func (p *PubSub) subscribe(ctx context.Context, channels []string, h messaging.Handler, connected func()) error {
 	ps := p.client.Subscribe(ctx)
 	defer ps.Close()
+	// go-redis waits out a receive whatever the context: closing the
+	// subscription is what ends the wait when ctx is done.
+	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	defer stop()
 	if err := ps.Subscribe(ctx, channels...); err != nil {
 		return err
 	}
@@ -93,6 +98,9 @@ func (p *PubSub) subscribe(ctx context.Context, channels []string, h messaging.H
 	p.log.InfoContext(ctx, "redis subscribed", "channels", channels)
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, 30*time.Second)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err != nil {
 			var netErr interface{ Timeout() bool }
 			if errors.As(err, &netErr) && netErr.Timeout() {

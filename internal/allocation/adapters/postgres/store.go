@@ -19,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stockflow/stockflow/internal/allocation/domain"
@@ -212,27 +213,33 @@ func (r *repository) load(ctx context.Context, what, query string, args ...any) 
 		batches []*domain.Batch
 		byRef   = map[string]*domain.Batch{}
 	)
+	// pgtype's nullable types scan without reflection.
+	var (
+		ref, orderID         pgtype.Text
+		purchased, allocated pgtype.Int8
+		qty                  pgtype.Int8
+		eta                  pgtype.Date
+		v                    pgtype.Int4
+	)
 	for rows.Next() {
-		var ref, orderID *string
-		var purchased, allocated, qty *int64
-		var eta *time.Time
-		if err := rows.Scan(&sku, &version, &ref, &purchased, &eta, &allocated, &orderID, &qty); err != nil {
+		if err := rows.Scan(&sku, &v, &ref, &purchased, &eta, &allocated, &orderID, &qty); err != nil {
 			return nil, fmt.Errorf("loading %s: %w", what, err)
 		}
-		if ref == nil {
+		version = int(v.Int32)
+		if !ref.Valid {
 			continue // a product without batches
 		}
-		bt := byRef[*ref]
+		bt := byRef[ref.String]
 		if bt == nil {
-			bt = &domain.Batch{Ref: *ref, SKU: sku, Purchased: int(*purchased), Allocated: int(*allocated)}
-			if eta != nil {
-				bt.ETA = time.Date(eta.Year(), eta.Month(), eta.Day(), 0, 0, 0, 0, time.UTC)
+			bt = &domain.Batch{Ref: ref.String, SKU: sku, Purchased: int(purchased.Int64), Allocated: int(allocated.Int64)}
+			if eta.Valid {
+				bt.ETA = time.Date(eta.Time.Year(), eta.Time.Month(), eta.Time.Day(), 0, 0, 0, 0, time.UTC)
 			}
-			byRef[*ref] = bt
+			byRef[ref.String] = bt
 			batches = append(batches, bt)
 		}
-		if orderID != nil { // rows come in allocation order
-			bt.Lines = append(bt.Lines, domain.OrderLine{OrderID: *orderID, SKU: sku, Qty: int(*qty)})
+		if orderID.Valid { // rows come in allocation order
+			bt.Lines = append(bt.Lines, domain.OrderLine{OrderID: orderID.String, SKU: sku, Qty: int(qty.Int64)})
 		}
 	}
 	if err := rows.Err(); err != nil {
