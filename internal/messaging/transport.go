@@ -2,6 +2,7 @@ package messaging
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 )
@@ -67,7 +68,27 @@ type DeadLetter struct {
 	FailedAt  time.Time `json:"failed_at"`
 }
 
-// DeadLetters keeps messages that could not be handled.
+// DeadLetterChannel is where dead letters are published, as JSON
+// DeadLetter records, for whoever watches a broker rather than a database.
+const DeadLetterChannel = "dead_letters"
+
+// DeadLetterEnvelope returns the envelope that publishes d on
+// DeadLetterChannel.
+func DeadLetterEnvelope(d DeadLetter) Envelope {
+	payload, _ := json.Marshal(d)
+	return Envelope{
+		ID:            NewID(),
+		Channel:       DeadLetterChannel,
+		Key:           d.Channel,
+		CorrelationID: d.MessageID,
+		CausationID:   d.MessageID,
+		OccurredAt:    d.FailedAt,
+		Payload:       payload,
+	}
+}
+
+// DeadLetters keeps messages that could not be handled: in a table, and
+// published on DeadLetterChannel through the outbox.
 type DeadLetters interface {
 	AddDeadLetter(ctx context.Context, d DeadLetter) error
 	DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error)

@@ -222,10 +222,21 @@ func (o *Outbox) ForgetHandled(ctx context.Context, age time.Duration) error {
 	return err
 }
 
-// AddDeadLetter keeps a message that could not be handled.
+// AddDeadLetter keeps a message that could not be handled, and stores its
+// publication on the dead-letter channel in the outbox, in one
+// transaction.
 func (o *Outbox) AddDeadLetter(ctx context.Context, d messaging.DeadLetter) error {
-	_, err := o.pool.Exec(ctx, `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`, d.Consumer, d.Channel, d.MessageID, d.Payload, d.Reason, d.FailedAt)
+	e := messaging.DeadLetterEnvelope(d)
+	err := pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue(`INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at)
+			VALUES ($1, $2, $3, $4, $5, $6)`, d.Consumer, d.Channel, d.MessageID, d.Payload, d.Reason, d.FailedAt)
+		// No local handler waits for it: it is dispatched already.
+		b.Queue(`INSERT INTO outbox (id, channel, msg_key, correlation_id, causation_id, occurred_at, payload, dispatched)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, true)`,
+			e.ID, e.Channel, e.Key, e.CorrelationID, e.CausationID, e.OccurredAt, []byte(e.Payload))
+		return tx.SendBatch(ctx, b).Close()
+	})
 	if err != nil {
 		return fmt.Errorf("dead letters: %w", err)
 	}

@@ -220,11 +220,28 @@ func (o *Outbox) ForgetHandled(ctx context.Context, age time.Duration) error {
 	return err
 }
 
-// AddDeadLetter keeps a message that could not be handled.
+// AddDeadLetter keeps a message that could not be handled, and stores its
+// publication on the dead-letter channel in the outbox, in one
+// transaction.
 func (o *Outbox) AddDeadLetter(ctx context.Context, d messaging.DeadLetter) error {
-	_, err := o.db.W.ExecContext(ctx, `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at)
-		VALUES (?, ?, ?, ?, ?, ?)`, d.Consumer, d.Channel, d.MessageID, d.Payload, d.Reason, d.FailedAt.UnixMicro())
+	tx, err := o.db.W.BeginTx(ctx, nil)
 	if err != nil {
+		return fmt.Errorf("dead letters: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at)
+		VALUES (?, ?, ?, ?, ?, ?)`, d.Consumer, d.Channel, d.MessageID, d.Payload, d.Reason, d.FailedAt.UnixMicro()); err != nil {
+		return fmt.Errorf("dead letters: %w", err)
+	}
+	e := messaging.DeadLetterEnvelope(d)
+	// No local handler waits for it: it is dispatched already.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO outbox
+		(id, channel, msg_key, correlation_id, causation_id, occurred_at, payload, dispatched)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 1)`,
+		e.ID, e.Channel, e.Key, e.CorrelationID, e.CausationID, e.OccurredAt.UnixMicro(), []byte(e.Payload)); err != nil {
+		return fmt.Errorf("dead letters: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("dead letters: %w", err)
 	}
 	return nil
