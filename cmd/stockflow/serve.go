@@ -36,6 +36,7 @@ one broker). Services: allocation. Flags as for "stockflow up".`
 // variable, and the flag wins.
 type serverFlags struct {
 	http, data, db, broker string
+	replay                 bool
 	grace                  time.Duration
 	logger                 func() (*slog.Logger, error)
 }
@@ -53,6 +54,7 @@ func addServerFlags(fs *flag.FlagSet, stderr io.Writer) *serverFlags {
 	fs.StringVar(&f.data, "data", env("STOCKFLOW_DATA", "./stockflow-data"), "`directory` of the SQLite databases, when --db is not given (env STOCKFLOW_DATA)")
 	fs.StringVar(&f.db, "db", env("STOCKFLOW_DB", ""), "PostgreSQL `URL` (postgres://user@host:port/db); empty: SQLite under --data (env STOCKFLOW_DB)")
 	fs.StringVar(&f.broker, "broker", env("STOCKFLOW_BROKER", ""), "message broker `URL`: "+broker.Schemes+" (env STOCKFLOW_BROKER)")
+	fs.BoolVar(&f.replay, "replay", false, "consume again every message the broker keeps, from the oldest (durable brokers only)")
 	fs.DurationVar(&f.grace, "grace", 15*time.Second, "how long requests in flight may take to finish at shutdown")
 	f.logger = logFlags(fs, stderr)
 	return f
@@ -102,7 +104,7 @@ func serveServices(ctx context.Context, f *serverFlags, names []string) error {
 	}
 	defer transport.Close()
 	m := metrics.New()
-	svc, err := allocation.Open(ctx, allocation.Config{DB: f.db, DataDir: f.data, Transport: transport, Log: log, Metrics: m})
+	svc, err := allocation.Open(ctx, allocation.Config{DB: f.db, DataDir: f.data, Transport: transport, Log: log, Metrics: m, Replay: f.replay})
 	if err != nil {
 		return err
 	}

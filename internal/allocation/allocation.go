@@ -45,6 +45,9 @@ type Config struct {
 	Log       *slog.Logger
 	// Metrics, when set, observe the service.
 	Metrics *metrics.Metrics
+	// Replay makes the service's consumer group read again every message
+	// the broker keeps, from the oldest (a durable transport only).
+	Replay bool
 }
 
 // Service is a running allocation service.
@@ -61,6 +64,7 @@ type Service struct {
 	ready      func(context.Context) error
 	close      func()
 	transport  messaging.Transport
+	replay     bool
 	log        *slog.Logger
 }
 
@@ -76,7 +80,10 @@ type outbox interface {
 
 // Open opens the service's store, applying migrations, and wires it.
 func Open(ctx context.Context, cfg Config) (*Service, error) {
-	s := &Service{Registry: service.Messages(), transport: cfg.Transport, log: cfg.Log}
+	s := &Service{Registry: service.Messages(), transport: cfg.Transport, replay: cfg.Replay, log: cfg.Log}
+	if _, ok := cfg.Transport.(messaging.Rewinder); cfg.Replay && !ok {
+		return nil, fmt.Errorf("allocation: --replay: the broker keeps no history to replay")
+	}
 	var onCommit *func()
 	if cfg.DB != "" {
 		pool, err := mpostgres.Connect(ctx, cfg.DB, Name)
@@ -121,6 +128,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 		DeadLetters: s.outbox,
 		Log:         cfg.Log,
 		Permanent:   service.IsPermanent,
+		Outcome:     service.IsOutcome,
 	}
 	if cfg.Metrics != nil {
 		m := cfg.Metrics.Service(Name, s.outbox)
@@ -184,6 +192,12 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	run("relay", s.Relay.Run)
 	run("consumer", func(ctx context.Context) error {
+		if s.replay {
+			if err := s.transport.(messaging.Rewinder).Rewind(ctx, Name, service.Inbound); err != nil {
+				return fmt.Errorf("replay: %w", err)
+			}
+			s.log.InfoContext(ctx, "replaying the retained history", "group", Name, "channels", service.Inbound)
+		}
 		return s.Consumer.Run(ctx, s.transport, service.Inbound...)
 	})
 	run("dispatch log", s.dispatched.Run)

@@ -30,7 +30,11 @@ type Consumer struct {
 	MaxAttempts int
 	// Permanent reports whether a handler's error is the message's fault.
 	Permanent func(error) bool
-	Metrics   ConsumerMetrics
+	// Outcome reports whether a handler's error is an outcome rather than a
+	// failure (out of stock, say: the events tell whoever sent the
+	// message): the message is handled.
+	Outcome func(error) bool
+	Metrics ConsumerMetrics
 }
 
 // ConsumerMetrics observes a consumer.
@@ -72,7 +76,7 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery) (err error) {
 		err = c.Bus.dispatchEvents(ctx, []Raised{{Envelope: d.Envelope, Event: msg}}, false)
 	}
 	switch {
-	case err == nil:
+	case err == nil, c.Outcome != nil && c.Outcome(err):
 		return nil
 	case IsPermanent(err) || (c.Permanent != nil && c.Permanent(err)):
 		return c.deadLetter(ctx, d, err)

@@ -536,3 +536,18 @@ func TestConsumerRun(t *testing.T) {
 		t.Errorf("subscribed handler = %v after %d calls, want the consumer's Handle", err, f.calls)
 	}
 }
+
+// An error the consumer knows as an outcome (out of stock, say) is not a
+// failure: the message is handled, neither redelivered nor dead-lettered.
+func TestConsumerOutcome(t *testing.T) {
+	soldOut := errors.New("out of stock")
+	f := newConsumer(t, func(int) error { return errors.Join(errors.New("allocating"), soldOut) })
+	f.c.Outcome = func(err error) bool { return errors.Is(err, soldOut) }
+	f.c.Permanent = func(error) bool { return true } // would dead-letter, were it not an outcome
+	if err := f.c.Handle(context.Background(), delivery("place_order", `{"sku": "LAMP", "qty": 1}`, 1)); err != nil {
+		t.Fatalf("Handle = %v, want nil", err)
+	}
+	if f.calls != 1 || len(f.dead.all()) != 0 {
+		t.Errorf("%d calls and %d dead letters, want 1 and 0", f.calls, len(f.dead.all()))
+	}
+}

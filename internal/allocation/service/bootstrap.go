@@ -30,7 +30,7 @@ func NewBus(h *Handlers, log *slog.Logger, dispatched messaging.DispatchLog) *me
 func IsPermanent(err error) bool {
 	for _, target := range []error{
 		domain.ErrInvalid, domain.ErrUnknownBatch, domain.ErrDuplicateBatch,
-		domain.ErrNotAllocated, domain.ErrLineConflict, domain.ErrOutOfStock, ErrInvalidSKU,
+		domain.ErrNotAllocated, domain.ErrLineConflict, ErrInvalidSKU,
 	} {
 		if errors.Is(err, target) {
 			return true
@@ -38,3 +38,7 @@ func IsPermanent(err error) bool {
 	}
 	return false
 }
+
+// IsOutcome reports whether err is an outcome the sender of a command
+// learns from the events, rather than a failure: running out of stock.
+func IsOutcome(err error) bool { return errors.Is(err, domain.ErrOutOfStock) }

@@ -621,9 +621,9 @@ func TestIsPermanent(t *testing.T) {
 		{fmt.Errorf("%w b1", domain.ErrDuplicateBatch), true},
 		{fmt.Errorf("%w: order o1", domain.ErrNotAllocated), true},
 		{domain.ErrLineConflict, true},
-		{fmt.Errorf("%w for sku S", domain.ErrOutOfStock), true},
+		{fmt.Errorf("%w for sku S", domain.ErrOutOfStock), false}, // an outcome, see IsOutcome
 		{fmt.Errorf("%w S", service.ErrInvalidSKU), true},
-		{errors.Join(errors.New("other"), domain.ErrOutOfStock), true},
+		{errors.Join(errors.New("other"), domain.ErrInvalid), true},
 	}
 	for _, tt := range tests {
 		name := "nil"
@@ -635,5 +635,22 @@ func TestIsPermanent(t *testing.T) {
 				t.Errorf("IsPermanent(%v) = %v, want %v", tt.err, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestIsOutcome(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{fmt.Errorf("%w for sku S", domain.ErrOutOfStock), true},
+		{domain.ErrUnknownBatch, false},
+		{errors.New("disk on fire"), false},
+	} {
+		if got := service.IsOutcome(tt.err); got != tt.want {
+			t.Errorf("IsOutcome(%v) = %v, want %v", tt.err, got, tt.want)
+		}
 	}
 }
