@@ -8,11 +8,13 @@ import (
 
 	"github.com/stockflow/stockflow/internal/messaging"
 	"github.com/stockflow/stockflow/internal/messaging/inproc"
+	"github.com/stockflow/stockflow/internal/messaging/kafka"
 	"github.com/stockflow/stockflow/internal/messaging/redis"
 )
 
 // Schemes lists the transports a broker URL can name.
-const Schemes = `"" or inproc:// (in-process, the default), redis://host:port (Redis pub/sub)`
+const Schemes = `"" or inproc:// (in-process, the default), redis://host:port (Redis pub/sub, as in the book), ` +
+	`redis+streams://host:port (Redis Streams), kafka://host:port[,host:port...] (Kafka)`
 
 // Open returns the transport rawURL names.
 func Open(rawURL string, log *slog.Logger) (messaging.Transport, error) {
@@ -28,6 +30,14 @@ func Open(rawURL string, log *slog.Logger) (messaging.Transport, error) {
 		return inproc.New(), nil
 	case "redis", "rediss":
 		return redis.NewPubSub(rawURL, log)
+	case "redis+streams", "rediss+streams":
+		return redis.NewStreams(rawURL, log)
+	case "kafka":
+		brokers, err := kafka.ParseURL(rawURL)
+		if err != nil {
+			return nil, err
+		}
+		return kafka.New(brokers, log)
 	}
 	return nil, fmt.Errorf("broker %q: unknown scheme %q; use %s", rawURL, u.Scheme, Schemes)
 }

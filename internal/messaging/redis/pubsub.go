@@ -18,9 +18,9 @@ import (
 )
 
 // PubSub is the Redis pub/sub transport. A message travels as its JSON
-// payload, with its ids added as the fields message_id, correlation_id and
-// causation_id, so that the book's consumers read it as it is and
-// stockflow's follow the flow.
+// payload, with its ids added as the fields message_id, correlation_id,
+// causation_id, message_key and occurred_at, so that the book's consumers
+// read it as it is and stockflow's follow the flow.
 type PubSub struct {
 	client *redis.Client
 	log    *slog.Logger
@@ -37,7 +37,7 @@ func NewPubSub(url string, log *slog.Logger) (*PubSub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
-	opts.MaxRetries = 0    // the outbox relay retries, with backoff
+	opts.MaxRetries = -1   // none: the outbox relay retries, with backoff
 	opts.DialerRetries = 1 // and the subscriber reconnects, with backoff
 	opts.DialTimeout = 2 * time.Second
 	return &PubSub{client: redis.NewClient(opts), log: log}, nil
@@ -149,7 +149,7 @@ func withIDs(m messaging.Envelope) []byte {
 	if len(body) < 2 || body[0] != '{' {
 		return body
 	}
-	ids, _ := json.Marshal(wireIDs{m.ID, m.CorrelationID, m.CausationID, m.OccurredAt.UTC().Format(time.RFC3339Nano)})
+	ids, _ := json.Marshal(wireIDs{m.ID, m.CorrelationID, m.CausationID, m.Key, m.OccurredAt.UTC().Format(time.RFC3339Nano)})
 	out := make([]byte, 0, len(ids)+len(body)+1)
 	out = append(out, ids[:len(ids)-1]...) // without its closing brace
 	if rest := bytes.TrimSpace(body[1:]); len(rest) > 0 && rest[0] != '}' {
@@ -162,6 +162,7 @@ type wireIDs struct {
 	MessageID     string `json:"message_id"`
 	CorrelationID string `json:"correlation_id,omitempty"`
 	CausationID   string `json:"causation_id,omitempty"`
+	Key           string `json:"message_key,omitempty"`
 	OccurredAt    string `json:"occurred_at"`
 }
 
@@ -171,7 +172,7 @@ func envelopeOf(channel string, payload []byte) messaging.Envelope {
 	env := messaging.Envelope{Channel: channel, Payload: payload}
 	var ids wireIDs
 	if json.Unmarshal(payload, &ids) == nil {
-		env.ID, env.CorrelationID, env.CausationID = ids.MessageID, ids.CorrelationID, ids.CausationID
+		env.ID, env.CorrelationID, env.CausationID, env.Key = ids.MessageID, ids.CorrelationID, ids.CausationID, ids.Key
 		env.OccurredAt, _ = time.Parse(time.RFC3339Nano, ids.OccurredAt)
 	}
 	return env

@@ -444,7 +444,7 @@ func TestEmptyAndNonObjectPayloads(t *testing.T) {
 		}
 		wire := receiveRaw(t, raw)
 		fields := jsonFields(t, []byte(wire))
-		if fields["message_id"] != env.ID || len(fields) != 4 {
+		if fields["message_id"] != env.ID || len(fields) != 5 {
 			t.Errorf("%q on the wire: %s, want the ids and nothing else", payload, wire)
 		}
 		d := sub.next(t, 5*time.Second)
