@@ -9,12 +9,13 @@ import (
 	"github.com/stockflow/stockflow/internal/messaging"
 	"github.com/stockflow/stockflow/internal/messaging/inproc"
 	"github.com/stockflow/stockflow/internal/messaging/kafka"
+	"github.com/stockflow/stockflow/internal/messaging/nats"
 	"github.com/stockflow/stockflow/internal/messaging/redis"
 )
 
 // Schemes lists the transports a broker URL can name.
 const Schemes = `"" or inproc:// (in-process, the default), redis://host:port (Redis pub/sub, as in the book), ` +
-	`redis+streams://host:port (Redis Streams), kafka://host:port[,host:port...] (Kafka)`
+	`redis+streams://host:port (Redis Streams), nats://host:port (NATS JetStream), kafka://host:port[,host:port...] (Kafka)`
 
 // Open returns the transport rawURL names.
 func Open(rawURL string, log *slog.Logger) (messaging.Transport, error) {
@@ -32,6 +33,8 @@ func Open(rawURL string, log *slog.Logger) (messaging.Transport, error) {
 		return redis.NewPubSub(rawURL, log)
 	case "redis+streams", "rediss+streams":
 		return redis.NewStreams(rawURL, log)
+	case "nats":
+		return nats.New(rawURL, log)
 	case "kafka":
 		brokers, err := kafka.ParseURL(rawURL)
 		if err != nil {

@@ -1,0 +1,35 @@
+package nats_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+
+	"github.com/stockflow/stockflow/internal/messaging/nats"
+	"github.com/stockflow/stockflow/internal/messaging/transporttest"
+	"github.com/stockflow/stockflow/internal/testenv"
+)
+
+// go test -run '^$' -bench EndToEnd -benchtime 20000x ./internal/messaging/nats/
+func BenchmarkEndToEnd(b *testing.B) {
+	url := testenv.NATS(b)
+	for _, rate := range []int{0, 1000} {
+		name := "burst"
+		if rate > 0 {
+			name = fmt.Sprintf("%d/s", rate)
+		}
+		b.Run(name, func(b *testing.B) {
+			stream := testenv.Name("BENCH")
+			js, err := nats.New(url, slog.New(slog.DiscardHandler), nats.WithStream(stream, stream))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() {
+				js.JetStream().DeleteStream(context.Background(), stream)
+				js.Close()
+			}()
+			transporttest.EndToEnd(b, js, rate)
+		})
+	}
+}

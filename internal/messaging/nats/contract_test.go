@@ -1,0 +1,53 @@
+package nats_test
+
+import (
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+
+	"github.com/stockflow/stockflow/internal/messaging"
+	"github.com/stockflow/stockflow/internal/messaging/nats"
+	"github.com/stockflow/stockflow/internal/messaging/transporttest"
+	"github.com/stockflow/stockflow/internal/testenv"
+)
+
+// The transport contract, on a nats-server of the test's own (so that
+// BrokerRestart can restart it), or on the machine's when nats-server is
+// not installed here (without BrokerRestart). The transports share one
+// stream of the test's own.
+func TestContract(t *testing.T) {
+	t.Parallel()
+	var url string
+	var restart func(t *testing.T)
+	if havePrivateServer() {
+		srv := startServer(t)
+		url = srv.url()
+		restart = func(t *testing.T) {
+			srv.stop(syscall.SIGTERM)
+			srv.restart()
+		}
+	} else {
+		url = testenv.NATS(t)
+	}
+	s := newStream(t, url)
+	transporttest.Run(t, transporttest.Factory{
+		New: func(t *testing.T) messaging.Transport {
+			js, err := nats.New(s.url, testLog(t), nats.WithStream(s.name, s.prefix))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return js
+		},
+		Durable: true,
+		Restart: restart,
+	})
+}
+
+func havePrivateServer() bool {
+	if _, err := os.Stat(natsServer); err == nil {
+		return true
+	}
+	_, err := exec.LookPath("nats-server")
+	return err == nil
+}
