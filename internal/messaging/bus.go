@@ -121,7 +121,10 @@ func (b *Bus) Handle(ctx context.Context, cmd any) (any, error) {
 	start := time.Now()
 	res, raised, err := h(ctx, cmd)
 	b.logHandled(ctx, typeName(cmd), "", err, start)
-	b.Dispatch(ctx, raised) // the command's outcome stands; failures were logged and are retried
+	// The command's outcome stands, whatever becomes of its caller (an HTTP
+	// client that went away): its events are handled all the same. Failures
+	// were logged and are retried from the outbox.
+	b.Dispatch(context.WithoutCancel(ctx), raised)
 	return res, err
 }
 

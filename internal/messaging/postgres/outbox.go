@@ -16,13 +16,36 @@ import (
 	"github.com/stockflow/stockflow/internal/messaging"
 )
 
-// AppendOutbox queues the insertion of envs in the outbox on batch.
-func AppendOutbox(b *pgx.Batch, envs []messaging.Envelope) {
-	for _, e := range envs {
-		b.Queue(`INSERT INTO outbox (id, channel, msg_key, correlation_id, causation_id, occurred_at, payload)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			e.ID, e.Channel, e.Key, e.CorrelationID, e.CausationID, e.OccurredAt, []byte(e.Payload))
+// QueueOutbox queues on b the insertion of envs in the outbox, in their
+// order, as one statement.
+func QueueOutbox(b *pgx.Batch, envs []messaging.Envelope) {
+	if len(envs) == 0 {
+		return
 	}
+	ids, channels, keys := make([]string, len(envs)), make([]string, len(envs)), make([]string, len(envs))
+	correlations, causations := make([]string, len(envs)), make([]string, len(envs))
+	at, payloads := make([]time.Time, len(envs)), make([][]byte, len(envs))
+	for i, e := range envs {
+		ids[i], channels[i], keys[i] = e.ID, e.Channel, e.Key
+		correlations[i], causations[i] = e.CorrelationID, e.CausationID
+		at[i], payloads[i] = e.OccurredAt, e.Payload
+	}
+	b.Queue(`INSERT INTO outbox (id, channel, msg_key, correlation_id, causation_id, occurred_at, payload)
+		SELECT id, channel, msg_key, correlation_id, causation_id, occurred_at, payload
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bytea[])
+			WITH ORDINALITY AS m(id, channel, msg_key, correlation_id, causation_id, occurred_at, payload, n)
+		ORDER BY n`,
+		ids, channels, keys, correlations, causations, at, payloads)
+}
+
+// QueueHandled queues on b the inbox entries recording that consumers[i]
+// handled ids[i], as one statement; it fails on a message recorded
+// already (IsInboxConflict).
+func QueueHandled(b *pgx.Batch, consumers, ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	b.Queue(`INSERT INTO inbox (consumer, message_id) SELECT * FROM unnest($1::text[], $2::text[])`, consumers, ids)
 }
 
 // Outbox is the outbox, inbox and dead letters of one schema, as the
@@ -226,16 +249,18 @@ func (o *Outbox) ForgetHandled(ctx context.Context, age time.Duration) error {
 // publication on the dead-letter channel in the outbox, in one
 // transaction.
 func (o *Outbox) AddDeadLetter(ctx context.Context, d messaging.DeadLetter) error {
-	e := messaging.DeadLetterEnvelope(d)
 	err := pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		b.Queue(`INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at)
-			VALUES ($1, $2, $3, $4, $5, $6)`, d.Consumer, d.Channel, d.MessageID, d.Payload, d.Reason, d.FailedAt)
+		if err := tx.QueryRow(ctx, `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at)
+			VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+			d.Consumer, d.Channel, d.MessageID, d.Payload, d.Reason, d.FailedAt).Scan(&d.ID); err != nil {
+			return err
+		}
+		e := messaging.DeadLetterEnvelope(d)
 		// No local handler waits for it: it is dispatched already.
-		b.Queue(`INSERT INTO outbox (id, channel, msg_key, correlation_id, causation_id, occurred_at, payload, dispatched)
+		_, err := tx.Exec(ctx, `INSERT INTO outbox (id, channel, msg_key, correlation_id, causation_id, occurred_at, payload, dispatched)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, true)`,
 			e.ID, e.Channel, e.Key, e.CorrelationID, e.CausationID, e.OccurredAt, []byte(e.Payload))
-		return tx.SendBatch(ctx, b).Close()
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("dead letters: %w", err)

@@ -229,8 +229,8 @@ func (o *Outbox) AddDeadLetter(ctx context.Context, d messaging.DeadLetter) erro
 		return fmt.Errorf("dead letters: %w", err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at)
-		VALUES (?, ?, ?, ?, ?, ?)`, d.Consumer, d.Channel, d.MessageID, d.Payload, d.Reason, d.FailedAt.UnixMicro()); err != nil {
+	if err := tx.QueryRowContext(ctx, `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at)
+		VALUES (?, ?, ?, ?, ?, ?) RETURNING id`, d.Consumer, d.Channel, d.MessageID, d.Payload, d.Reason, d.FailedAt.UnixMicro()).Scan(&d.ID); err != nil {
 		return fmt.Errorf("dead letters: %w", err)
 	}
 	e := messaging.DeadLetterEnvelope(d)
