@@ -107,18 +107,6 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 }
 
-// Flush relays every waiting message once, and reports how many it relayed.
-func (r *Relay) Flush(ctx context.Context) (int, error) {
-	total := 0
-	for {
-		n, err := r.round(ctx, 256)
-		total += n
-		if err != nil || n < 256 {
-			return total, err
-		}
-	}
-}
-
 func (r *Relay) round(ctx context.Context, limit int) (int, error) {
 	msgs, err := r.Outbox.Unpublished(ctx, limit)
 	if err != nil || len(msgs) == 0 {

@@ -381,51 +381,6 @@ func TestRelayNotifyNotRunning(t *testing.T) {
 	}
 }
 
-func TestRelayFlush(t *testing.T) {
-	tests := []struct {
-		name      string
-		n         int
-		fail      func(int) bool
-		wantN     int
-		wantErr   bool
-		wantCalls int
-	}{
-		{"empty", 0, nil, 0, false, 0},
-		{"one round", 10, nil, 10, false, 1},
-		{"several rounds", 600, nil, 600, false, 3},
-		{"exactly one batch then an empty round", 256, nil, 256, false, 1},
-		{"first round fails", 10, func(int) bool { return true }, 0, true, 1},
-		{"second round fails", 300, func(c int) bool { return c == 2 }, 256, true, 2},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			msgs := envs(tt.n)
-			ob := newMemOutbox(msgs...)
-			pub := &memPublisher{fail: tt.fail}
-			r := messaging.NewRelay(ob, pub, discardLogger())
-			n, err := r.Flush(context.Background())
-			if n != tt.wantN || (err != nil) != tt.wantErr {
-				t.Errorf("Flush = %d, %v; want %d, error %v", n, err, tt.wantN, tt.wantErr)
-			}
-			if tt.wantErr && !errors.Is(err, errBroker) {
-				t.Errorf("Flush error = %v, want %v", err, errBroker)
-			}
-			if diff := cmp.Diff(msgs[:tt.wantN], pub.got(), cmpEmpty); diff != "" {
-				t.Errorf("published (-want +got):\n%s", diff)
-			}
-			if ob.pending() != tt.n-tt.wantN {
-				t.Errorf("pending = %d, want %d", ob.pending(), tt.n-tt.wantN)
-			}
-			if pub.callsN != tt.wantCalls {
-				t.Errorf("Publish called %d times, want %d", pub.callsN, tt.wantCalls)
-			}
-		})
-	}
-}
-
-// cmpEmpty makes nil and empty slices equal.
-var cmpEmpty = cmp.FilterValues(func(x, y []messaging.Envelope) bool { return len(x) == 0 && len(y) == 0 }, cmp.Ignore())
-
 func TestRelayStopsOnCancel(t *testing.T) {
 	tests := []struct {
 		name  string

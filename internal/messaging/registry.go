@@ -48,24 +48,6 @@ func Register[T any](r *Registry, channel string, key func(T) string, decode fun
 	r.byChannel[channel] = reg
 }
 
-// Channel returns the channel msg travels on.
-func (r *Registry) Channel(msg any) (string, bool) {
-	reg, ok := r.byType[reflect.TypeOf(msg)]
-	if !ok {
-		return "", false
-	}
-	return reg.channel, true
-}
-
-// Channels returns every registered channel.
-func (r *Registry) Channels() []string {
-	out := make([]string, 0, len(r.byChannel))
-	for c := range r.byChannel {
-		out = append(out, c)
-	}
-	return out
-}
-
 // Envelope encodes msg, raised while handling the message ctx carries, in a
 // new envelope: its causation is that message and it joins its flow.
 func (r *Registry) Envelope(ctx context.Context, msg any) (Envelope, error) {

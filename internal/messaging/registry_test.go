@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -201,35 +200,5 @@ func TestRegistryCustomDecoder(t *testing.T) {
 	}
 	if len(calls) != 2 {
 		t.Errorf("Envelope called the decoder")
-	}
-}
-
-func TestRegistryChannels(t *testing.T) {
-	reg := newRegistry()
-	got := reg.Channels()
-	slices.Sort(got)
-	want := []string{"order_placed", "order_shipped", "place_order", "stock_reserved"}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("Channels (-want +got):\n%s", diff)
-	}
-	tests := []struct {
-		msg    any
-		want   string
-		wantOK bool
-	}{
-		{placeOrder{}, "place_order", true},
-		{orderPlaced{}, "order_placed", true},
-		{unregistered{}, "", false},
-		{&placeOrder{}, "", false},
-		{nil, "", false},
-	}
-	for _, tt := range tests {
-		got, ok := reg.Channel(tt.msg)
-		if got != tt.want || ok != tt.wantOK {
-			t.Errorf("Channel(%#v) = %q, %v; want %q, %v", tt.msg, got, ok, tt.want, tt.wantOK)
-		}
-	}
-	if got := messaging.NewRegistry().Channels(); len(got) != 0 {
-		t.Errorf("empty registry Channels = %v", got)
 	}
 }
