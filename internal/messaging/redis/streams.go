@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,15 +52,24 @@ import (
 // streams (a Redis restarted without persistence) is made again.
 //
 // Order. For each (channel, partition) a subscription runs one goroutine
-// that reads with XREADGROUP and hands entries to h strictly one after the
-// other: an entry is acknowledged (XACK) before the next of its partition
-// is handed. When h fails, the same entry is handed again after a backoff
-// (RetryBackoff, doubling up to MaxRetryBackoff) with Attempt incremented,
-// never skipping ahead: the partition waits until h takes the entry; the
-// stockflow Consumer dead-letters a message after its MaxAttempts and then
-// returns nil, which lets the partition go on. Partitions are handled
-// concurrently: h is called concurrently, for messages of different
-// partitions.
+// that reads with XREADGROUP, BatchSize entries at a time (default 256),
+// and hands them to h strictly one after the other: the next entry of a
+// partition is handed only once h took the one before it. When h fails,
+// the same entry is handed again after a backoff (RetryBackoff, doubling up
+// to MaxRetryBackoff) with Attempt incremented, never skipping ahead: the
+// partition waits until h takes the entry; the stockflow Consumer
+// dead-letters a message after its MaxAttempts and then returns nil, which
+// lets the partition go on. Partitions are handled concurrently: h is
+// called concurrently, for messages of different partitions.
+//
+// Acknowledgements. An entry is acknowledged (XACK) only after h returned
+// nil for it, and in bulk: the entries h took are acknowledged by one XACK
+// sent in the same round trip as the partition's next read, or on its own
+// between two entries once the oldest of them has waited AckInterval
+// (default 50ms), before the backoff of an entry h failed, and when the
+// partition stops or its lease is lost. A crash may thus leave the entries
+// h took in its last AckInterval (or while a slow h ran) unacknowledged:
+// they are handed again, which the consumers' inbox makes harmless.
 //
 // Members. Several instances may subscribe with one group. Each partition
 // is held by one of them at a time, through a lease: the key
@@ -95,7 +105,9 @@ import (
 // Failures. A lost connection or a Redis restart is waited out with
 // backoff and logged once; Subscribe returns only when its context is done
 // (or the transport is closed). A subscription stops within Block (default
-// 1s) of its context being done: a blocked read is not interrupted.
+// 1s) of its context being done: a blocked read is not interrupted; it
+// then acknowledges what h took, trying for up to 2s if Redis does not
+// answer (what it could not acknowledge is handed again).
 //
 // Rewind destroys and makes again the group, at 0, on every partition
 // stream of the channels: the group is handed every entry kept again. It
@@ -120,8 +132,12 @@ type Streams struct {
 	// Block is how long a read waits for new entries (default 1s; at most
 	// LeaseTTL/4).
 	Block time.Duration
-	// BatchSize is the number of entries a read takes (default 16).
+	// BatchSize is the number of entries a read takes (default 256).
 	BatchSize int
+	// AckInterval is how long an entry h took may wait for its XACK
+	// while the partition's batch is still being handled (default 50ms):
+	// acknowledgements otherwise go with the partition's next read.
+	AckInterval time.Duration
 	// RetryBackoff is the wait before handing a failed entry again; it
 	// doubles up to MaxRetryBackoff (defaults 100ms and 10s).
 	RetryBackoff, MaxRetryBackoff time.Duration
@@ -240,7 +256,14 @@ func (s *Streams) batchSize() int64 {
 	if s.BatchSize > 0 {
 		return int64(s.BatchSize)
 	}
-	return 16
+	return 256
+}
+
+func (s *Streams) ackInterval() time.Duration {
+	if s.AckInterval > 0 {
+		return s.AckInterval
+	}
+	return 50 * time.Millisecond
 }
 
 func (s *Streams) retryBackoff() (first, most time.Duration) {
@@ -368,6 +391,12 @@ func (s *Streams) Subscribe(ctx context.Context, group string, channels []string
 	client := redis.NewClient(&opts)
 	defer client.Close()
 
+	// A pipeline waits for its replies no longer than ReadTimeout: an XACK
+	// goes in the round trip of a blocking read only if the read ends well
+	// within it.
+	rt := client.Options().ReadTimeout
+	pipelined := rt <= 0 || s.block()+time.Second <= rt
+
 	consumer := s.consumer + "-" + randomHex(4)
 	s.log.InfoContext(ctx, "redis streams subscribing", "group", group, "channels", channels, "consumer", consumer, "partitions", s.partitions())
 	var wg sync.WaitGroup
@@ -376,8 +405,9 @@ func (s *Streams) Subscribe(ctx context.Context, group string, channels []string
 			w := &worker{
 				s: s, c: client, h: h,
 				group: group, channel: ch, p: p, consumer: consumer,
-				stream: s.Stream(ch, p),
-				lease:  lease{key: s.leaseKey(group, ch, p), token: consumer},
+				pipelined: pipelined,
+				stream:    s.Stream(ch, p),
+				lease:     lease{key: s.leaseKey(group, ch, p), token: consumer},
 			}
 			w.log = s.log.With("group", group, "stream", w.stream)
 			wg.Go(func() { w.run(ctx) })
@@ -410,6 +440,13 @@ type worker struct {
 	lease                  lease
 	failing                bool // an error was logged and nothing has worked since
 	backoff                time.Duration
+	pipelined              bool // XACKs may share a round trip with a blocking read
+
+	// acks are the entries h took that are not acknowledged yet, in the
+	// order h took them; ackSince is when the oldest of them was taken (or
+	// when acknowledging them last failed).
+	acks     []string
+	ackSince time.Time
 }
 
 // run takes the partition whenever it can, until ctx is done.
@@ -461,8 +498,15 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // own hands the partition's entries to h while the lease holds (lctx).
+// Whatever way it stops, it acknowledges the entries h took, and gives
+// back their delivery to the entries it read but did not hand.
 func (w *worker) own(lctx context.Context) {
+	var unhanded []redis.XMessage
+	var attempts map[string]int
+	defer func() { w.settle(lctx, unhanded, attempts) }()
+
 	setup, pending := true, true
+	pendingFrom := "0" // the pending entries are read after this one
 	var lastClaim time.Time
 	// No read may outlast the lease: a read that hands entries to this
 	// consumer after the next holder took over would strand them.
@@ -479,17 +523,21 @@ func (w *worker) own(lctx context.Context) {
 				}
 				continue
 			}
-			setup, pending, lastClaim = false, true, time.Now()
+			setup, pending, pendingFrom, lastClaim = false, true, "0", time.Now()
 		}
 		var msgs []redis.XMessage
-		attempts := map[string]int{}
 		var err error
+		attempts = nil
+		fromPending := pending
 		switch {
 		case pending:
-			msgs, attempts, err = w.readPending(lctx)
-			if err == nil && len(msgs) == 0 {
-				pending = false
-				continue
+			msgs, attempts, err = w.readPending(lctx, pendingFrom)
+			if err == nil {
+				if len(msgs) == 0 {
+					pending = false
+					continue
+				}
+				pendingFrom = msgs[len(msgs)-1].ID
 			}
 		case time.Since(lastClaim) >= w.s.claimInterval():
 			var n int
@@ -498,7 +546,7 @@ func (w *worker) own(lctx context.Context) {
 				lastClaim = time.Now()
 				if n > 0 {
 					w.log.WarnContext(lctx, "redis streams: took over entries pending for another consumer", "entries", n)
-					pending = true
+					pending, pendingFrom = true, "0"
 				}
 				continue
 			}
@@ -521,30 +569,98 @@ func (w *worker) own(lctx context.Context) {
 		}
 		w.fine(lctx)
 		for i, m := range msgs {
+			if fromPending && slices.Contains(w.acks, m.ID) {
+				continue // taken, its XACK not through yet: not handed twice
+			}
 			if lctx.Err() != nil || !w.handle(lctx, m, max(attempts[m.ID], 1)) {
-				w.unread(lctx, msgs[i+1:], attempts)
+				unhanded = msgs[i+1:]
 				return
+			}
+			if len(w.acks) > 0 && time.Since(w.ackSince) >= w.s.ackInterval() {
+				w.flush(lctx)
 			}
 		}
 	}
 }
 
-// unread gives back the delivery that reading counted to the entries of a
+// took notes that h took the entry id: it is to be acknowledged.
+func (w *worker) took(id string) {
+	if len(w.acks) == 0 {
+		w.ackSince = time.Now()
+	}
+	w.acks = append(w.acks, id)
+}
+
+// queueAcks adds the XACK of the entries h took to pipe; nil when there
+// are none.
+func (w *worker) queueAcks(ctx context.Context, pipe redis.Pipeliner) *redis.IntCmd {
+	if len(w.acks) == 0 {
+		return nil
+	}
+	return pipe.XAck(ctx, w.stream, w.group, w.acks...)
+}
+
+// acked notes how the XACK queued by queueAcks went: on success (or when
+// the group, and its pending entries with it, is gone) the entries are
+// acknowledged; otherwise they are acknowledged later.
+func (w *worker) acked(ctx context.Context, cmd *redis.IntCmd) bool {
+	if cmd == nil {
+		return true
+	}
+	if err := cmd.Err(); err != nil && !isNoGroup(err) {
+		w.ackSince = time.Now() // not before AckInterval again, or the next read
+		w.log.DebugContext(ctx, "redis streams: acknowledging failed, retrying later", "entries", len(w.acks), "err", err)
+		return false
+	}
+	w.acks = w.acks[:0]
+	return true
+}
+
+// flush acknowledges the entries h took, in one round trip; those it could
+// not are acknowledged later.
+func (w *worker) flush(ctx context.Context) bool {
+	if len(w.acks) == 0 {
+		return true
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	pipe := w.c.Pipeline()
+	cmd := w.queueAcks(actx, pipe)
+	pipe.Exec(actx)
+	return w.acked(ctx, cmd)
+}
+
+// settle ends a hold on the partition: it acknowledges the entries h took
+// and gives back the delivery that reading counted to the entries of a
 // read that were not handed, so that the next holder hands them with the
-// Attempt they would have had (best effort: after a crash, they count one
-// more).
-func (w *worker) unread(ctx context.Context, msgs []redis.XMessage, attempts map[string]int) {
-	if len(msgs) == 0 {
+// Attempt they would have had (after a crash, they count one more), in
+// one round trip, tried again for up to 2s if Redis does not answer.
+func (w *worker) settle(ctx context.Context, unhanded []redis.XMessage, attempts map[string]int) {
+	if len(w.acks) == 0 && len(unhanded) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	pipe := w.c.Pipeline()
-	for _, m := range msgs {
-		n := max(attempts[m.ID], 1) - 1
-		pipe.Do(ctx, "XCLAIM", w.stream, w.group, w.consumer, 0, m.ID, "RETRYCOUNT", n, "JUSTID")
+	for {
+		pipe := w.c.Pipeline()
+		ack := w.queueAcks(ctx, pipe)
+		for _, m := range unhanded {
+			n := max(attempts[m.ID], 1) - 1
+			pipe.Do(ctx, "XCLAIM", w.stream, w.group, w.consumer, 0, m.ID, "RETRYCOUNT", n, "JUSTID")
+		}
+		_, err := pipe.Exec(ctx)
+		if w.acked(ctx, ack) && (err == nil || isNoGroup(err)) {
+			return
+		}
+		if !sleep(ctx, 100*time.Millisecond) {
+			if len(w.acks) > 0 {
+				// Kept: acknowledged with the next read if this worker
+				// takes the partition again; handed again if another does.
+				w.log.WarnContext(ctx, "redis streams: could not acknowledge handled entries", "entries", len(w.acks), "err", err)
+			}
+			return
+		}
 	}
-	pipe.Exec(ctx)
 }
 
 func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOGROUP") }
@@ -555,6 +671,11 @@ func (w *worker) setup(ctx context.Context) error {
 	err := w.c.XGroupCreateMkStream(ctx, w.stream, w.group, "0").Err()
 	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
 		return err
+	}
+	if err == nil {
+		// A group made again (Redis lost it): the entries h took were
+		// pending in the one that is gone.
+		w.acks = w.acks[:0]
 	}
 	n, err := w.claim(ctx, 0)
 	if err != nil {
@@ -595,15 +716,30 @@ func (w *worker) claim(ctx context.Context, minIdle time.Duration) (int, error) 
 	}
 }
 
-// readPending reads this consumer's pending entries, with how many times
-// each was delivered (this read included).
-func (w *worker) readPending(ctx context.Context) ([]redis.XMessage, map[string]int, error) {
-	res, err := w.c.XReadGroup(ctx, &redis.XReadGroupArgs{
+// readPending reads this consumer's pending entries after the entry from
+// ("0": from the first), with how many times each was delivered (this read
+// included), in one round trip that also acknowledges the entries h took.
+func (w *worker) readPending(ctx context.Context, from string) ([]redis.XMessage, map[string]int, error) {
+	start := "-"
+	if from != "0" {
+		start = "(" + from
+	}
+	pipe := w.c.Pipeline()
+	ack := w.queueAcks(ctx, pipe)
+	read := pipe.XReadGroup(ctx, &redis.XReadGroupArgs{
 		Group: w.group, Consumer: w.consumer,
-		Streams: []string{w.stream, "0"},
+		Streams: []string{w.stream, from},
 		Count:   w.s.batchSize(),
 		Block:   -1,
-	}).Result()
+	})
+	// The same entries: the consumer's pending list after from.
+	pend := pipe.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: w.stream, Group: w.group, Consumer: w.consumer,
+		Start: start, End: "+", Count: w.s.batchSize(),
+	})
+	pipe.Exec(ctx)
+	w.acked(ctx, ack)
+	res, err := read.Result()
 	if err != nil || len(res) == 0 || len(res[0].Messages) == 0 {
 		if errors.Is(err, redis.Nil) {
 			err = nil
@@ -611,28 +747,42 @@ func (w *worker) readPending(ctx context.Context) ([]redis.XMessage, map[string]
 		return nil, nil, err
 	}
 	msgs := res[0].Messages
-	pend, err := w.c.XPendingExt(ctx, &redis.XPendingExtArgs{
-		Stream: w.stream, Group: w.group, Consumer: w.consumer,
-		Start: msgs[0].ID, End: msgs[len(msgs)-1].ID, Count: int64(len(msgs)),
-	}).Result()
+	p, err := pend.Result()
 	if err != nil {
+		// Read but not handed: they are read again, counting one more.
 		return nil, nil, err
 	}
-	attempts := make(map[string]int, len(pend))
-	for _, p := range pend {
-		attempts[p.ID] = int(p.RetryCount)
+	attempts := make(map[string]int, len(p))
+	for _, e := range p {
+		attempts[e.ID] = int(e.RetryCount)
 	}
 	return msgs, attempts, nil
 }
 
-// readNew reads entries never delivered to the group, waiting up to Block.
+// readNew reads entries never delivered to the group, waiting up to Block,
+// in one round trip that also acknowledges the entries h took.
 func (w *worker) readNew(ctx context.Context) ([]redis.XMessage, error) {
-	res, err := w.c.XReadGroup(ctx, &redis.XReadGroupArgs{
+	args := &redis.XReadGroupArgs{
 		Group: w.group, Consumer: w.consumer,
 		Streams: []string{w.stream, ">"},
 		Count:   w.s.batchSize(),
 		Block:   w.s.block(),
-	}).Result()
+	}
+	if !w.pipelined {
+		w.flush(ctx)
+	}
+	var res []redis.XStream
+	var err error
+	if len(w.acks) == 0 || !w.pipelined {
+		res, err = w.c.XReadGroup(ctx, args).Result()
+	} else {
+		pipe := w.c.Pipeline()
+		ack := w.queueAcks(ctx, pipe)
+		read := pipe.XReadGroup(ctx, args)
+		pipe.Exec(ctx)
+		w.acked(ctx, ack)
+		res, err = read.Result()
+	}
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -659,25 +809,30 @@ func (w *worker) envelope(m redis.XMessage) messaging.Envelope {
 	return env
 }
 
-// handle hands m to h until h takes it, then acknowledges it; it returns
-// false when the partition must stop (the lease is lost, ctx is done).
+// handle hands m to h until h takes it, then notes it is to be
+// acknowledged; it returns false when the partition must stop (the lease
+// is lost, ctx is done) with m not taken.
 func (w *worker) handle(ctx context.Context, m redis.XMessage, attempt int) bool {
 	if len(m.Values) == 0 {
 		// Trimmed (MaxLen) or deleted while pending: nothing to hand.
 		w.log.WarnContext(ctx, "redis streams: a pending entry was trimmed before it was handled", "entry", m.ID)
-		return w.ack(ctx, m.ID)
+		w.took(m.ID)
+		return true
 	}
 	env := w.envelope(m)
 	wait, most := w.s.retryBackoff()
 	for {
 		err := w.h(ctx, messaging.Delivery{Envelope: env, Attempt: attempt})
 		if err == nil {
-			return w.ack(ctx, m.ID)
+			w.took(m.ID)
+			return true
 		}
 		if ctx.Err() != nil {
 			return false // pending: handed again to the partition's next holder
 		}
 		w.log.DebugContext(ctx, "redis streams: handler failed, handing the message again", "message_id", env.ID, "attempt", attempt, "err", err, "retry_in", wait)
+		// What h took before does not wait for this one.
+		w.flush(ctx)
 		if !sleep(ctx, wait) {
 			return false
 		}
@@ -686,23 +841,6 @@ func (w *worker) handle(ctx context.Context, m redis.XMessage, attempt int) bool
 		// Record the attempt in the pending list, so that a crash does not
 		// start the count again.
 		w.c.Do(ctx, "XCLAIM", w.stream, w.group, w.consumer, 0, m.ID, "RETRYCOUNT", attempt, "JUSTID")
-	}
-}
-
-// ack acknowledges id, trying until it works or ctx is done. An entry h
-// took is acknowledged even when ctx has just been cancelled.
-func (w *worker) ack(ctx context.Context, id string) bool {
-	for {
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		err := w.c.XAck(actx, w.stream, w.group, id).Err()
-		cancel()
-		if err == nil {
-			w.fine(ctx)
-			return ctx.Err() == nil
-		}
-		if !w.trouble(ctx, "acknowledging", err) {
-			return false // pending: handed again, and the consumer skips it
-		}
 	}
 }
 

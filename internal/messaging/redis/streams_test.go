@@ -726,3 +726,228 @@ func TestStreamsClose(t *testing.T) {
 		t.Errorf("Subscribe after Close returned %v", err)
 	}
 }
+
+// commandCalls returns how many times the server ran each command since
+// its statistics were last reset.
+func commandCalls(t *testing.T, c *redis.Client) map[string]int {
+	t.Helper()
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := map[string]int{}
+	for line := range strings.SplitSeq(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+		if !ok {
+			continue
+		}
+		n, _, _ := strings.Cut(rest, ",")
+		var v int
+		fmt.Sscan(n, &v)
+		calls[strings.TrimPrefix(name, "cmdstat_")] = v
+	}
+	return calls
+}
+
+// A partition is read in batches of BatchSize and acknowledged in bulk,
+// with its reads: a backlog of 1,000 messages takes a few round trips,
+// not one or two per message; every message is handed once, in order,
+// and acknowledged.
+func TestStreamsBatchesRoundTrips(t *testing.T) {
+	srv := startRedisServer(t)
+	e := newStreamsEnv(t, srv.URL())
+	s := e.transport()
+	s.Partitions = 1
+	s.AckInterval = time.Hour // only with the reads, and at the stop
+	ch := testenv.Name("batches")
+	var sent []messaging.Envelope
+	for i := range 1000 {
+		sent = append(sent, streamsMessage(ch, "k", i))
+	}
+	mustPublish(t, s, sent...)
+	ctx := context.Background()
+	if err := e.raw.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	r := newRecord()
+	sub := subscribeStreams(t, s, "g", []string{ch}, r.handler("a", nil))
+	got := r.waitFor(t, 20*time.Second, "every message", hasAll(sent...))
+	sub.stop(t)
+	calls := commandCalls(t, e.raw)
+	t.Logf("1000 messages: %d XREADGROUP, %d XACK", calls["xreadgroup"], calls["xack"])
+	// 4 full batches, the end of the pending entries, and a few blocked
+	// reads while the test looks.
+	if calls["xreadgroup"] > 30 || calls["xack"] > calls["xreadgroup"]+1 {
+		t.Errorf("1000 messages took %d XREADGROUP and %d XACK", calls["xreadgroup"], calls["xack"])
+	}
+	if !slices.Equal(ids(got), ids(r.snapshot())) || len(got) != len(sent) {
+		t.Fatalf("handed %d messages, want %d once each", len(r.snapshot()), len(sent))
+	}
+	for i, g := range got {
+		if g.d.ID != sent[i].ID || g.d.Attempt != 1 {
+			t.Fatalf("message %d: handed %s attempt %d, want %s attempt 1", i, g.d.ID, g.d.Attempt, sent[i].ID)
+		}
+	}
+	p, err := e.raw.XPending(ctx, s.Stream(ch, 0), "g").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Count != 0 {
+		t.Errorf("%d entries pending after every message was handled and the subscription stopped", p.Count)
+	}
+}
+
+// Acknowledgements wait for the handler: an entry is never acknowledged
+// before h returned nil for it; what h took is acknowledged before a
+// failed entry's backoff and when the subscription stops, while the
+// entries read but not handed get their delivery count back; the next
+// subscription goes on from the entry that was in the handler.
+func TestStreamsAcksOnlyWhatWasTaken(t *testing.T) {
+	e := newStreamsEnv(t, testenv.Redis(t))
+	s := e.transport()
+	s.AckInterval = time.Hour
+	s.RetryBackoff = 300 * time.Millisecond
+	ch := testenv.Name("acks")
+	ctx := context.Background()
+	stream := s.Stream(ch, s.Partition("k"))
+	var sent []messaging.Envelope
+	for i := range 5 {
+		sent = append(sent, streamsMessage(ch, "k", i))
+	}
+	mustPublish(t, s, sent...)
+	entries, err := e.raw.XRange(ctx, stream, "-", "+").Result()
+	if err != nil || len(entries) != 5 {
+		t.Fatalf("the stream: %v %v", entries, err)
+	}
+	entryOf := map[string]string{} // stream entry ID -> message ID
+	for _, m := range entries {
+		entryOf[m.ID], _ = m.Values["id"].(string)
+	}
+	pendingNow := func() map[string]int64 { // called from handlers too
+		p, err := e.raw.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: "g", Start: "-", End: "+", Count: 100}).Result()
+		if err != nil {
+			t.Errorf("XPENDING: %v", err)
+		}
+		out := map[string]int64{}
+		for _, x := range p {
+			out[entryOf[x.ID]] = x.RetryCount
+		}
+		return out
+	}
+
+	backoff := make(chan map[string]int64, 1)
+	entered := make(chan map[string]int64, 1)
+	r := newRecord()
+	sub := subscribeStreams(t, s, "g", []string{ch}, r.handler("a", func(ctx context.Context, d messaging.Delivery) error {
+		switch d.ID {
+		case sent[2].ID:
+			if d.Attempt == 1 {
+				go func() { time.Sleep(150 * time.Millisecond); backoff <- pendingNow() }()
+				return errors.New("not yet")
+			}
+		case sent[3].ID:
+			entered <- pendingNow()
+			<-ctx.Done() // in the handler when the subscription stops
+			return ctx.Err()
+		}
+		return nil
+	}))
+
+	// During the failed entry's backoff, what h took before is acknowledged.
+	var p map[string]int64
+	select {
+	case p = <-backoff:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the third message did not fail within 10s")
+	}
+	for i, m := range sent {
+		if _, pending := p[m.ID]; pending != (i >= 2) {
+			t.Errorf("during the backoff of message 2, message %d pending: %v", i, pending)
+		}
+	}
+	// In the handler: that entry and those after it are not acknowledged.
+	select {
+	case p = <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the fourth message was not handed within 10s")
+	}
+	for i, m := range sent {
+		if _, pending := p[m.ID]; !pending && i >= 3 {
+			t.Errorf("message %d acknowledged before it was handled", i)
+		}
+	}
+	sub.stop(t)
+
+	// Stopped: the taken entries are acknowledged, the one in the handler
+	// keeps its delivery, the one read but not handed gets its back.
+	p = pendingNow()
+	want := map[string]int64{sent[3].ID: 1, sent[4].ID: 0}
+	if len(p) != len(want) || p[sent[3].ID] != 1 || p[sent[4].ID] != 0 {
+		t.Errorf("pending after the stop: %v, want %v", p, want)
+	}
+
+	subscribeStreams(t, s, "g", []string{ch}, r.handler("b", nil))
+	got := r.waitFor(t, 10*time.Second, "the rest", func(got []delivered) bool { return got[len(got)-1].who == "b" && len(got) >= 7 })
+	var attempts []string
+	for _, g := range got {
+		for i, m := range sent {
+			if g.d.ID == m.ID {
+				attempts = append(attempts, fmt.Sprintf("%s:%d#%d", g.who, i, g.d.Attempt))
+			}
+		}
+	}
+	wantAttempts := []string{"a:0#1", "a:1#1", "a:2#1", "a:2#2", "a:3#1", "b:3#2", "b:4#1"}
+	if !slices.Equal(attempts, wantAttempts) {
+		t.Errorf("handed %v, want %v", attempts, wantAttempts)
+	}
+}
+
+// Pending entries are read in batches too: a dead member's backlog larger
+// than BatchSize is handed whole, in order, each with the delivery it
+// had, before what is new.
+func TestStreamsPendingInBatches(t *testing.T) {
+	e := newStreamsEnv(t, testenv.Redis(t))
+	s := e.transport()
+	s.BatchSize = 2
+	ch := testenv.Name("pendingbatches")
+	ctx := context.Background()
+	stream := s.Stream(ch, s.Partition("k"))
+	var sent []messaging.Envelope
+	for i := range 6 {
+		sent = append(sent, streamsMessage(ch, "k", i))
+	}
+	mustPublish(t, s, sent[:5]...)
+	if err := e.raw.XGroupCreateMkStream(ctx, stream, "g", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	// The dead member read the five entries, and the first again.
+	for _, count := range []int64{5, 0} {
+		from := ">"
+		if count == 0 {
+			count, from = 1, "0"
+		}
+		if err := e.raw.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "dead", Streams: []string{stream, from}, Count: count, Block: -1}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustPublish(t, s, sent[5])
+
+	r := newRecord()
+	subscribeStreams(t, s, "g", []string{ch}, r.handler("b", nil))
+	got := r.waitFor(t, 10*time.Second, "every message", hasAll(sent...))
+	time.Sleep(100 * time.Millisecond)
+	got = r.snapshot()
+	var want []string
+	for _, m := range sent {
+		want = append(want, m.ID)
+	}
+	if !slices.Equal(ids(got), want) {
+		t.Fatalf("handed %v, want the six messages once, in order", ids(got))
+	}
+	for i, want := range []int{3, 2, 2, 2, 2, 1} {
+		if got[i].d.Attempt != want {
+			t.Errorf("message %d: Attempt %d, want %d", i, got[i].d.Attempt, want)
+		}
+	}
+}
