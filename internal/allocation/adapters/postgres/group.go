@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/allocation/service"
@@ -18,17 +16,14 @@ import (
 
 // Group commit. Callers of Transact queue their work; a committer takes
 // the work waiting, up to maxGroup callers, and runs it in one
-// transaction: each caller's function in turn, its reads sent as it makes
-// them, and its writes gathered (writeSet); then every caller's writes at
-// once, one statement per kind of write, with COMMIT, in one round trip.
-// A caller that touches a product an earlier caller of the group touched
-// waits for the next group: the writes are not made yet, so it would not
-// see them. When the writes fail (a version check, an inbox entry, a
-// connection), the transaction is rolled back and its callers run again,
-// each alone, so that the failure reaches the caller it belongs to.
+// transaction: each caller's reads, then its writes, pipelined with the
+// next caller's reads, and one COMMIT at the end. A caller sees the writes
+// of the callers before it. When a caller's write fails (its version check,
+// its inbox entry), the transaction is rolled back, that caller gets its
+// error, and the others run again in a new group.
 //
-// This is what lets many small transactions share one commit, one disk
-// flush and a handful of statements, instead of each paying for its own.
+// This is what lets many small transactions share one disk flush and a
+// few round trips, instead of each paying for its own.
 
 const maxGroup = 64
 
@@ -81,24 +76,15 @@ func (s *Store) commit() {
 			}
 		}
 		for len(group) > 0 {
-			next, alone := s.run(group)
-			if alone {
-				for _, j := range next {
-					for rest := []*job{j}; len(rest) > 0; {
-						rest, _ = s.run(rest)
-					}
-				}
-				next = nil
-			}
-			group = next
+			group = s.run(group)
 		}
 	}
 }
 
 // run runs jobs in one transaction and answers them, but for the jobs it
-// returns, to run again: those that waited for a next group, or, when
-// alone is true, those to run again each alone after the group failed.
-func (s *Store) run(jobs []*job) (again []*job, alone bool) {
+// returns: those to run again, in a new transaction, because another job
+// failed this one.
+func (s *Store) run(jobs []*job) (again []*job) {
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
 	conn, err := s.pool.Acquire(ctx)
@@ -106,175 +92,192 @@ func (s *Store) run(jobs []*job) (again []*job, alone bool) {
 		for _, j := range jobs {
 			j.done <- result{err: fmt.Errorf("allocation store: %w", err)}
 		}
-		return nil, false
+		return nil
 	}
 	defer conn.Release()
-	g := &group{ctx: ctx, conn: conn.Conn()}
-	w := newWriteSet()
+	g := &group{ctx: ctx, conn: conn.Conn(), pending: &pgx.Batch{}}
+	g.queue(nil, `BEGIN`)
 
 	type outcome struct {
 		j      *job
 		raised []messaging.Raised
 		err    error
+		ran    bool // fn succeeded and its writes are queued
 	}
-	var ran, failed []outcome // ran: writes gathered; failed: fn said no
-	touched := map[string]bool{}
-	allReplayed := true
+	outcomes := make([]outcome, 0, len(jobs))
+	publishes, allReplayed := false, true
 	for _, j := range jobs {
-		uow := &unitOfWork{g: g, w: newWriteSet()}
+		o := outcome{j: j}
+		uow := &unitOfWork{g: g, writes: &pgx.Batch{}}
 		err := j.fn(j.ctx, uow)
-		if g.readErr != nil {
-			// The transaction is broken: what ran goes again, alone.
-			again = append(again, j)
-			continue
+		if g.failed != nil {
+			break // a write of an earlier job failed: nothing more can run
 		}
 		if err != nil {
-			failed = append(failed, outcome{j: j, err: mapErr(err)}) // fn only read: nothing to undo
+			o.err = mapErr(err) // fn only read: nothing to undo
+			outcomes = append(outcomes, o)
 			continue
 		}
-		if slices.ContainsFunc(uow.seen, func(p *domain.Product) bool { return touched[p.SKU] }) {
-			again = append(again, j) // see the writes of the group first
-			continue
-		}
-		o := outcome{j: j}
 		meta := messaging.MetaFrom(j.ctx)
-		if meta.Consumer != "" && meta.MessageID != "" {
-			w.recordHandled(meta.Consumer, meta.MessageID)
+		inbox := meta.Consumer != "" && meta.MessageID != ""
+		if inbox {
+			// First, so that a message already handled fails before the rest.
+			b := &pgx.Batch{}
+			mpostgres.QueueHandled(b, meta.Consumer, meta.MessageID)
+			g.queueBatch(j, b)
 		}
 		allReplayed = allReplayed && meta.Replayed
+		var envs []messaging.Envelope
 		for _, p := range uow.seen {
-			touched[p.SKU] = true
-			w.save(p)
+			if p.Changed() {
+				b := &pgx.Batch{}
+				save(b, p)
+				g.queueChecked(j, b.QueuedQueries[0], p)
+				g.queueBatch(j, &pgx.Batch{QueuedQueries: b.QueuedQueries[1:]})
+			}
 			for _, ev := range p.Events() {
 				env, err := s.registry.Envelope(j.ctx, ev)
 				if err != nil {
 					o.err = err
 					break
 				}
-				w.publish(env)
+				envs = append(envs, env)
 				o.raised = append(o.raised, messaging.Raised{Envelope: env, Event: ev})
 			}
 		}
-		w.mergeViews(uow.w)
-		ran = append(ran, o)
-	}
-	for _, o := range failed {
-		o.j.done <- result{err: o.err}
-	}
-	if g.readErr != nil {
-		g.rollback()
-		for _, o := range ran {
-			again = append(again, o.j)
-		}
-		return again, true
-	}
-	if len(ran) == 0 {
-		g.rollback()
-		return again, false
+		b := &pgx.Batch{}
+		mpostgres.QueueOutbox(b, envs)
+		b.QueuedQueries = append(b.QueuedQueries, uow.writes.QueuedQueries...)
+		g.queueBatch(j, b)
+		publishes = publishes || len(envs) > 0
+		o.ran = o.err == nil
+		outcomes = append(outcomes, o)
 	}
 
-	b := &pgx.Batch{}
-	if !g.begun {
-		b.Queue(`BEGIN`)
-	}
-	w.queue(b)
-	if !w.publishes() && allReplayed {
-		// Nothing leaves this transaction, and every message it handles
-		// would be handed again were its commit lost in a crash (the inbox
-		// forgetting them too): it need not wait for the disk.
-		b.Queue(`SET LOCAL synchronous_commit = off`)
-	}
-	b.Queue(`COMMIT`)
-	g.begun = true
-	if err := g.sendAll(b); err != nil {
-		g.rollback()
-		if len(ran) > 1 {
-			for _, o := range ran {
-				again = append(again, o.j)
+	if g.failed == nil {
+		if !publishes && allReplayed {
+			// Nothing leaves this transaction, and every message it handles
+			// would be handed again were its commit lost in a crash (the
+			// inbox forgetting them too): it need not wait for the disk.
+			g.queue(nil, `SET LOCAL synchronous_commit = off`)
+		}
+		// The last writes, then COMMIT once their checks passed.
+		if res, err := g.send(&pgx.Batch{}); err == nil {
+			res.Close()
+			if _, err := g.conn.Exec(ctx, `COMMIT`); err != nil {
+				g.failed = &failure{err: err}
 			}
-			return again, true
 		}
-		ferr := mapErr(err)
-		if mpostgres.IsInboxConflict(err) {
-			ferr = service.ErrAlreadyHandled
+	}
+
+	if g.failed == nil {
+		for _, o := range outcomes {
+			o.j.done <- result{raised: o.raised, err: o.err}
 		}
-		ran[0].j.done <- result{err: ferr}
-		return again, false
+		if publishes && s.OnCommit != nil {
+			s.OnCommit()
+		}
+		return nil
 	}
-	g.begun = false
-	for _, o := range ran {
-		o.j.done <- result{raised: o.raised, err: o.err}
+
+	// Roll back; the job whose write failed gets its error, the others
+	// that ran go again.
+	if _, err := g.conn.Exec(ctx, `ROLLBACK`); err != nil {
+		g.conn.Close(ctx)
 	}
-	if w.publishes() && s.OnCommit != nil {
-		s.OnCommit()
+	f := g.failed
+	ferr := mapErr(f.err)
+	if f.job != nil && mpostgres.IsInboxConflict(f.err) {
+		ferr = service.ErrAlreadyHandled
 	}
-	return again, false
+	answered := map[*job]bool{}
+	for _, o := range outcomes {
+		switch {
+		case o.j == f.job:
+			o.j.done <- result{err: ferr}
+		case !o.ran:
+			o.j.done <- result{err: o.err}
+		case f.job == nil:
+			// Not one job's fault (the connection, the commit): the outcome
+			// is unknown to all; they retry, and allocating again is a no-op.
+			o.j.done <- result{err: fmt.Errorf("%w: %w", errGroupFailed, ferr)}
+		default:
+			again = append(again, o.j)
+		}
+		answered[o.j] = true
+	}
+	for _, j := range jobs {
+		if !answered[j] {
+			if f.job == nil {
+				j.done <- result{err: fmt.Errorf("%w: %w", errGroupFailed, ferr)}
+			} else {
+				again = append(again, j)
+			}
+		}
+	}
+	return again
 }
+
+var errGroupFailed = errors.New("group transaction failed")
 
 // group is a transaction shared by several jobs.
 type group struct {
 	ctx     context.Context
 	conn    *pgx.Conn
-	begun   bool  // BEGIN was sent
-	readErr error // a read failed: the transaction is broken
+	pending *pgx.Batch // statements to send before the next read
+	owners  []owner    // of each pending statement
+	failed  *failure
 }
 
-// send sends reads, after BEGIN when it is the group's first, in one round
-// trip, and returns their results.
+type owner struct {
+	job     *job            // nil for the group's own statements
+	version *domain.Product // when the statement is p's version check
+}
+
+type failure struct {
+	job *job // whose statement failed; nil when no job's
+	err error
+}
+
+func (g *group) queue(j *job, sql string, args ...any) {
+	g.pending.Queue(sql, args...)
+	g.owners = append(g.owners, owner{job: j})
+}
+
+// queueChecked queues p's version statement: it must change one row, or
+// another transaction changed p first.
+func (g *group) queueChecked(j *job, q *pgx.QueuedQuery, p *domain.Product) {
+	g.pending.Queue(q.SQL, q.Arguments...)
+	g.owners = append(g.owners, owner{job: j, version: p})
+}
+
+func (g *group) queueBatch(j *job, b *pgx.Batch) {
+	for _, q := range b.QueuedQueries {
+		g.queue(j, q.SQL, q.Arguments...)
+	}
+}
+
+// send sends the pending statements, then b's, in one round trip, and
+// returns the results of b's. When a pending statement fails, the group
+// has failed: send records whose statement it was and returns an error.
 func (g *group) send(b *pgx.Batch) (pgx.BatchResults, error) {
-	if g.readErr != nil {
-		return nil, g.readErr
+	if g.failed != nil {
+		return nil, errGroupFailed
 	}
-	if !g.begun {
-		b.QueuedQueries = append([]*pgx.QueuedQuery{{SQL: `BEGIN`}}, b.QueuedQueries...)
-	}
-	res := g.conn.SendBatch(g.ctx, b)
-	if !g.begun {
-		g.begun = true
-		if _, err := res.Exec(); err != nil {
+	all := &pgx.Batch{QueuedQueries: append(g.pending.QueuedQueries, b.QueuedQueries...)}
+	owners := g.owners
+	g.pending, g.owners = &pgx.Batch{}, nil
+	res := g.conn.SendBatch(g.ctx, all)
+	for _, o := range owners {
+		tag, err := res.Exec()
+		if err == nil && o.version != nil && o.version.Version > 0 && tag.RowsAffected() != 1 {
+			err = fmt.Errorf("%w: product %s at version %d", domain.ErrConcurrentUpdate, o.version.SKU, o.version.Version)
+		}
+		if err != nil {
 			res.Close()
-			g.readErr = err
-			return nil, err
+			g.failed = &failure{job: o.job, err: err}
+			return nil, errGroupFailed
 		}
 	}
 	return res, nil
-}
-
-// failRead records that a read failed.
-func (g *group) failRead(err error) error {
-	if err != nil && g.readErr == nil {
-		g.readErr = err
-	}
-	return err
-}
-
-// sendAll sends the writes and COMMIT, and checks that the transaction
-// committed (a transaction that failed answers COMMIT with ROLLBACK).
-func (g *group) sendAll(b *pgx.Batch) error {
-	res := g.conn.SendBatch(g.ctx, b)
-	var tag pgconn.CommandTag
-	var err error
-	for range b.Len() {
-		if tag, err = res.Exec(); err != nil {
-			res.Close()
-			return err
-		}
-	}
-	if err := res.Close(); err != nil {
-		return err
-	}
-	if tag.String() != "COMMIT" {
-		return errors.New("the transaction was rolled back")
-	}
-	return nil
-}
-
-func (g *group) rollback() {
-	if !g.begun {
-		return
-	}
-	if _, err := g.conn.Exec(context.WithoutCancel(g.ctx), `ROLLBACK`); err != nil {
-		g.conn.Close(context.WithoutCancel(g.ctx))
-	}
-	g.begun = false
 }

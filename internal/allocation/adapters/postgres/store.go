@@ -3,8 +3,9 @@
 // the shared plumbing in the same transaction) and the read model.
 //
 // Transactions are committed in groups (see group.go): the work of the
-// callers waiting at once shares one database transaction, one statement
-// per kind of write (writeset.go) and one commit.
+// callers waiting at once shares one database transaction and one commit,
+// and each caller's writes travel in the same round trip as the next
+// caller's reads.
 package postgres
 
 import (
@@ -106,9 +107,9 @@ func mapErr(err error) error {
 
 // unitOfWork is one caller's share of a group transaction.
 type unitOfWork struct {
-	g    *group
-	w    *writeSet // the read model's changes
-	seen []*domain.Product
+	g      *group
+	seen   []*domain.Product
+	writes *pgx.Batch // the read model's, sent with the rest after fn
 }
 
 func (u *unitOfWork) Products() service.ProductRepository { return (*repository)(u) }
@@ -117,12 +118,14 @@ func (u *unitOfWork) ReadModel() service.ReadModel        { return (*readModel)(
 type readModel unitOfWork
 
 func (r *readModel) SetAllocation(ctx context.Context, orderID, sku, batchRef string) error {
-	r.w.setView(orderID, sku, batchRef)
+	r.writes.Queue(`INSERT INTO allocations_view (orderid, sku, batchref)
+		SELECT orderid, sku, batchref FROM allocations WHERE orderid = $1 AND sku = $2 AND batchref = $3
+		ON CONFLICT (orderid, sku) DO UPDATE SET batchref = excluded.batchref`, orderID, sku, batchRef)
 	return nil
 }
 
 func (r *readModel) RemoveAllocation(ctx context.Context, orderID, sku, batchRef string) error {
-	r.w.removeView(orderID, sku, batchRef)
+	r.writes.Queue(`DELETE FROM allocations_view WHERE orderid = $1 AND sku = $2 AND batchref = $3`, orderID, sku, batchRef)
 	return nil
 }
 
@@ -148,51 +151,57 @@ const (
 )
 
 func (r *repository) Get(ctx context.Context, sku string) (*domain.Product, error) {
-	return r.load(ctx, "product "+sku, productQuery, []any{sku}, "")
+	return r.load(ctx, "product "+sku, productQuery, sku)
 }
 
 func (r *repository) GetForOrder(ctx context.Context, sku, orderID string) (*domain.Product, error) {
-	return r.load(ctx, "product "+sku, productQuery, []any{sku}, orderLinesQuery, orderID, sku)
-}
-
-func (r *repository) GetByBatchRef(ctx context.Context, ref string) (*domain.Product, error) {
-	return r.load(ctx, "batch "+ref, productForBatchQuery, []any{ref}, "")
-}
-
-// load runs one of the product queries, and the query of lines when
-// given, in one round trip, and builds the product.
-func (r *repository) load(ctx context.Context, what, query string, args []any, linesQuery string, linesArgs ...any) (*domain.Product, error) {
-	b := &pgx.Batch{}
-	b.Queue(query, args...)
-	if linesQuery != "" {
-		b.Queue(linesQuery, linesArgs...)
+	p, err := r.load(ctx, "product "+sku, productQuery, sku)
+	if err != nil {
+		return nil, err
 	}
+	b := &pgx.Batch{}
+	b.Queue(orderLinesQuery, orderID, sku)
 	res, err := r.g.send(b)
 	if err != nil {
 		return nil, err
 	}
 	defer res.Close()
-	p, err := r.product(res, what)
+	rows, err := res.Query()
 	if err != nil {
-		return nil, r.g.failRead(err)
+		return nil, fmt.Errorf("loading order %s: %w", orderID, mapErr(err))
 	}
-	if linesQuery != "" {
-		if err := r.lines(res, p); err != nil {
-			return nil, r.g.failRead(err)
+	defer rows.Close()
+	for rows.Next() {
+		var ref string
+		l := domain.OrderLine{SKU: sku}
+		var qty int64
+		if err := rows.Scan(&ref, &l.OrderID, &qty); err != nil {
+			return nil, fmt.Errorf("loading order %s: %w", orderID, err)
+		}
+		l.Qty = int(qty)
+		if bt := p.Batch(ref); bt != nil {
+			bt.Lines = append(bt.Lines, l)
 		}
 	}
-	if err := res.Close(); err != nil {
-		return nil, r.g.failRead(mapErr(err))
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("loading order %s: %w", orderID, mapErr(err))
 	}
-	if p == nil {
-		return nil, fmt.Errorf("%s: %w", what, service.ErrNotFound)
-	}
-	r.seen = append(r.seen, p)
 	return p, nil
 }
 
-// product reads a product query's rows: nil when there is no product.
-func (r *repository) product(res pgx.BatchResults, what string) (*domain.Product, error) {
+func (r *repository) GetByBatchRef(ctx context.Context, ref string) (*domain.Product, error) {
+	return r.load(ctx, "batch "+ref, productForBatchQuery, ref)
+}
+
+// load runs one of the product queries and builds the product.
+func (r *repository) load(ctx context.Context, what, query string, args ...any) (*domain.Product, error) {
+	b := &pgx.Batch{}
+	b.Queue(query, args...)
+	res, err := r.g.send(b)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Close()
 	rows, err := res.Query()
 	if err != nil {
 		return nil, fmt.Errorf("loading %s: %w", what, mapErr(err))
@@ -237,30 +246,38 @@ func (r *repository) product(res pgx.BatchResults, what string) (*domain.Product
 		return nil, fmt.Errorf("loading %s: %w", what, mapErr(err))
 	}
 	if version < 0 {
-		return nil, nil
+		return nil, fmt.Errorf("%s: %w", what, service.ErrNotFound)
 	}
-	return domain.NewProduct(sku, version, batches...), nil
+	p := domain.NewProduct(sku, version, batches...)
+	r.seen = append(r.seen, p)
+	return p, nil
 }
 
-// lines reads an order's lines into p.
-func (r *repository) lines(res pgx.BatchResults, p *domain.Product) error {
-	rows, err := res.Query()
-	if err != nil {
-		return fmt.Errorf("loading order lines: %w", mapErr(err))
+// save queues the writes of what changed in p: first its version, checked
+// against the one it was loaded at (the statement must change one row),
+// then the changes its events record.
+func save(b *pgx.Batch, p *domain.Product) {
+	if p.Version == 0 {
+		b.Queue(`INSERT INTO products (sku, version) VALUES ($1, 1)`, p.SKU) // fails if created meanwhile
+	} else {
+		b.Queue(`UPDATE products SET version = version + 1 WHERE sku = $1 AND version = $2`, p.SKU, p.Version)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var ref, orderID string
-		var qty int64
-		if err := rows.Scan(&ref, &orderID, &qty); err != nil {
-			return fmt.Errorf("loading order lines: %w", err)
-		}
-		if p == nil {
-			continue
-		}
-		if bt := p.Batch(ref); bt != nil {
-			bt.Lines = append(bt.Lines, domain.OrderLine{OrderID: orderID, SKU: p.SKU, Qty: int(qty)})
+	for _, ev := range p.Events() {
+		switch e := ev.(type) {
+		case domain.BatchCreated:
+			var eta any
+			if !e.ETA.IsZero() {
+				eta = e.ETA.Time
+			}
+			b.Queue(`INSERT INTO batches (ref, sku, purchased, eta) VALUES ($1, $2, $3, $4)`, e.Ref, e.SKU, e.Qty, eta)
+		case domain.BatchQuantityChanged:
+			b.Queue(`UPDATE batches SET purchased = $1 WHERE ref = $2`, e.Qty, e.Ref)
+		case domain.Allocated:
+			b.Queue(`WITH a AS (INSERT INTO allocations (orderid, sku, qty, batchref) VALUES ($1, $2, $3, $4))
+				UPDATE batches SET allocated = allocated + $3 WHERE ref = $4`, e.OrderID, e.SKU, e.Qty, e.BatchRef)
+		case domain.Deallocated:
+			b.Queue(`WITH d AS (DELETE FROM allocations WHERE orderid = $1 AND sku = $2)
+				UPDATE batches SET allocated = allocated - $3 WHERE ref = $4`, e.OrderID, e.SKU, e.Qty, e.BatchRef)
 		}
 	}
-	return rows.Err()
 }
