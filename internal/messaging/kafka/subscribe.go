@@ -100,6 +100,11 @@ func (s *subscription) run(channels []string) error {
 		// none, even when other partitions join the fetch meanwhile (after
 		// a rebalance): the Java client's 500ms rather than franz-go's 5s.
 		kgo.FetchMaxWait(500*time.Millisecond),
+		// A member that died (SIGKILL) holds its partitions until the
+		// broker gives up on it: 10s rather than franz-go's 45s, with a
+		// heartbeat a second (brokers accept sessions from 6s by default).
+		kgo.SessionTimeout(10*time.Second),
+		kgo.HeartbeatInterval(time.Second),
 	)...)
 	if err != nil {
 		return fmt.Errorf("kafka subscribe %s: %w", s.group, err)
