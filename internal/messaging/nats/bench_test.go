@@ -27,6 +27,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 			}
 			defer func() {
 				js.JetStream().DeleteStream(context.Background(), stream)
+				js.JetStream().DeleteKeyValue(context.Background(), js.LeaseBucket())
 				js.Close()
 			}()
 			transporttest.EndToEnd(b, js, rate)

@@ -39,6 +39,7 @@ const (
 	DefaultMaxAge          = 7 * 24 * time.Hour
 	DefaultDuplicateWindow = 2 * time.Minute
 	DefaultAckWait         = 30 * time.Second
+	DefaultBatch           = 256
 )
 
 // JetStream is the NATS JetStream transport, a durable one (see
@@ -79,38 +80,119 @@ const (
 //
 //   - Subscribe uses a durable pull consumer per (group, channel,
 //     partition), named "<group>_<channel>_<p>" (characters NATS does not
-//     allow in names become '_'), filtered on the partition's subject, with
-//     explicit acks, DeliverAll (a group new to the stream starts at the
-//     oldest message kept), MaxAckPending 1 (a partition's messages are
-//     handed strictly in order, one at a time, whichever member of the
-//     group takes them), AckWait 30s (WithAckWait) and no bound on
-//     deliveries (stockflow's Consumer dead-letters a message after its own
-//     number of attempts, and then acknowledges it). Each partition is
-//     fetched and handled by its own goroutine: a message h handled is
-//     acknowledged, and the ack confirmed by the server (double ack); one
-//     that failed is negatively acknowledged with a delay that grows with
-//     its attempts (WithRedeliveryBackoff), and blocks its partition until
-//     it is handled. Attempt is the server's count of deliveries. While h
-//     runs, the transport tells the server every AckWait/3 that the message
-//     is in progress, so that a slow handler does not see it handed again.
-//     Members of a group share the consumers, which hand each message to
-//     one of them.
+//     allow in names become '_'), filtered on the partition's subject, that
+//     acknowledges all (an ack covers every message before it), starts at
+//     the oldest message kept (a group new to the stream reads everything),
+//     with MaxAckPending 256 (WithBatch), AckWait 30s (WithAckWait) and no
+//     bound on deliveries (stockflow's Consumer dead-letters a message after
+//     its own number of attempts, and then acknowledges it).
 //
-//   - When Subscribe stops (its context done) while h has not handled a
-//     message, the message is negatively acknowledged at once, so that
-//     another member, or the next Subscribe, gets it again without delay.
-//     A member that dies without a word holds its message for AckWait. A
-//     message the server sent just as a fetch was abandoned is handed again
-//     after AckWait too.
+//   - One member of a group at a time holds a partition: it takes the
+//     partition's lease, a key (LeaseKey: the consumer's name) of the
+//     bucket LeaseBucket ("<stream>_leases", made at the first Subscribe),
+//     by creating it, or by a compare-and-set on its revision when it is
+//     free; it renews it, by a compare-and-set, every third of the lease's
+//     TTL (AckWait, between 2s and 10s; WithLeaseTTL), and gives it back
+//     when Subscribe stops. A lease its holder stops renewing (it died, or
+//     lost the server) is taken over once its revision has not changed for
+//     a TTL, as seen by the member waiting for it (each member measures on
+//     its own clock: no clocks are compared). A holder that cannot renew
+//     for a TTL hands nothing more and gives the partition up. Members
+//     without a partition look at its lease every TTL/4 (at most every
+//     second). There is no rebalancing: a partition goes to whoever asks
+//     first, and a second instance of a group is a standby for the
+//     partitions the first holds.
+//
+//     The lease is how members share the work; it is not what keeps a
+//     partition's order. That rests on the consumer: its holder hands a
+//     message only while every message the consumer counts pending (sent,
+//     not acknowledged) is one the holder received and has not handed yet
+//     (it compares its own count with the consumer's, and the consumer's
+//     delivery sequence with the last it received; then it checks that the
+//     deliveries it receives follow each other). Anything held elsewhere
+//     (by a previous holder that stopped, or that died and whose messages
+//     come back after AckWait; by a pull request abandoned; by a member
+//     that still believes it holds the lease) stops it until the message
+//     comes back to it: it then hands everything in the order of the
+//     stream. Two members therefore never interleave a partition's
+//     messages, even while two of them believe they hold its lease (the
+//     one that does not stops at its next renewal).
+//
+//   - The holder fetches a partition with pull requests of 256 messages,
+//     while it hands the messages received to h strictly one at a time, in
+//     order, each once h returned nil for the one before. A message h
+//     failed is handed again in place (the messages after it wait), after
+//     a delay that doubles with its attempts (WithRedeliveryBackoff), with
+//     Attempt incremented. A message h handled is acknowledged with the
+//     ones before it: an ack goes every 32 messages, whenever the partition
+//     has nothing more at hand, before a retry's delay, and every
+//     AckWait/3. (An ack also sets the consumer's floor of delivery
+//     sequences, below which the server ignores a message's acks, negative
+//     acks and progress: an ack therefore waits while a message held was
+//     delivered before the one acknowledged, and a holder that finds the
+//     messages it collected delivered out of order gives them back, in
+//     order, to have them delivered again in order.) Every AckWait/3 the
+//     holder also tells the server that the messages it holds (the one in
+//     h, and those waiting for their turn) are in progress, so that a slow
+//     handler keeps them. Partitions are handled in parallel, each by its
+//     own goroutine.
+//
+//   - Attempt counts the times a message was handed to h: the server's
+//     count of deliveries, corrected with the counts the lease keeps (a
+//     message fetched in a batch but never handed was delivered, a message
+//     retried in place was not delivered again). A retry in place records
+//     its count in the lease, so that it survives a crash.
+//
+//   - When Subscribe stops (its context done), the holder waits for h to
+//     return, acknowledges what h handled, gives back at once, in order,
+//     the messages it holds (negative acks, the message h did not handle
+//     first, confirmed by the server), and gives the lease back with their
+//     counts: the next holder, or the next Subscribe, gets them without
+//     delay, with the right Attempt. A member that dies without a word
+//     holds its partitions for the lease's TTL, and its messages come back
+//     after AckWait, in order, from the first it had not acknowledged: up
+//     to 32 messages it had handled come again (the inbox recognises
+//     them), and the messages it had received but not handed count one
+//     delivery more than they were handed.
+//
+//   - Consumers of an earlier version of this transport (explicit acks,
+//     MaxAckPending 1) are created again when a holder takes their
+//     partition: an ack policy cannot change, so the consumer is deleted
+//     and created again, acknowledging all, from its first message not
+//     acknowledged (messages it had sent but not had acknowledged come
+//     again, counting from 1). Other settings (MaxAckPending, AckWait) are
+//     updated in place. Stop every member of the earlier version before
+//     starting the new one: they take no lease, and could hand a message
+//     that a new member hands too (once its consumer was created again, a
+//     member of the earlier version fails to update it, and fetches no
+//     more).
 //
 //   - Rewind deletes the group's consumers: they are created again from
-//     the oldest message kept.
+//     the oldest message kept, by the members holding their partitions,
+//     which hand nothing more of what they had received from the consumer
+//     deleted (a member on the transport that rewinds stops at once; a
+//     member elsewhere as soon as the server tells it the consumer is gone,
+//     so that a message or two it had received may be handed before the
+//     group starts over).
 //
 //   - A lost connection is waited out: the client reconnects without end
 //     (every half second), Publish fails meanwhile (and the relay retries),
-//     fetches fail and are retried with backoff, consumers and the stream
-//     are created again if the broker lost them. Subscribe returns only when
-//     its context is done (or the transport is closed).
+//     fetches fail and are retried with backoff, consumers, the lease
+//     bucket and the stream are created again if the broker lost them (a
+//     holder whose consumer's sequence goes back, a broker that lost some
+//     of its state, starts the partition over: messages it handled may be
+//     handed again). Subscribe returns only when its context is done (or
+//     the transport is closed).
+//
+//   - Known limits: nats-server 2.9 drops a message given back while the
+//     only pull request waiting is one nobody listens to any more (it comes
+//     back after AckWait): a holder therefore asks for the consumer's info,
+//     which clears such requests, before it gives messages back; a lost
+//     connection can still cause it, and a pull request abandoned can still
+//     deliver a message nobody receives: the partition then waits for
+//     AckWait. A handler that ignores its context and runs on after its
+//     member lost the server may run beside the next holder's handler once
+//     AckWait is over, as with any broker.
 type JetStream struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
@@ -122,6 +204,12 @@ type JetStream struct {
 	connDone  chan struct{}  // closed when the connection is
 	subs      sync.WaitGroup // running Subscribe calls
 	subsMu    sync.Mutex     // orders subs.Add after closed's closing
+
+	kvMu sync.Mutex
+	kv   jetstream.KeyValue // the lease bucket, once made sure of
+
+	sessMu   sync.Mutex
+	sessions map[string]map[*session]struct{} // by consumer name: the partitions held here
 }
 
 // Option configures a JetStream.
@@ -135,6 +223,8 @@ type config struct {
 	duplicates      time.Duration
 	replicas        int
 	ackWait         time.Duration
+	batch           int
+	leaseTTL        time.Duration
 	backoffBase     time.Duration
 	backoffMax      time.Duration
 	pollWait        time.Duration
@@ -168,6 +258,17 @@ func WithReplicas(n int) Option { return func(c *config) { c.replicas = n } }
 // the server hands it again (default 30s).
 func WithAckWait(d time.Duration) Option { return func(c *config) { c.ackWait = d } }
 
+// WithBatch sets how many messages of a partition a member fetches at a
+// time, and may hold unacknowledged: the consumers' MaxAckPending (default
+// 256).
+func WithBatch(n int) Option { return func(c *config) { c.batch = n } }
+
+// WithLeaseTTL sets how long a partition's lease lasts unless its holder
+// renews it (every third of it): how long a member that died, or lost the
+// server, keeps its partitions from the others (default AckWait, at least
+// 2s and at most 10s). Every member of a group should use the same.
+func WithLeaseTTL(d time.Duration) Option { return func(c *config) { c.leaseTTL = d } }
+
 // WithRedeliveryBackoff sets the delay before a message its handler failed
 // is handed again: base after the first attempt, doubling with each attempt,
 // at most max (defaults 250ms and 30s).
@@ -198,6 +299,7 @@ func New(url string, log *slog.Logger, opts ...Option) (*JetStream, error) {
 		duplicates:     DefaultDuplicateWindow,
 		replicas:       1,
 		ackWait:        DefaultAckWait,
+		batch:          DefaultBatch,
 		backoffBase:    250 * time.Millisecond,
 		backoffMax:     30 * time.Second,
 		pollWait:       5 * time.Second,
@@ -221,6 +323,10 @@ func New(url string, log *slog.Logger, opts ...Option) (*JetStream, error) {
 		return nil, fmt.Errorf("nats: %d partitions, want at least 1", cfg.partitions)
 	case cfg.ackWait < time.Second:
 		return nil, fmt.Errorf("nats: AckWait %v, want at least 1s", cfg.ackWait)
+	case cfg.batch < 1:
+		return nil, fmt.Errorf("nats: batch %d, want at least 1", cfg.batch)
+	case cfg.leaseTTL != 0 && cfg.leaseTTL < 500*time.Millisecond:
+		return nil, fmt.Errorf("nats: lease TTL %v, want at least 500ms", cfg.leaseTTL)
 	case cfg.pollWait < 100*time.Millisecond:
 		return nil, fmt.Errorf("nats: poll wait %v, want at least 100ms", cfg.pollWait)
 	case cfg.backoffBase <= 0 || cfg.backoffMax < cfg.backoffBase:
@@ -312,6 +418,20 @@ func (t *JetStream) ensureStream(ctx context.Context) error {
 		return fmt.Errorf("nats: creating stream %s: %w", t.cfg.stream, err)
 	}
 	return nil
+}
+
+// leaseTTL returns how long a lease lasts unless renewed.
+func (t *JetStream) leaseTTL() time.Duration {
+	if t.cfg.leaseTTL > 0 {
+		return t.cfg.leaseTTL
+	}
+	return min(max(t.cfg.ackWait, 2*time.Second), 10*time.Second)
+}
+
+// leasePoll returns how often a member that does not hold a partition looks
+// at its lease.
+func (t *JetStream) leasePoll() time.Duration {
+	return max(min(t.leaseTTL()/4, time.Second), 100*time.Millisecond)
 }
 
 // Subject returns the subject of a channel's messages with key.
@@ -442,15 +562,15 @@ func (t *JetStream) natsMsg(m messaging.Envelope) *nats.Msg {
 
 // envelopeOf reads a delivered message: channel is the one its consumer
 // filters on.
-func (t *JetStream) envelopeOf(channel string, msg jetstream.Msg, meta *jetstream.MsgMetadata) messaging.Envelope {
-	h := msg.Headers()
+func (t *JetStream) envelopeOf(channel string, msg *nats.Msg, meta *nats.MsgMetadata) messaging.Envelope {
+	h := msg.Header
 	env := messaging.Envelope{
 		ID:            h.Get(HeaderMsgID),
 		Channel:       channel,
 		Key:           h.Get(HeaderKey),
 		CorrelationID: h.Get(HeaderCorrelationID),
 		CausationID:   h.Get(HeaderCausationID),
-		Payload:       msg.Data(),
+		Payload:       msg.Data,
 	}
 	if at := h.Get(HeaderOccurredAt); at != "" {
 		env.OccurredAt, _ = time.Parse(time.RFC3339Nano, at)
@@ -469,7 +589,7 @@ func (t *JetStream) envelopeOf(channel string, msg jetstream.Msg, meta *jetstrea
 // storedID returns an id for a message stored without one: a name-based
 // UUID (version 5) of its stream, sequence and time of storing, the same on
 // each delivery.
-func storedID(meta *jetstream.MsgMetadata) string {
+func storedID(meta *nats.MsgMetadata) string {
 	sum := sha1.Sum([]byte("nats-jetstream:" + meta.Stream + ":" +
 		strconv.FormatUint(meta.Sequence.Stream, 10) + ":" + strconv.FormatInt(meta.Timestamp.UnixNano(), 10)))
 	u := sum[:16]
@@ -500,14 +620,14 @@ func (t *JetStream) consumerConfig(group, channel string, p int) jetstream.Consu
 	name := ConsumerName(group, channel, p)
 	return jetstream.ConsumerConfig{
 		Durable:       name,
-		Description:   fmt.Sprintf("stockflow group %s, channel %s, partition %d", group, channel, p),
+		Description:   fmt.Sprintf("stockflow group %s, channel %s, partition %d (leased; batches of %d)", group, channel, p, t.cfg.batch),
 		FilterSubject: t.partitionSubject(channel, p),
-		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckPolicy:     jetstream.AckAllPolicy,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		ReplayPolicy:  jetstream.ReplayInstantPolicy,
 		AckWait:       t.cfg.ackWait,
 		MaxDeliver:    -1,
-		MaxAckPending: 1,
+		MaxAckPending: t.cfg.batch,
 	}
 }
 
@@ -566,214 +686,6 @@ func (t *JetStream) Subscribe(parent context.Context, group string, channels []s
 	return errClosed
 }
 
-// partition is the state of one partition's consumer.
-type partition struct {
-	t        *JetStream
-	group    string
-	channel  string
-	p        int
-	h        messaging.Handler
-	consumer jetstream.Consumer
-	failing  bool // the last fetch failed
-	backoff  time.Duration
-}
-
-// consume fetches and handles the messages of a partition, one at a time,
-// until ctx is done.
-func (t *JetStream) consume(ctx context.Context, group, channel string, p int, h messaging.Handler) {
-	pt := &partition{t: t, group: group, channel: channel, p: p, h: h}
-	for ctx.Err() == nil {
-		err := pt.step(ctx)
-		if err == nil || ctx.Err() != nil {
-			continue
-		}
-		// Make sure of the consumer again: it may be gone (a Rewind, a
-		// broker that lost it: the fetch then fails with "consumer
-		// deleted", no responders, or no heartbeat). Creating it is
-		// idempotent.
-		pt.consumer = nil
-		pt.backoff = min(max(2*pt.backoff, 100*time.Millisecond), 5*time.Second)
-		level := slog.LevelDebug
-		if !pt.failing {
-			level = slog.LevelWarn
-		}
-		pt.failing = true
-		t.log.Log(ctx, level, "nats fetch failed, retrying", "group", group, "channel", channel, "partition", p, "err", err, "retry_in", pt.backoff)
-		select {
-		case <-ctx.Done():
-		case <-time.After(pt.backoff):
-		}
-	}
-}
-
-// step fetches a message, if one comes within the poll wait, and handles
-// it.
-func (pt *partition) step(ctx context.Context) error {
-	t := pt.t
-	if pt.consumer == nil {
-		c, err := pt.ensureConsumer(ctx)
-		if err != nil {
-			return err
-		}
-		pt.consumer = c
-	}
-	fctx, cancel := context.WithTimeout(ctx, t.cfg.pollWait)
-	defer cancel()
-	opts := []jetstream.FetchOpt{jetstream.FetchContext(fctx)}
-	if hb := t.cfg.pollWait / 4; hb >= 250*time.Millisecond {
-		opts = append(opts, jetstream.FetchHeartbeat(hb))
-	}
-	batch, err := pt.consumer.Fetch(1, opts...)
-	if err != nil {
-		return err
-	}
-	got := false
-	for msg := range batch.Messages() {
-		got = true
-		pt.handle(ctx, msg)
-	}
-	err = batch.Error()
-	if err != nil && !got && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		err = nil // nothing came within the poll wait
-	}
-	if err != nil && got {
-		err = nil // the fetch ended once the message came
-	}
-	if err == nil && pt.failing {
-		pt.failing, pt.backoff = false, 0
-		t.log.InfoContext(ctx, "nats fetching again", "group", pt.group, "channel", pt.channel, "partition", pt.p)
-	}
-	return err
-}
-
-func (pt *partition) ensureConsumer(ctx context.Context) (jetstream.Consumer, error) {
-	t := pt.t
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	c, err := t.js.CreateOrUpdateConsumer(cctx, t.cfg.stream, t.consumerConfig(pt.group, pt.channel, pt.p))
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		t.recreateStream(ctx)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("creating consumer %s: %w", ConsumerName(pt.group, pt.channel, pt.p), err)
-	}
-	return c, nil
-}
-
-// handle hands msg to h, then acknowledges it or asks for it again.
-func (pt *partition) handle(ctx context.Context, msg jetstream.Msg) {
-	t := pt.t
-	meta, err := msg.Metadata()
-	if err != nil {
-		t.log.ErrorContext(ctx, "nats message without metadata: terminated", "subject", msg.Subject(), "err", err)
-		msg.Term()
-		return
-	}
-	d := messaging.Delivery{Envelope: t.envelopeOf(pt.channel, msg, meta), Attempt: int(meta.NumDelivered)}
-	if ctx.Err() != nil {
-		msg.Nak() // stopping: hand it to another member at once
-		return
-	}
-
-	// Tell the server the message is being handled, so that it does not
-	// hand it again to someone else after AckWait.
-	stop := make(chan struct{})
-	var progress sync.WaitGroup
-	progress.Go(func() {
-		tick := time.NewTicker(t.cfg.ackWait / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				msg.InProgress()
-			}
-		}
-	})
-	err = pt.safeHandle(ctx, d)
-	close(stop)
-	progress.Wait()
-
-	switch {
-	case err == nil:
-		pt.ack(ctx, msg, d)
-	case ctx.Err() != nil:
-		if aerr := msg.Nak(); aerr != nil {
-			t.log.WarnContext(ctx, "nats nak failed: the message will be delivered again after AckWait", "channel", pt.channel, "message_id", d.ID, "err", aerr)
-		}
-	default:
-		delay := pt.redeliveryDelay(d.Attempt)
-		t.log.DebugContext(ctx, "nats message failed, will be delivered again", "channel", pt.channel, "message_id", d.ID, "attempt", d.Attempt, "retry_in", delay, "err", err)
-		if aerr := msg.NakWithDelay(delay); aerr != nil {
-			t.log.WarnContext(ctx, "nats nak failed: the message will be delivered again after AckWait", "channel", pt.channel, "message_id", d.ID, "err", aerr)
-		}
-	}
-}
-
-// ack acknowledges a handled message, and waits for the server to confirm.
-// When the connection is lost meanwhile, it tries again, until AckWait is
-// over (the server then hands the message again: the inbox recognises it),
-// Subscribe stops, or the transport closes: the partition cannot go on
-// before the server counts the message acknowledged anyway.
-func (pt *partition) ack(ctx context.Context, msg jetstream.Msg, d messaging.Delivery) {
-	t := pt.t
-	deadline := time.Now().Add(t.cfg.ackWait)
-	wait := 100 * time.Millisecond
-	for {
-		actx, cancel := context.WithTimeout(context.Background(), min(2*time.Second, t.cfg.ackWait))
-		err := msg.DoubleAck(actx)
-		cancel()
-		if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
-			return
-		}
-		if errors.Is(err, nats.ErrNoResponders) && pt.consumerGone() {
-			// Rewound meanwhile: the message will come again from the new consumer.
-			t.log.InfoContext(ctx, "nats ack of a message whose consumer is gone", "channel", pt.channel, "message_id", d.ID)
-			return
-		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			t.log.WarnContext(ctx, "nats ack failed: the message will be delivered again", "channel", pt.channel, "message_id", d.ID, "err", err)
-			return
-		}
-		t.log.DebugContext(ctx, "nats ack failed, trying again", "channel", pt.channel, "message_id", d.ID, "err", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, time.Second)
-	}
-}
-
-// consumerGone reports whether the server says the partition's consumer
-// does not exist.
-func (pt *partition) consumerGone() bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_, err := pt.t.js.Consumer(ctx, pt.t.cfg.stream, ConsumerName(pt.group, pt.channel, pt.p))
-	return errors.Is(err, jetstream.ErrConsumerNotFound)
-}
-
-// safeHandle calls h, turning a panic into an error.
-func (pt *partition) safeHandle(ctx context.Context, d messaging.Delivery) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("handler panicked: %v", r)
-			pt.t.log.ErrorContext(ctx, "nats handler panicked", "channel", d.Channel, "message_id", d.ID, "panic", r)
-		}
-	}()
-	return pt.h(ctx, d)
-}
-
-// redeliveryDelay returns the delay before attempt+1.
-func (pt *partition) redeliveryDelay(attempt int) time.Duration {
-	d := pt.t.cfg.backoffBase
-	for i := 1; i < attempt && d < pt.t.cfg.backoffMax; i++ {
-		d *= 2
-	}
-	return min(d, pt.t.cfg.backoffMax)
-}
-
 // Rewind deletes group's consumers of channels: its next Subscribe starts
 // at the oldest message kept. Members of the group that are subscribed
 // meanwhile create the consumers again, from the oldest message.
@@ -784,10 +696,16 @@ func (t *JetStream) Rewind(ctx context.Context, group string, channels []string)
 			return err
 		}
 		for p := range t.cfg.partitions {
-			err := t.js.DeleteConsumer(ctx, t.cfg.stream, ConsumerName(group, ch, p))
+			name := ConsumerName(group, ch, p)
+			marks := t.marks(name)
+			err := t.js.DeleteConsumer(ctx, t.cfg.stream, name)
 			if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 				errs = append(errs, err)
+				continue
 			}
+			// This transport's members of the group hand nothing more of
+			// the consumer deleted.
+			invalidate(marks)
 		}
 	}
 	if len(errs) > 0 {

@@ -76,6 +76,9 @@ func newStream(t testing.TB, url string) stream {
 		if err := js.DeleteStream(ctx, s.name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			t.Logf("deleting stream %s: %v", s.name, err)
 		}
+		if err := js.DeleteKeyValue(ctx, nats.LeaseBucket(s.name)); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			t.Logf("deleting lease bucket of %s: %v", s.name, err)
+		}
 	})
 	return s
 }
@@ -1068,5 +1071,248 @@ func testServerRestart(t *testing.T, sig syscall.Signal, opts ...nats.Option) {
 	}
 	if n := streamMsgs(t, pub); n < 20 || n > 21 {
 		t.Errorf("stream holds %d messages, want 20 (or 21)", n)
+	}
+}
+
+// payloadN returns the n of a payload {"n": n}.
+func payloadN(t testing.TB, d messaging.Delivery) int {
+	t.Helper()
+	var p struct{ N int }
+	if err := json.Unmarshal(d.Payload, &p); err != nil {
+		t.Fatalf("payload %s: %v", d.Payload, err)
+	}
+	return p.N
+}
+
+// A member that dies in the middle of a batch: the next one gets the rest
+// of the partition once AckWait is over, in order, starting at the message
+// that was in the handler (or before it: the messages handled since the
+// last ack come again).
+func TestBatchRedeliveredInOrderAfterCrash(t *testing.T) {
+	t.Parallel()
+	s, js := setup(t, nats.WithAckWait(time.Second))
+	msgs := envelopes("ch", "k", 20)
+	publish(t, js, msgs...)
+
+	dying := s.open(t, nats.WithAckWait(time.Second))
+	release := make(chan struct{})
+	defer close(release)
+	sub := subscribe(t, dying, "test", func(ctx context.Context, d messaging.Delivery) error {
+		if payloadN(t, d) == 6 {
+			dying.Conn().Close() // dies: no ack, no nak, no progress
+			<-release
+		}
+		return nil
+	}, "ch")
+	for i, d := range sub.collect(t, 7, 10*time.Second) {
+		if n := payloadN(t, d); n != i {
+			t.Fatalf("delivery %d: n=%d", i, n)
+		}
+	}
+	sub.closed = true
+
+	sub2 := subscribe(t, js, "test", nil, "ch")
+	first := sub2.next(t, 10*time.Second)
+	start := payloadN(t, first)
+	if start > 6 {
+		t.Fatalf("the next member started at n=%d, after the message in the handler (6)", start)
+	}
+	if first.Attempt < 2 {
+		t.Errorf("n=%d came again with Attempt %d, want 2 or more", start, first.Attempt)
+	}
+	for i, d := range sub2.collect(t, 19-start, 10*time.Second) {
+		if n := payloadN(t, d); n != start+1+i {
+			t.Fatalf("after n=%d, delivery %d is n=%d, want %d", start, i, n, start+1+i)
+		}
+	}
+	sub2.none(t, 500*time.Millisecond)
+}
+
+// Two members of a group, one of them a standby: when the holder stops in
+// the middle of a long run of one key, the other takes the partition over
+// and goes on where it stopped: every message once, in order, never two at
+// a time.
+func TestHandoverKeepsOrder(t *testing.T) {
+	t.Parallel()
+	s, a := setup(t)
+	b := s.open(t)
+	const n = 300
+	msgs := envelopes("ch", "k", n)
+
+	var mu sync.Mutex
+	var order []int
+	var running atomic.Int32
+	h := func(ctx context.Context, d messaging.Delivery) error {
+		if running.Add(1) > 1 {
+			t.Errorf("two messages of the key handled at once")
+		}
+		defer running.Add(-1)
+		time.Sleep(200 * time.Microsecond)
+		mu.Lock()
+		order = append(order, payloadN(t, d))
+		mu.Unlock()
+		return nil
+	}
+	subA := subscribe(t, a, "test", h, "ch")
+	publish(t, a, msgs[:10]...) // a takes the partitions
+	subA.collect(t, 10, 10*time.Second)
+	subB := subscribe(t, b, "test", h, "ch")
+	publish(t, a, msgs[10:]...)
+	for len(subA.deliveries) < 60 {
+		time.Sleep(time.Millisecond)
+	}
+	subA.stop(t) // in the middle of a batch
+	deadline := time.After(20 * time.Second)
+	for {
+		mu.Lock()
+		got := len(order)
+		mu.Unlock()
+		if got >= n {
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("%d of %d messages handled within 20s", got, n)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // nothing more comes
+	mu.Lock()
+	defer mu.Unlock()
+	for i, got := range order {
+		if got != i {
+			t.Fatalf("handled %d-th: n=%d, want %d (a handled %d, b %d)", i, got, i, 10+len(subA.deliveries), len(subB.deliveries))
+		}
+	}
+	if len(order) != n {
+		t.Errorf("%d deliveries for %d messages", len(order), n)
+	}
+	if len(subB.deliveries) == 0 {
+		t.Errorf("the standby handled nothing")
+	}
+}
+
+// A consumer of the earlier version (explicit acks, MaxAckPending 1) is
+// created again, acknowledging all, from its first message not
+// acknowledged.
+func TestOldConsumerMigrated(t *testing.T) {
+	t.Parallel()
+	s, js := setup(t)
+	msgs := envelopes("ch", "k", 6)
+	publish(t, js, msgs...)
+	p := nats.Partition("k", 8)
+	name := nats.ConsumerName("test", "ch", p)
+	ctx := context.Background()
+	old, err := js.JetStream().CreateOrUpdateConsumer(ctx, s.name, jetstream.ConsumerConfig{
+		Durable:       name,
+		FilterSubject: js.Subject("ch", "k"),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait:       30 * time.Second,
+		MaxDeliver:    -1,
+		MaxAckPending: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the earlier version handled two
+		m, err := old.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := old.Next(jetstream.FetchMaxWait(5 * time.Second)); err != nil { // and was handling the third
+		t.Fatal(err)
+	}
+
+	sub := subscribe(t, js, "test", nil, "ch")
+	for i, d := range sub.collect(t, 4, 10*time.Second) {
+		if n := payloadN(t, d); n != i+2 {
+			t.Fatalf("delivery %d: n=%d, want %d", i, n, i+2)
+		}
+	}
+	sub.none(t, 300*time.Millisecond)
+	c, err := js.JetStream().Consumer(ctx, s.name, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := c.CachedInfo().Config; cfg.AckPolicy != jetstream.AckAllPolicy || cfg.MaxAckPending != nats.DefaultBatch {
+		t.Errorf("consumer acks %v, MaxAckPending %d; want all, %d", cfg.AckPolicy, cfg.MaxAckPending, nats.DefaultBatch)
+	}
+}
+
+// The lease is lost from under its holder (the key deleted) a few times
+// while a long run of one key is handled, and the other member takes it,
+// so that for a while both believe they hold the partition (and the
+// server hands the messages to both, in turn): the messages are still
+// handled in order, one at a time, and all of them, without waiting for
+// AckWait.
+func TestLeaseLostKeepsOrder(t *testing.T) {
+	t.Parallel()
+	s, a := setup(t, nats.WithLeaseTTL(time.Second))
+	b := s.open(t, nats.WithLeaseTTL(time.Second))
+	const n = 600
+	msgs := envelopes("ch", "k", n)
+
+	var mu sync.Mutex
+	var order []int
+	var running atomic.Int32
+	h := func(ctx context.Context, d messaging.Delivery) error {
+		if running.Add(1) > 1 {
+			t.Errorf("two messages of the key handled at once")
+		}
+		defer running.Add(-1)
+		time.Sleep(2 * time.Millisecond)
+		mu.Lock()
+		order = append(order, payloadN(t, d))
+		mu.Unlock()
+		return nil
+	}
+	subscribe(t, a, "test", h, "ch")
+	subscribe(t, b, "test", h, "ch")
+	publish(t, a, msgs...)
+
+	kv, err := a.JetStream().KeyValue(context.Background(), a.LeaseBucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := nats.LeaseKey("test", "ch", nats.Partition("k", 8))
+	deadline := time.After(20 * time.Second) // less than AckWait
+	for i := 0; ; i++ {
+		mu.Lock()
+		got := len(order)
+		mu.Unlock()
+		if got >= n {
+			break
+		}
+		if i%50 == 20 && i < 200 {
+			kv.Delete(context.Background(), key) // whoever holds it loses it
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("%d of %d messages handled within 20s", got, n)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	last := -1
+	seen := map[int]bool{}
+	for i, got := range order {
+		if got < last {
+			t.Fatalf("handled %d-th: n=%d after n=%d", i, got, last)
+		}
+		last = got
+		seen[got] = true
+	}
+	if len(seen) != n {
+		t.Errorf("%d messages handled of %d", len(seen), n)
+	}
+	if len(order) != n {
+		t.Logf("%d deliveries for %d messages", len(order), n)
 	}
 }
