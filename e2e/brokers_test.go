@@ -8,26 +8,19 @@ package e2e
 // and "stockflow serve allocation --data DIR --broker URL".
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	natsgo "github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -66,9 +59,9 @@ type testBroker struct {
 	Transport messaging.Transport
 	durable   bool
 
-	redis *redisServer    // redis:// and redis+streams://
+	redis *testenv.Server // redis:// and redis+streams://
 	kafka *kafka.Kafka    // kafka://
-	nats  *natsTestServer // nats://
+	nats  *testenv.Server // nats://
 }
 
 // natsSupported reports whether the binary takes nats:// broker URLs.
@@ -92,7 +85,7 @@ func brokerKinds(durableOnly bool) []brokerKind {
 // nothing is written after t's cleanup (the transports' goroutines may
 // log late).
 func testLogger(t testing.TB) *slog.Logger {
-	buf := &logBuffer{}
+	buf := &testenv.LogBuffer{}
 	var done atomic.Bool
 	t.Cleanup(func() {
 		done.Store(true)
@@ -115,7 +108,7 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func startRedisPubSubBroker(t *testing.T) *testBroker {
 	t.Helper()
-	r := startRedis(t)
+	r := testenv.StartRedis(t)
 	tr, err := redis.NewPubSub(r.URL, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +119,7 @@ func startRedisPubSubBroker(t *testing.T) *testBroker {
 
 func startRedisStreamsBroker(t *testing.T) *testBroker {
 	t.Helper()
-	r := startRedis(t)
+	r := testenv.StartRedis(t)
 	u := "redis+streams://" + r.Addr
 	tr, err := redis.NewStreams(u, testLogger(t))
 	if err != nil {
@@ -164,7 +157,7 @@ func startNATSBroker(t *testing.T) *testBroker {
 	if !natsSupported() {
 		t.Skipf("skipping: the binary takes no nats:// broker (broker.Schemes: %s)", broker.Schemes)
 	}
-	s := startNATSServer(t)
+	s := testenv.StartNATS(t)
 	tr, err := nats.New(s.URL, testLogger(t), nats.WithRedeliveryBackoff(20*time.Millisecond, 500*time.Millisecond), nats.WithPollWait(time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +228,7 @@ func (b *testBroker) waitConsuming(t testing.TB) {
 	if b.kind != "redis-pubsub" {
 		return
 	}
-	c := b.redis.client(t, "")
+	c := redisClient(t, b.redis, "")
 	for _, ch := range []string{chanChangeBatchQuantity, chanAllocate} {
 		waitSubscribed(t, c, ch, 10*time.Second)
 	}
@@ -286,7 +279,7 @@ func (b *testBroker) watch(t testing.TB, channels ...string) *watcher {
 		}
 	})
 	if b.kind == "redis-pubsub" {
-		c := b.redis.client(t, "")
+		c := redisClient(t, b.redis, "")
 		for _, ch := range channels {
 			waitSubscribed(t, c, ch, 10*time.Second)
 		}
@@ -395,7 +388,7 @@ func (b *testBroker) afterCrash(t testing.TB) {
 	defer cancel()
 	switch b.kind {
 	case "redis-streams":
-		c := b.redis.client(t, "")
+		c := redisClient(t, b.redis, "")
 		keys, err := c.Keys(ctx, "stockflow:lease:allocation:*").Result()
 		if err != nil {
 			t.Fatalf("listing the leases: %v", err)
@@ -434,102 +427,6 @@ func (b *testBroker) afterCrash(t testing.TB) {
 			t.Logf("making the dead members leave the group: %v", err)
 		}
 	}
-}
-
-// natsTestServer is a private nats-server with JetStream.
-type natsTestServer struct {
-	URL    string
-	cmd    *exec.Cmd
-	exited chan struct{}
-	logs   *logBuffer
-}
-
-// startNATSServer starts nats-server -js on a free port, killed at
-// cleanup; the test is skipped without nats-server (fails when
-// testenv.Required).
-func startNATSServer(t testing.TB) *natsTestServer {
-	t.Helper()
-	bin := "/usr/sbin/nats-server"
-	if _, err := os.Stat(bin); err != nil {
-		p, lerr := exec.LookPath("nats-server")
-		switch {
-		case lerr == nil:
-			bin = p
-		case testenv.Required():
-			t.Fatal("nats-server is not installed and STOCKFLOW_REQUIRE_SERVICES=1")
-		default:
-			t.Skip("skipping: nats-server is not installed")
-		}
-	}
-	dir := t.TempDir()
-	for attempt := 1; ; attempt++ {
-		addr := freeAddr(t)
-		_, port, _ := net.SplitHostPort(addr)
-		s := &natsTestServer{URL: "nats://" + addr, exited: make(chan struct{}), logs: &logBuffer{}}
-		s.cmd = exec.Command(bin, "-a", "127.0.0.1", "-p", port, "-js", "-sd", dir)
-		s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
-		if err := s.cmd.Start(); err != nil {
-			t.Fatalf("starting nats-server: %v", err)
-		}
-		go func() { s.cmd.Wait(); close(s.exited) }()
-		t.Cleanup(func() {
-			s.cmd.Process.Signal(syscall.SIGKILL)
-			<-s.exited
-			if t.Failed() {
-				t.Logf("nats-server logs:\n%s", s.logs.String())
-			}
-		})
-		err := eventually(10*time.Second, func() error {
-			select {
-			case <-s.exited:
-				return nil
-			default:
-			}
-			return natsReady(s.URL)
-		})
-		select {
-		case <-s.exited:
-			if attempt < 3 {
-				continue
-			}
-			t.Fatalf("nats-server exited: %s", s.logs.String())
-		default:
-		}
-		if err != nil {
-			t.Fatalf("nats-server not ready within 10s: %v", err)
-		}
-		return s
-	}
-}
-
-// natsReady checks that the server answers, with JetStream.
-func natsReady(url string) error {
-	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "nats://"), time.Second)
-	if err != nil {
-		return err
-	}
-	conn.SetDeadline(time.Now().Add(time.Second))
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	conn.Close()
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "INFO ") || !strings.Contains(line, `"jetstream":true`) {
-		return fmt.Errorf("server said %q", line)
-	}
-	nc, err := natsgo.Connect(url, natsgo.Timeout(time.Second))
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_, err = js.AccountInfo(ctx)
-	return err
 }
 
 // TestChapter11OnEveryBroker is the book's chapter 11 end-to-end test on

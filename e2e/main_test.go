@@ -7,17 +7,17 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stockflow/stockflow/internal/testenv"
 )
 
 const module = "github.com/stockflow/stockflow"
@@ -71,51 +71,19 @@ func moduleRoot() (string, error) {
 	}
 }
 
-// logBuffer collects a process's output; it is written by exec's copying
-// goroutine and read by the test.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // server is one running "stockflow up".
 type server struct {
 	t      testing.TB
 	Dir    string // data directory
 	Addr   string // host:port
 	Base   string // http://host:port
-	logs   *logBuffer
+	logs   *testenv.LogBuffer
 	cmd    *exec.Cmd
 	client *http.Client
 
 	exited  chan struct{} // closed when the process has exited
 	waitErr error         // cmd.Wait's error, once exited is closed
 	stopped atomic.Bool   // stop or kill was called
-}
-
-// freeAddr returns a loopback address with a port that was free a moment
-// ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 // start starts stockflow on a fresh data directory.
@@ -190,7 +158,7 @@ func environ(extra ...string) []string {
 
 func launchWith(t testing.TB, opts options) (*server, error) {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	dir := opts.Dir
 	env := append([]string(nil), opts.Env...)
 	if dir == "" {
@@ -202,7 +170,7 @@ func launchWith(t testing.TB, opts options) (*server, error) {
 		Dir:    dir,
 		Addr:   addr,
 		Base:   "http://" + addr,
-		logs:   &logBuffer{},
+		logs:   &testenv.LogBuffer{},
 		exited: make(chan struct{}),
 		client: &http.Client{
 			Timeout:   15 * time.Second,

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stockflow/stockflow/internal/testenv"
 )
 
 // TestChangeBatchQuantityOverRedis is the book's end-to-end test of
@@ -24,9 +26,9 @@ import (
 // on Redis shrinks a batch, and the line it can no longer hold is
 // reallocated, which line_allocated tells.
 func TestChangeBatchQuantityOverRedis(t *testing.T) {
-	db, rds := newDatabase(t), startRedis(t)
+	db, rds := newDatabase(t), testenv.StartRedis(t)
 	s := startService(t, db, rds.URL)
-	c := rds.client(t, "")
+	c := redisClient(t, rds, "")
 
 	sku, early, later, order := uniq("sku"), uniq("early"), uniq("later"), uniq("order")
 	s.addBatch(t, early, sku, 10, "2011-01-01")
@@ -96,9 +98,9 @@ func TestChangeBatchQuantityOverRedis(t *testing.T) {
 // TestEveryAllocationPublished: each allocation made over HTTP is published
 // on line_allocated, with its batch.
 func TestEveryAllocationPublished(t *testing.T) {
-	db, rds := newDatabase(t), startRedis(t)
+	db, rds := newDatabase(t), testenv.StartRedis(t)
 	s := startService(t, db, rds.URL)
-	c := rds.client(t, "")
+	c := redisClient(t, rds, "")
 	sub := subscribe(t, c, chanLineAllocated)
 
 	sku, small, big := uniq("sku"), uniq("small"), uniq("big")
@@ -155,9 +157,9 @@ func firstOrders(msgs []lineAllocated) []string {
 // in the outbox, and once Redis is back they are all published, in order;
 // the consumer subscribes again by itself.
 func TestRedisOutage(t *testing.T) {
-	db, rds := newDatabase(t), startRedis(t)
+	db, rds := newDatabase(t), testenv.StartRedis(t)
 	s := startService(t, db, rds.URL)
-	c := rds.client(t, "")
+	c := redisClient(t, rds, "")
 	sub := subscribe(t, c, chanLineAllocated)
 
 	sku, stock := uniq("sku"), uniq("stock")
@@ -178,7 +180,7 @@ func TestRedisOutage(t *testing.T) {
 	sub.allocations(t, 5*time.Second, ordersSeen(append(before, held)...))
 	waitSubscribed(t, c, chanChangeBatchQuantity, 10*time.Second)
 
-	rds.kill()
+	rds.Kill()
 	sub.close()
 	const n = 12
 	var during []string
@@ -201,8 +203,8 @@ func TestRedisOutage(t *testing.T) {
 	// before this test listens again (pub/sub keeps nothing for absent
 	// subscribers); the password is then removed.
 	const password = "outage-test"
-	rds.restart("--requirepass", password)
-	c2 := rds.client(t, password)
+	rds.Restart(t, "--requirepass", password)
+	c2 := redisClient(t, rds, password)
 	sub2 := subscribe(t, c2, chanLineAllocated)
 	if err := c2.ConfigSet(t.Context(), "requirepass", "").Err(); err != nil {
 		t.Fatalf("CONFIG SET requirepass: %v", err)
@@ -265,9 +267,9 @@ type deadLetter struct {
 // each followed by a good one whose effect shows that the consumer went
 // on; the bad ones are listed by "stockflow dead-letters".
 func TestPoisonMessages(t *testing.T) {
-	db, rds := newDatabase(t), startRedis(t)
+	db, rds := newDatabase(t), testenv.StartRedis(t)
 	s := startService(t, db, rds.URL)
-	c := rds.client(t, "")
+	c := redisClient(t, rds, "")
 
 	// A batch the poison messages name, which must keep its 10.
 	target, targetSKU := uniq("target"), uniq("sku")
@@ -356,10 +358,10 @@ func TestPoisonMessages(t *testing.T) {
 // TestTwoInstances runs two "serve allocation" processes on one database
 // and one Redis, and has them race for a batch of 50.
 func TestTwoInstances(t *testing.T) {
-	db, rds := newDatabase(t), startRedis(t)
+	db, rds := newDatabase(t), testenv.StartRedis(t)
 	a := startService(t, db, rds.URL)
 	b := startService(t, db, rds.URL)
-	c := rds.client(t, "")
+	c := redisClient(t, rds, "")
 	sub := subscribe(t, c, chanLineAllocated)
 
 	const stock, workers, perWorker = 50, 8, 13 // 2*8*13 = 208 requests
@@ -481,7 +483,7 @@ func TestMigrateAndEnvironment(t *testing.T) {
 
 	// A bad database in the flag, a good one in the environment: the flag
 	// wins, and the service does not start.
-	res := runCLI(t, []string{"STOCKFLOW_DB=" + db}, "serve", "allocation", "--db", bad, "--http", freeAddr(t))
+	res := runCLI(t, []string{"STOCKFLOW_DB=" + db}, "serve", "allocation", "--db", bad, "--http", testenv.FreeAddr(t))
 	if res.Code == 0 {
 		t.Errorf("serve --db <unreachable> exited 0, want failure:\n%s", res.Stderr)
 	}
@@ -490,7 +492,7 @@ func TestMigrateAndEnvironment(t *testing.T) {
 // TestMetrics: GET /metrics serves the Prometheus text format, with the
 // HTTP and outbox metrics.
 func TestMetrics(t *testing.T) {
-	db, rds := newDatabase(t), startRedis(t)
+	db, rds := newDatabase(t), testenv.StartRedis(t)
 	s := startService(t, db, rds.URL)
 	sku, ref := uniq("sku"), uniq("batch")
 	s.addBatch(t, ref, sku, 10, "")
@@ -518,9 +520,9 @@ func TestMetrics(t *testing.T) {
 // TestGracefulStopWithRedis: SIGTERM stops a service on the Redis broker
 // promptly, with exit code 0, as it does one on the default broker.
 func TestGracefulStopWithRedis(t *testing.T) {
-	db, rds := newDatabase(t), startRedis(t)
+	db, rds := newDatabase(t), testenv.StartRedis(t)
 	s := startService(t, db, rds.URL)
-	waitSubscribed(t, rds.client(t, ""), chanChangeBatchQuantity, 10*time.Second)
+	waitSubscribed(t, redisClient(t, rds, ""), chanChangeBatchQuantity, 10*time.Second)
 	s.stopped.Store(true)
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM: %v", err)

@@ -1,24 +1,20 @@
 package e2e
 
-// Helpers of the production tests: a PostgreSQL database and a private
-// redis-server per test, a Redis subscriber, the CLI's one-shot commands.
+// Helpers of the production tests: a PostgreSQL database per test, a
+// client of its private redis-server (testenv.StartRedis), a Redis
+// subscriber, the CLI's one-shot commands.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -72,179 +68,13 @@ func newDatabase(t testing.TB) string {
 	return u.String()
 }
 
-// redisServer is a private redis-server, on a port of its own.
-type redisServer struct {
-	t    testing.TB
-	bin  string
-	dir  string
-	Addr string // 127.0.0.1:port
-	Port string
-	URL  string // redis://127.0.0.1:port
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
-	logs   *logBuffer
-	all    *logBuffer // the logs of every run, printed when the test fails
-}
-
-// redisBinary finds redis-server; the test is skipped without it (fails
-// when testenv.Required).
-func redisBinary(t testing.TB) string {
-	t.Helper()
-	if p, err := exec.LookPath("redis-server"); err == nil {
-		return p
-	}
-	if _, err := os.Stat("/usr/bin/redis-server"); err == nil {
-		return "/usr/bin/redis-server"
-	}
-	if testenv.Required() {
-		t.Fatal("redis-server is not installed and STOCKFLOW_REQUIRE_SERVICES=1")
-	}
-	t.Skip("skipping: redis-server is not installed")
-	return ""
-}
-
-// startRedis starts a private redis-server, without persistence, killed
-// at cleanup.
-func startRedis(t testing.TB) *redisServer {
-	t.Helper()
-	bin := redisBinary(t)
-	r := &redisServer{t: t, bin: bin, dir: t.TempDir(), all: &logBuffer{}}
-	t.Cleanup(func() {
-		r.kill()
-		if t.Failed() {
-			t.Logf("redis-server %s logs:\n%s", r.Addr, r.all.String())
-		}
-	})
-	for attempt := 1; ; attempt++ {
-		r.Addr = freeAddr(t)
-		_, r.Port, _ = net.SplitHostPort(r.Addr)
-		r.URL = "redis://" + r.Addr
-		err := r.launch()
-		if err == nil {
-			return r
-		}
-		if attempt < 3 && strings.Contains(r.logs.String(), "in use") {
-			continue
-		}
-		t.Fatalf("starting redis-server on %s: %v", r.Addr, err)
-	}
-}
-
-// launch runs redis-server on r's port with extra arguments, and waits
-// until it answers.
-func (r *redisServer) launch(extra ...string) error {
-	args := []string{"--port", r.Port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", r.dir}
-	args = append(args, extra...)
-	cmd := exec.Command(r.bin, args...)
-	logs := &logBuffer{}
-	cmd.Stdout = multiWriter{logs, r.all}
-	cmd.Stderr = multiWriter{logs, r.all}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	r.mu.Lock()
-	r.cmd, r.exited, r.logs = cmd, exited, logs
-	r.mu.Unlock()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case <-exited:
-			return fmt.Errorf("redis-server exited: %s", strings.TrimSpace(logs.String()))
-		default:
-		}
-		if err := pingRaw(r.Addr); err == nil {
-			return nil
-		} else if time.Now().After(deadline) {
-			r.kill()
-			return fmt.Errorf("redis-server not answering within 10s: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// pingRaw sends PING and accepts any answer: +PONG, or -NOAUTH from a
-// server that wants a password.
-func pingRaw(addr string) error {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(time.Second))
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "+PONG") && !strings.HasPrefix(line, "-NOAUTH") {
-		return fmt.Errorf("PING answered %q", line)
-	}
-	return nil
-}
-
-// kill kills the server with SIGKILL, if it runs, and waits for it.
-func (r *redisServer) kill() {
-	r.mu.Lock()
-	cmd, exited := r.cmd, r.exited
-	r.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	select {
-	case <-exited:
-		return
-	default:
-	}
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		r.t.Errorf("redis-server did not exit within 10s of SIGKILL")
-	}
-}
-
-// restart starts the server again on the same port, with extra arguments.
-func (r *redisServer) restart(extra ...string) {
-	r.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := r.launch(extra...)
-		if err == nil {
-			return
-		}
-		// The port may take a moment to be free again.
-		if time.Now().Before(deadline) && strings.Contains(err.Error(), "in use") {
-			time.Sleep(50 * time.Millisecond)
-			continue
-		}
-		r.t.Fatalf("restarting redis-server on %s: %v", r.Addr, err)
-	}
-}
-
-// client returns a client of the server, closed at cleanup.
-func (r *redisServer) client(t testing.TB, password string) *goredis.Client {
+// redisClient returns a client of the private redis-server r (see
+// testenv.StartRedis), closed at cleanup.
+func redisClient(t testing.TB, r *testenv.Server, password string) *goredis.Client {
 	t.Helper()
 	c := goredis.NewClient(&goredis.Options{Addr: r.Addr, Password: password, MaxRetries: -1})
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-type multiWriter []*logBuffer
-
-func (w multiWriter) Write(p []byte) (int, error) {
-	for _, b := range w {
-		b.Write(p)
-	}
-	return len(p), nil
 }
 
 // subscription is a test's subscription to Redis channels.

@@ -2,6 +2,11 @@
 // NATS on this machine (or where STOCKFLOW_TEST_POSTGRES, _REDIS and _NATS
 // point). A test whose server is unreachable is skipped with the reason,
 // unless STOCKFLOW_REQUIRE_SERVICES=1 (as in CI), where it fails.
+//
+// It also starts private servers, for tests that kill or restart them:
+// StartRedis and StartNATS run a redis-server or a nats-server of the
+// test's own on a free port (FreePort), skipped by the same rule when the
+// binary is not installed.
 package testenv
 
 import (

@@ -1,9 +1,6 @@
 package nats_test
 
 import (
-	"os"
-	"os/exec"
-	"syscall"
 	"testing"
 
 	"github.com/stockflow/stockflow/internal/messaging"
@@ -20,12 +17,12 @@ func TestContract(t *testing.T) {
 	t.Parallel()
 	var url string
 	var restart func(t *testing.T)
-	if havePrivateServer() {
-		srv := startServer(t)
-		url = srv.url()
+	if testenv.Installed("nats-server") {
+		srv := testenv.StartNATS(t)
+		url = srv.URL
 		restart = func(t *testing.T) {
-			srv.stop(syscall.SIGTERM)
-			srv.restart()
+			srv.Stop()
+			srv.Restart(t)
 		}
 	} else {
 		url = testenv.NATS(t)
@@ -42,12 +39,4 @@ func TestContract(t *testing.T) {
 		Durable: true,
 		Restart: restart,
 	})
-}
-
-func havePrivateServer() bool {
-	if _, err := os.Stat(natsServer); err == nil {
-		return true
-	}
-	_, err := exec.LookPath("nats-server")
-	return err == nil
 }

@@ -1,16 +1,12 @@
 package nats_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -796,174 +792,6 @@ func TestSubscribeStops(t *testing.T) {
 	}
 }
 
-// server is a private nats-server with JetStream, on a port and in a store
-// directory of its own.
-type server struct {
-	t    testing.TB
-	port string
-	dir  string
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
-	logs   bytes.Buffer
-}
-
-const natsServer = "/usr/sbin/nats-server"
-
-func startServer(t testing.TB) *server {
-	t.Helper()
-	bin := natsServer
-	if _, err := os.Stat(bin); err != nil {
-		if p, lerr := exec.LookPath("nats-server"); lerr == nil {
-			bin = p
-		} else if testenv.Required() {
-			t.Fatal("nats-server is not installed and STOCKFLOW_REQUIRE_SERVICES=1")
-		} else {
-			t.Skip("skipping: nats-server is not installed, cannot restart a server of the test's own")
-		}
-	}
-	s := &server{t: t, dir: t.TempDir()}
-	t.Cleanup(func() {
-		s.kill()
-		if t.Failed() {
-			s.mu.Lock()
-			t.Logf("nats-server logs:\n%s", s.logs.String())
-			s.mu.Unlock()
-		}
-	})
-	for attempt := 1; ; attempt++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, s.port, _ = net.SplitHostPort(ln.Addr().String())
-		ln.Close()
-		err = s.start(bin)
-		if err == nil {
-			return s
-		}
-		if attempt < 3 {
-			continue
-		}
-		t.Fatalf("starting nats-server: %v", err)
-	}
-}
-
-func (s *server) url() string { return "nats://127.0.0.1:" + s.port }
-
-func (s *server) start(bin string) error {
-	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", s.port, "-js", "-sd", s.dir)
-	var outMu sync.Mutex
-	var out bytes.Buffer
-	w := lockedWriter{&outMu, &out}
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		outMu.Lock()
-		s.mu.Lock()
-		s.logs.Write(out.Bytes())
-		s.mu.Unlock()
-		outMu.Unlock()
-		close(exited)
-	}()
-	s.mu.Lock()
-	s.cmd, s.exited = cmd, exited
-	s.mu.Unlock()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case <-exited:
-			outMu.Lock()
-			defer outMu.Unlock()
-			return fmt.Errorf("nats-server exited: %s", out.String())
-		default:
-		}
-		if err := ready(s.url()); err == nil {
-			return nil
-		} else if time.Now().After(deadline) {
-			s.kill()
-			return fmt.Errorf("nats-server not ready within 10s: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// ready checks that the server answers, with JetStream.
-func ready(url string) error {
-	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "nats://"), time.Second)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(time.Second))
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "INFO ") || !strings.Contains(line, `"jetstream":true`) {
-		return fmt.Errorf("server said %q", line)
-	}
-	nc, err := natsgo.Connect(url, natsgo.Timeout(time.Second))
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_, err = js.AccountInfo(ctx)
-	return err
-}
-
-// kill kills the server (SIGKILL), if it runs, and waits for it.
-func (s *server) kill() { s.stop(syscall.SIGKILL) }
-
-// stop sends sig to the server, if it runs, and waits for it to exit.
-func (s *server) stop(sig syscall.Signal) {
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	select {
-	case <-exited:
-		return
-	default:
-	}
-	cmd.Process.Signal(sig)
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		s.t.Errorf("nats-server did not exit within 10s of %v", sig)
-		cmd.Process.Signal(syscall.SIGKILL)
-		<-exited
-	}
-}
-
-func (s *server) restart() {
-	s.t.Helper()
-	s.mu.Lock()
-	bin := s.cmd.Path
-	s.mu.Unlock()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := s.start(bin)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("restarting nats-server: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // A server restart is waited out: publishing fails meanwhile, the
 // subscription resumes by itself, and nothing published is lost. After a
 // crash (SIGKILL), the server may have lost the latest acks: the messages
@@ -981,8 +809,8 @@ func TestServerRestart(t *testing.T) {
 }
 
 func testServerRestart(t *testing.T, sig syscall.Signal, opts ...nats.Option) {
-	srv := startServer(t)
-	s := newStream(t, srv.url())
+	srv := testenv.StartNATS(t)
+	s := newStream(t, srv.URL)
 	js := s.open(t, opts...)
 	pub := s.open(t, opts...)
 	sub := subscribe(t, js, "test", nil, "ch")
@@ -994,7 +822,11 @@ func testServerRestart(t *testing.T, sig syscall.Signal, opts ...nats.Option) {
 		time.Sleep(100 * time.Millisecond) // the last ack
 	}
 
-	srv.stop(sig)
+	if sig == syscall.SIGKILL {
+		srv.Kill()
+	} else {
+		srv.Stop()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	err := pub.Publish(ctx, envelope("ch", "k", `{"lost":true}`))
 	cancel()
@@ -1003,7 +835,7 @@ func testServerRestart(t *testing.T, sig syscall.Signal, opts ...nats.Option) {
 	}
 	time.Sleep(500 * time.Millisecond) // let the fetch loops fail
 
-	srv.restart()
+	srv.Restart(t)
 	after := envelopes("ch", "k", 10)
 	deadline := time.Now().Add(15 * time.Second)
 	for {

@@ -1,17 +1,11 @@
 package redis
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
-	"net"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,9 +17,9 @@ import (
 )
 
 // The contract suite runs twice per transport: on the test Redis
-// (testenv.Redis), and on a private redis-server that BrokerRestart
-// restarts (SIGKILL, then started again on its port, without persistence:
-// it comes back empty).
+// (testenv.Redis), and on a private redis-server (testenv.StartRedis) that
+// BrokerRestart restarts (SIGKILL, then started again on its port, without
+// persistence: it comes back empty).
 
 // pubSubSkips are the contract cases Redis pub/sub skips: none.
 var pubSubSkips = map[string]string{}
@@ -39,9 +33,9 @@ func TestPubSubContract(t *testing.T) {
 }
 
 func TestPubSubContractPrivateServer(t *testing.T) {
-	s := startRedisServer(t)
+	s := testenv.StartRedis(t)
 	transporttest.Run(t, transporttest.Factory{
-		New:     func(t *testing.T) messaging.Transport { return newTestPubSub(t, s.URL()) },
+		New:     func(t *testing.T) messaging.Transport { return newTestPubSub(t, s.URL) },
 		Restart: func(t *testing.T) { s.Restart(t) },
 		Skip:    pubSubSkips,
 	})
@@ -57,10 +51,10 @@ func TestStreamsContract(t *testing.T) {
 }
 
 func TestStreamsContractPrivateServer(t *testing.T) {
-	s := startRedisServer(t)
-	prefix := streamsPrefix(t, s.URL())
+	s := testenv.StartRedis(t)
+	prefix := streamsPrefix(t, s.URL)
 	transporttest.Run(t, transporttest.Factory{
-		New:     func(t *testing.T) messaging.Transport { return newTestStreams(t, s.URL(), prefix) },
+		New:     func(t *testing.T) messaging.Transport { return newTestStreams(t, s.URL, prefix) },
 		Durable: true,
 		Restart: func(t *testing.T) { s.Restart(t) },
 	})
@@ -140,176 +134,4 @@ func (w syncWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.Write(p)
-}
-
-// redisServer is a private redis-server on a free port, without
-// persistence, killed at cleanup.
-type redisServer struct {
-	t    testing.TB
-	bin  string
-	dir  string
-	addr string
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
-	logs   bytes.Buffer
-}
-
-// startRedisServer starts a private redis-server; without one installed
-// the test is skipped (it fails when STOCKFLOW_REQUIRE_SERVICES=1).
-func startRedisServer(t testing.TB) *redisServer {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if _, serr := os.Stat("/usr/bin/redis-server"); serr == nil {
-			bin = "/usr/bin/redis-server"
-		} else if testenv.Required() {
-			t.Fatal("redis-server is not installed and STOCKFLOW_REQUIRE_SERVICES=1")
-		} else {
-			t.Skip("skipping: redis-server is not installed")
-		}
-	}
-	s := &redisServer{t: t, bin: bin, dir: t.TempDir()}
-	t.Cleanup(func() {
-		s.Kill()
-		if t.Failed() {
-			s.mu.Lock()
-			t.Logf("redis-server %s logs:\n%s", s.addr, s.logs.String())
-			s.mu.Unlock()
-		}
-	})
-	for attempt := 1; ; attempt++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.addr = ln.Addr().String()
-		ln.Close()
-		err = s.start()
-		if err == nil {
-			return s
-		}
-		if attempt < 3 && strings.Contains(err.Error(), "in use") {
-			continue
-		}
-		t.Fatalf("starting redis-server on %s: %v", s.addr, err)
-	}
-}
-
-func (s *redisServer) URL() string { return "redis://" + s.addr }
-
-// Client returns a plain client of the server, closed at cleanup.
-func (s *redisServer) Client(t testing.TB) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.addr})
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-func (s *redisServer) start() error {
-	_, port, _ := net.SplitHostPort(s.addr)
-	cmd := exec.Command(s.bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", s.dir)
-	var out bytes.Buffer
-	var outMu sync.Mutex
-	cmd.Stdout, cmd.Stderr = syncWriter{&outMu, &out}, syncWriter{&outMu, &out}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		outMu.Lock()
-		s.mu.Lock()
-		s.logs.Write(out.Bytes())
-		s.mu.Unlock()
-		outMu.Unlock()
-		close(exited)
-	}()
-	s.mu.Lock()
-	s.cmd, s.exited = cmd, exited
-	s.mu.Unlock()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case <-exited:
-			outMu.Lock()
-			defer outMu.Unlock()
-			return fmt.Errorf("redis-server exited: %s", out.String())
-		default:
-		}
-		err := pingServer(s.addr)
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			s.Kill()
-			return fmt.Errorf("redis-server not answering within 10s: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func pingServer(addr string) error {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(time.Second))
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "+PONG") {
-		return fmt.Errorf("PING answered %q", line)
-	}
-	return nil
-}
-
-// Kill kills the server (SIGKILL), if it runs, and waits for it.
-func (s *redisServer) Kill() {
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	select {
-	case <-exited:
-		return
-	default:
-	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		s.t.Errorf("redis-server did not exit within 10s of SIGKILL")
-	}
-}
-
-// Start starts the killed server again on its port.
-func (s *redisServer) Start(t testing.TB) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := s.start()
-		if err == nil {
-			return
-		}
-		if time.Now().Before(deadline) && strings.Contains(err.Error(), "in use") {
-			time.Sleep(50 * time.Millisecond)
-			continue
-		}
-		t.Fatalf("restarting redis-server on %s: %v", s.addr, err)
-	}
-}
-
-// Restart kills the server and starts it again, empty.
-func (s *redisServer) Restart(t testing.TB) {
-	t.Helper()
-	s.Kill()
-	s.Start(t)
 }

@@ -1,20 +1,14 @@
 package redis_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
-	"os/exec"
 	"slices"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,66 +18,6 @@ import (
 	"github.com/stockflow/stockflow/internal/messaging/redis"
 	"github.com/stockflow/stockflow/internal/testenv"
 )
-
-// server is a private redis-server on a port of its own, without
-// persistence.
-type server struct {
-	t    testing.TB
-	bin  string
-	dir  string
-	addr string
-	port string
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
-	logs   bytes.Buffer
-}
-
-// startServer starts a private redis-server, killed at cleanup; without
-// redis-server the test is skipped (it fails when
-// STOCKFLOW_REQUIRE_SERVICES=1).
-func startServer(t testing.TB) *server {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if _, serr := os.Stat("/usr/bin/redis-server"); serr == nil {
-			bin = "/usr/bin/redis-server"
-		} else if testenv.Required() {
-			t.Fatal("redis-server is not installed and STOCKFLOW_REQUIRE_SERVICES=1")
-		} else {
-			t.Skip("skipping: redis-server is not installed")
-		}
-	}
-	s := &server{t: t, bin: bin, dir: t.TempDir()}
-	t.Cleanup(func() {
-		s.kill()
-		if t.Failed() {
-			s.mu.Lock()
-			t.Logf("redis-server %s logs:\n%s", s.addr, s.logs.String())
-			s.mu.Unlock()
-		}
-	})
-	for attempt := 1; ; attempt++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.addr = ln.Addr().String()
-		ln.Close()
-		_, s.port, _ = net.SplitHostPort(s.addr)
-		err = s.start()
-		if err == nil {
-			return s
-		}
-		if attempt < 3 && strings.Contains(err.Error(), "in use") {
-			continue
-		}
-		t.Fatalf("starting redis-server on %s: %v", s.addr, err)
-	}
-}
-
-func (s *server) url() string { return "redis://" + s.addr }
 
 type lockedWriter struct {
 	mu *sync.Mutex
@@ -96,109 +30,10 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
-// start runs redis-server on s's port and waits until it answers PING.
-func (s *server) start() error {
-	cmd := exec.Command(s.bin, "--port", s.port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", s.dir)
-	var out bytes.Buffer
-	var outMu sync.Mutex
-	w := lockedWriter{&outMu, &out}
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		outMu.Lock()
-		s.mu.Lock()
-		s.logs.Write(out.Bytes())
-		s.mu.Unlock()
-		outMu.Unlock()
-		close(exited)
-	}()
-	s.mu.Lock()
-	s.cmd, s.exited = cmd, exited
-	s.mu.Unlock()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case <-exited:
-			return fmt.Errorf("redis-server exited: %s", out.String())
-		default:
-		}
-		err := ping(s.addr)
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			s.kill()
-			return fmt.Errorf("redis-server not answering within 10s: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func ping(addr string) error {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(time.Second))
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "+PONG") {
-		return fmt.Errorf("PING answered %q", line)
-	}
-	return nil
-}
-
-// kill kills the server (SIGKILL), if it runs, and waits for it.
-func (s *server) kill() {
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	select {
-	case <-exited:
-		return
-	default:
-	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		s.t.Errorf("redis-server did not exit within 10s of SIGKILL")
-	}
-}
-
-// restart starts the server again on the same port.
-func (s *server) restart() {
-	s.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := s.start()
-		if err == nil {
-			return
-		}
-		if time.Now().Before(deadline) && strings.Contains(err.Error(), "in use") {
-			time.Sleep(50 * time.Millisecond)
-			continue
-		}
-		s.t.Fatalf("restarting redis-server on %s: %v", s.addr, err)
-	}
-}
-
-// client returns a plain client of the server, closed at cleanup.
-func (s *server) client(t testing.TB) *goredis.Client {
-	c := goredis.NewClient(&goredis.Options{Addr: s.addr})
+// client returns a plain client of the private server s, closed at
+// cleanup.
+func client(t testing.TB, s *testenv.Server) *goredis.Client {
+	c := goredis.NewClient(&goredis.Options{Addr: s.Addr})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -218,9 +53,9 @@ func testLog(t testing.TB) *slog.Logger {
 }
 
 // newPubSub returns a transport on s, closed at cleanup.
-func newPubSub(t testing.TB, s *server) *redis.PubSub {
+func newPubSub(t testing.TB, s *testenv.Server) *redis.PubSub {
 	t.Helper()
-	p, err := redis.NewPubSub(s.url(), testLog(t))
+	p, err := redis.NewPubSub(s.URL, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +75,7 @@ type subscriber struct {
 // every delivery), and waits until Redis counts its subscription. At
 // cleanup the subscription is cancelled and the server killed, so that
 // Subscribe returns however it was blocked.
-func subscribe(t testing.TB, s *server, p *redis.PubSub, h messaging.Handler, channels ...string) *subscriber {
+func subscribe(t testing.TB, s *testenv.Server, p *redis.PubSub, h messaging.Handler, channels ...string) *subscriber {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	sub := &subscriber{deliveries: make(chan messaging.Delivery, 1000), cancel: cancel, done: make(chan error, 1)}
@@ -263,14 +98,14 @@ func subscribe(t testing.TB, s *server, p *redis.PubSub, h messaging.Handler, ch
 			return
 		case <-time.After(500 * time.Millisecond):
 		}
-		s.kill() // see TestSubscribeReturnsWhenCancelled
+		s.Kill() // see TestSubscribeReturnsWhenCancelled
 		select {
 		case <-sub.done:
 		case <-time.After(10 * time.Second):
 			t.Errorf("Subscribe did not return after its context was cancelled and the server killed")
 		}
 	})
-	c := s.client(t)
+	c := client(t, s)
 	for _, ch := range channels {
 		waitSubscribed(t, c, ch)
 	}
@@ -315,9 +150,9 @@ func (s *subscriber) none(t testing.TB, d time.Duration) {
 }
 
 // rawSubscribe subscribes a plain client to channel, confirmed.
-func rawSubscribe(t testing.TB, s *server, channel string) <-chan *goredis.Message {
+func rawSubscribe(t testing.TB, s *testenv.Server, channel string) <-chan *goredis.Message {
 	t.Helper()
-	c := s.client(t)
+	c := client(t, s)
 	ps := c.Subscribe(context.Background(), channel)
 	if _, err := ps.Receive(context.Background()); err != nil {
 		t.Fatal(err)
@@ -337,9 +172,9 @@ func receiveRaw(t testing.TB, ch <-chan *goredis.Message) string {
 	}
 }
 
-func publishRaw(t testing.TB, s *server, channel, payload string) {
+func publishRaw(t testing.TB, s *testenv.Server, channel, payload string) {
 	t.Helper()
-	if err := s.client(t).Publish(context.Background(), channel, payload).Err(); err != nil {
+	if err := client(t, s).Publish(context.Background(), channel, payload).Err(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -368,7 +203,7 @@ func jsonFields(t testing.TB, payload []byte) map[string]any {
 // A message published by the transport comes back with its ids, its time
 // and its fields; messages published together keep their order.
 func TestRoundTripKeepsIDs(t *testing.T) {
-	s := startServer(t)
+	s := testenv.StartRedis(t)
 	p := newPubSub(t, s)
 	sub := subscribe(t, s, p, nil, "line_allocated")
 	raw := rawSubscribe(t, s, "line_allocated")
@@ -414,7 +249,7 @@ func TestRoundTripKeepsIDs(t *testing.T) {
 // A message from outside that carries no ids is delivered as it is, with
 // an empty ID (the consumer gives it one).
 func TestOutsideMessageWithoutIDs(t *testing.T) {
-	s := startServer(t)
+	s := testenv.StartRedis(t)
 	p := newPubSub(t, s)
 	sub := subscribe(t, s, p, nil, "change_batch_quantity")
 
@@ -432,7 +267,7 @@ func TestOutsideMessageWithoutIDs(t *testing.T) {
 
 // An empty object, and payloads that are not objects, travel too.
 func TestEmptyAndNonObjectPayloads(t *testing.T) {
-	s := startServer(t)
+	s := testenv.StartRedis(t)
 	p := newPubSub(t, s)
 	sub := subscribe(t, s, p, nil, "ch")
 	raw := rawSubscribe(t, s, "ch")
@@ -473,7 +308,7 @@ func TestEmptyAndNonObjectPayloads(t *testing.T) {
 // When the server goes away and comes back, the subscription resumes by
 // itself; publishing fails meanwhile, promptly.
 func TestReconnectAfterServerRestart(t *testing.T) {
-	s := startServer(t)
+	s := testenv.StartRedis(t)
 	p := newPubSub(t, s)
 	sub := subscribe(t, s, p, nil, "ch")
 
@@ -482,7 +317,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 		t.Fatalf("delivered %s", d.Payload)
 	}
 
-	s.kill()
+	s.Kill()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	start := time.Now()
 	err := p.Publish(ctx, envelope("ch", `{"n": 2}`))
@@ -493,8 +328,8 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	t.Logf("Publish with the server down failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
 	time.Sleep(300 * time.Millisecond) // let the subscriber notice and back off
 
-	s.restart()
-	waitSubscribed(t, s.client(t), "ch")
+	s.Restart(t)
+	waitSubscribed(t, client(t, s), "ch")
 	publishRaw(t, s, "ch", `{"n": 3}`)
 	if d := sub.next(t, 5*time.Second); string(d.Payload) != `{"n": 3}` {
 		t.Fatalf("after the restart, delivered %s", d.Payload)
@@ -512,7 +347,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 // counting up, until the handler takes it or MaxAttempts is reached; the
 // subscriber then goes on.
 func TestFailingHandlerRetried(t *testing.T) {
-	s := startServer(t)
+	s := testenv.StartRedis(t)
 	p := newPubSub(t, s)
 	p.MaxAttempts = 4
 	fail := errors.New("not now")
@@ -560,14 +395,14 @@ func TestFailingHandlerRetried(t *testing.T) {
 // Subscribe returns ctx's error once ctx is done, promptly, even when no
 // message comes.
 func TestSubscribeReturnsWhenCancelled(t *testing.T) {
-	s := startServer(t)
+	s := testenv.StartRedis(t)
 	p := newPubSub(t, s)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- p.Subscribe(ctx, "test", []string{"ch"}, func(context.Context, messaging.Delivery) error { return nil })
 	}()
-	waitSubscribed(t, s.client(t), "ch")
+	waitSubscribed(t, client(t, s), "ch")
 
 	cancel()
 	select {
@@ -578,7 +413,7 @@ func TestSubscribeReturnsWhenCancelled(t *testing.T) {
 		return
 	case <-time.After(3 * time.Second):
 	}
-	s.kill() // unblocks it
+	s.Kill() // unblocks it
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):

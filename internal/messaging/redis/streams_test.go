@@ -648,8 +648,8 @@ func TestStreamsAttemptsSurviveResubscribe(t *testing.T) {
 // subscription started meanwhile waits, Publish fails promptly; when
 // Redis is back (empty), both subscriptions get what is published.
 func TestStreamsSurvivesRedisOutage(t *testing.T) {
-	srv := startRedisServer(t)
-	e := newStreamsEnv(t, srv.URL())
+	srv := testenv.StartRedis(t)
+	e := newStreamsEnv(t, srv.URL)
 	s := e.transport()
 	ch := testenv.Name("outage")
 	r := newRecord()
@@ -677,7 +677,7 @@ func TestStreamsSurvivesRedisOutage(t *testing.T) {
 		}
 	}
 
-	srv.Start(t)
+	srv.Restart(t)
 	after := []messaging.Envelope{streamsMessage(ch, "k", 2), streamsMessage(ch, "other", 3)}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -754,8 +754,8 @@ func commandCalls(t *testing.T, c *redis.Client) map[string]int {
 // not one or two per message; every message is handed once, in order,
 // and acknowledged.
 func TestStreamsBatchesRoundTrips(t *testing.T) {
-	srv := startRedisServer(t)
-	e := newStreamsEnv(t, srv.URL())
+	srv := testenv.StartRedis(t)
+	e := newStreamsEnv(t, srv.URL)
 	s := e.transport()
 	s.Partitions = 1
 	s.AckInterval = time.Hour // only with the reads, and at the stop
