@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -105,12 +106,18 @@ func (c *Consumer) deadLetter(ctx context.Context, d Delivery, reason error) err
 		Consumer:  c.Name,
 		Channel:   d.Channel,
 		MessageID: d.ID,
-		Payload:   string(d.Payload),
-		Reason:    reason.Error(),
+		Payload:   storable(string(d.Payload)),
+		Reason:    storable(reason.Error()),
 		FailedAt:  time.Now().UTC(),
 	})
 	if err != nil {
 		return errors.Join(fmt.Errorf("keeping dead letter: %w", err), reason)
 	}
 	return nil
+}
+
+// storable returns s as text any database keeps: valid UTF-8, without NUL
+// bytes (a poison message may be neither).
+func storable(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }

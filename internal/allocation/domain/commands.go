@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Command is a request to change the system. The message bus hands each to
@@ -92,9 +94,17 @@ func ref(field, v string) error {
 		return invalid("%s must not be empty", field)
 	case len(v) > MaxRefLen:
 		return invalid("%s is longer than %d bytes", field, MaxRefLen)
+	case !utf8.ValidString(v):
+		return invalid("%s is not valid UTF-8", field)
+	case strings.ContainsFunc(v, unicode.IsControl):
+		return invalid("%s must not contain control characters", field)
 	}
 	return nil
 }
+
+// ValidateRef reports what is wrong with an identifier (an order id, a
+// sku, a batch ref) given as field, or nil.
+func ValidateRef(field, v string) error { return ref(field, v) }
 
 func positive(field string, v int) error {
 	if v <= 0 {

@@ -106,3 +106,18 @@ func TestCommandLine(t *testing.T) {
 		t.Errorf("Deallocate.Line() mismatch (-want +got):\n%s", diff)
 	}
 }
+
+// Identifiers that a database cannot keep as text are refused up front.
+func TestIdentifiersMustBeText(t *testing.T) {
+	for _, id := range []string{"a\x00b", "\xff\xfe", "tab\there", "new\nline"} {
+		if err := (domain.Allocate{OrderID: id, SKU: "S", Qty: 1}).Validate(); !errors.Is(err, domain.ErrInvalid) {
+			t.Errorf("orderid %q: Validate = %v, want ErrInvalid", id, err)
+		}
+		if err := domain.ValidateRef("sku", id); !errors.Is(err, domain.ErrInvalid) {
+			t.Errorf("ValidateRef(%q) = %v, want ErrInvalid", id, err)
+		}
+	}
+	if err := domain.ValidateRef("sku", "RED-CHAIR é"); err != nil {
+		t.Errorf("ValidateRef of a plain sku: %v", err)
+	}
+}

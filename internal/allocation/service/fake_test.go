@@ -377,7 +377,10 @@ func (m *fakeReadModel) SetAllocation(ctx context.Context, orderID, sku, batchRe
 }
 
 func (m *fakeReadModel) RemoveAllocation(ctx context.Context, orderID, sku, batchRef string) error {
-	m.viewOps = append(m.viewOps, func(rows []viewRow, _ func(string, string) string) []viewRow {
+	m.viewOps = append(m.viewOps, func(rows []viewRow, allocatedTo func(string, string) string) []viewRow {
+		if allocatedTo(orderID, sku) == batchRef {
+			return rows // allocated there again: the removal is late
+		}
 		return slices.DeleteFunc(rows, func(r viewRow) bool {
 			return r.orderID == orderID && r.sku == sku && r.batchRef == batchRef
 		})

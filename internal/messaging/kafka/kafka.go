@@ -384,6 +384,11 @@ func (k *Kafka) envelopeOf(r *kgo.Record) messaging.Envelope {
 	if env.OccurredAt.IsZero() && !r.Timestamp.IsZero() {
 		env.OccurredAt = r.Timestamp.UTC()
 	}
+	if env.ID == "" {
+		// A record from outside stockflow: its place in the log is an id
+		// that a redelivery keeps, so the inbox recognises it.
+		env.ID = fmt.Sprintf("kafka:%s:%d:%d", r.Topic, r.Partition, r.Offset)
+	}
 	return env
 }
 

@@ -133,20 +133,18 @@ func (o *Outbox) MarkDispatched(ctx context.Context, ids []string) error {
 	return o.mark(ctx, "dispatched", ids)
 }
 
-// mark records column on the rows of ids: the second of the two marks
-// (published, dispatched) removes the row, the first sets its flag.
+// mark sets column on the rows of ids, and removes the rows that are then
+// both published and dispatched. (The relay and the dispatch log mark the
+// same rows at once: each must see the other's mark, which an UPDATE
+// waiting for the other's row locks does, and a conditional one does not.)
 // Losing this commit in a crash only means handing the messages again,
 // which their consumers recognise: it does not wait for the disk.
 func (o *Outbox) mark(ctx context.Context, column string, ids []string) error {
-	other := "dispatched"
-	if column == "dispatched" {
-		other = "published"
-	}
 	err := pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		b.Queue(`SET LOCAL synchronous_commit = off`)
-		b.Queue(`DELETE FROM outbox WHERE id = ANY($1) AND `+other, ids)
-		b.Queue(`UPDATE outbox SET `+column+` = true WHERE id = ANY($1) AND NOT `+other, ids)
+		b.Queue(`UPDATE outbox SET `+column+` = true WHERE id = ANY($1)`, ids)
+		b.Queue(`DELETE FROM outbox WHERE id = ANY($1) AND published AND dispatched`, ids)
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {

@@ -806,6 +806,11 @@ func (w *worker) envelope(m redis.XMessage) messaging.Envelope {
 	if t, err := time.Parse(time.RFC3339Nano, str("occurred_at")); err == nil {
 		env.OccurredAt = t
 	}
+	if env.ID == "" {
+		// An entry from outside stockflow: its place in the stream is an id
+		// that a redelivery keeps, so the inbox recognises it.
+		env.ID = "redis-stream:" + w.stream + ":" + m.ID
+	}
 	return env
 }
 

@@ -119,6 +119,10 @@ func (a *API) deallocate(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) allocations(w http.ResponseWriter, r *http.Request) {
 	orderID := r.PathValue("orderid")
+	if err := domain.ValidateRef("orderid", orderID); err != nil {
+		httpx.Error(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	views, err := a.Views.Allocations(r.Context(), orderID)
 	if err != nil {
 		a.fail(w, r, err, "")

@@ -109,17 +109,26 @@ func (s *Store) run(jobs []*job) (again []*job) {
 	for _, j := range jobs {
 		o := outcome{j: j}
 		uow := &unitOfWork{g: g, writes: &pgx.Batch{}}
+		g.current = j
 		err := j.fn(j.ctx, uow)
 		if g.failed != nil {
-			break // a write of an earlier job failed: nothing more can run
-		}
-		if err != nil {
-			o.err = mapErr(err) // fn only read: nothing to undo
-			outcomes = append(outcomes, o)
-			continue
+			break // a statement failed: the transaction is aborted, nothing more can run
 		}
 		meta := messaging.MetaFrom(j.ctx)
 		inbox := meta.Consumer != "" && meta.MessageID != ""
+		if err != nil {
+			o.err = mapErr(err) // fn only read: nothing to undo
+			// A message handled already fails now for having been applied
+			// (a deallocation, say): it is no failure, but a redelivery.
+			if inbox && g.handled(meta.Consumer, meta.MessageID) {
+				o.err = service.ErrAlreadyHandled
+			}
+			if g.failed != nil {
+				break
+			}
+			outcomes = append(outcomes, o)
+			continue
+		}
 		if inbox {
 			// First, so that a message already handled fails before the rest.
 			b := &pgx.Batch{}
@@ -164,8 +173,12 @@ func (s *Store) run(jobs []*job) (again []*job) {
 		// The last writes, then COMMIT once their checks passed.
 		if res, err := g.send(&pgx.Batch{}); err == nil {
 			res.Close()
-			if _, err := g.conn.Exec(ctx, `COMMIT`); err != nil {
+			// A transaction that failed answers COMMIT with ROLLBACK, and no
+			// error: the tag tells.
+			if tag, err := g.conn.Exec(ctx, `COMMIT`); err != nil {
 				g.failed = &failure{err: err}
+			} else if tag.String() != "COMMIT" {
+				g.failed = &failure{err: errors.New("the transaction was rolled back")}
 			}
 		}
 	}
@@ -208,6 +221,10 @@ func (s *Store) run(jobs []*job) (again []*job) {
 	}
 	for _, j := range jobs {
 		if !answered[j] {
+			if j == f.job { // its read failed
+				j.done <- result{err: ferr}
+				continue
+			}
 			if f.job == nil {
 				j.done <- result{err: fmt.Errorf("%w: %w", errGroupFailed, ferr)}
 			} else {
@@ -227,6 +244,33 @@ type group struct {
 	pending *pgx.Batch // statements to send before the next read
 	owners  []owner    // of each pending statement
 	failed  *failure
+	current *job // whose function runs
+}
+
+// handled reports whether consumer handled message id already.
+func (g *group) handled(consumer, id string) bool {
+	b := &pgx.Batch{}
+	b.Queue(`SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND message_id = $2)`, consumer, id)
+	res, err := g.send(b)
+	if err != nil {
+		return false
+	}
+	defer res.Close()
+	var handled bool
+	if err := res.QueryRow().Scan(&handled); err != nil {
+		g.readFailed(err)
+		return false
+	}
+	return handled
+}
+
+// readFailed records that a read of the current job failed: the
+// transaction is aborted, and no other job can run in it.
+func (g *group) readFailed(err error) error {
+	if g.failed == nil {
+		g.failed = &failure{job: g.current, err: err}
+	}
+	return err
 }
 
 type owner struct {

@@ -125,7 +125,8 @@ func (r *readModel) SetAllocation(ctx context.Context, orderID, sku, batchRef st
 }
 
 func (r *readModel) RemoveAllocation(ctx context.Context, orderID, sku, batchRef string) error {
-	r.writes.Queue(`DELETE FROM allocations_view WHERE orderid = $1 AND sku = $2 AND batchref = $3`, orderID, sku, batchRef)
+	r.writes.Queue(`DELETE FROM allocations_view WHERE orderid = $1 AND sku = $2 AND batchref = $3
+		AND NOT EXISTS (SELECT 1 FROM allocations WHERE orderid = $1 AND sku = $2 AND batchref = $3)`, orderID, sku, batchRef)
 	return nil
 }
 
@@ -168,7 +169,7 @@ func (r *repository) GetForOrder(ctx context.Context, sku, orderID string) (*dom
 	defer res.Close()
 	rows, err := res.Query()
 	if err != nil {
-		return nil, fmt.Errorf("loading order %s: %w", orderID, mapErr(err))
+		return nil, r.g.readFailed(fmt.Errorf("loading order %s: %w", orderID, mapErr(err)))
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -176,7 +177,7 @@ func (r *repository) GetForOrder(ctx context.Context, sku, orderID string) (*dom
 		l := domain.OrderLine{SKU: sku}
 		var qty int64
 		if err := rows.Scan(&ref, &l.OrderID, &qty); err != nil {
-			return nil, fmt.Errorf("loading order %s: %w", orderID, err)
+			return nil, r.g.readFailed(fmt.Errorf("loading order %s: %w", orderID, err))
 		}
 		l.Qty = int(qty)
 		if bt := p.Batch(ref); bt != nil {
@@ -184,7 +185,7 @@ func (r *repository) GetForOrder(ctx context.Context, sku, orderID string) (*dom
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("loading order %s: %w", orderID, mapErr(err))
+		return nil, r.g.readFailed(fmt.Errorf("loading order %s: %w", orderID, mapErr(err)))
 	}
 	return p, nil
 }
@@ -204,7 +205,7 @@ func (r *repository) load(ctx context.Context, what, query string, args ...any) 
 	defer res.Close()
 	rows, err := res.Query()
 	if err != nil {
-		return nil, fmt.Errorf("loading %s: %w", what, mapErr(err))
+		return nil, r.g.readFailed(fmt.Errorf("loading %s: %w", what, mapErr(err)))
 	}
 	defer rows.Close()
 	var (
@@ -223,7 +224,7 @@ func (r *repository) load(ctx context.Context, what, query string, args ...any) 
 	)
 	for rows.Next() {
 		if err := rows.Scan(&sku, &v, &ref, &purchased, &eta, &allocated, &orderID, &qty); err != nil {
-			return nil, fmt.Errorf("loading %s: %w", what, err)
+			return nil, r.g.readFailed(fmt.Errorf("loading %s: %w", what, err))
 		}
 		version = int(v.Int32)
 		if !ref.Valid {
@@ -243,7 +244,7 @@ func (r *repository) load(ctx context.Context, what, query string, args ...any) 
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("loading %s: %w", what, mapErr(err))
+		return nil, r.g.readFailed(fmt.Errorf("loading %s: %w", what, mapErr(err)))
 	}
 	if version < 0 {
 		return nil, fmt.Errorf("%s: %w", what, service.ErrNotFound)

@@ -140,7 +140,8 @@ func (r *readModel) SetAllocation(ctx context.Context, orderID, sku, batchRef st
 }
 
 func (r *readModel) RemoveAllocation(ctx context.Context, orderID, sku, batchRef string) error {
-	_, err := r.tx.ExecContext(ctx, `DELETE FROM allocations_view WHERE orderid = ? AND sku = ? AND batchref = ?`, orderID, sku, batchRef)
+	_, err := r.tx.ExecContext(ctx, `DELETE FROM allocations_view WHERE orderid = ?1 AND sku = ?2 AND batchref = ?3
+		AND NOT EXISTS (SELECT 1 FROM allocations WHERE orderid = ?1 AND sku = ?2 AND batchref = ?3)`, orderID, sku, batchRef)
 	return err
 }
 

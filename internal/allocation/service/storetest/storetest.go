@@ -336,6 +336,12 @@ func testInbox(t *testing.T, s service.Store) {
 	if got := load(t, s, get("LAMP")).Batches[0].Allocated; got != 2 {
 		t.Errorf("%d allocated, want 2: one for each consumer", got)
 	}
+	// A message handled already that now fails (its effect makes it fail:
+	// a deallocation delivered again) is reported as handled.
+	refused := errors.New("refused: applied already")
+	if _, err := s.Transact(mctx, func(context.Context, service.UnitOfWork) error { return refused }); !errors.Is(err, service.ErrAlreadyHandled) {
+		t.Errorf("a handled message whose handler now fails: %v, want ErrAlreadyHandled", err)
+	}
 	// A failed handling is not recorded: the message is handled again.
 	failing := messaging.WithMeta(ctx, messaging.Meta{MessageID: "m-2", Consumer: "test/consumer"})
 	s.Transact(failing, func(context.Context, service.UnitOfWork) error { return errors.New("boom") })
@@ -389,6 +395,19 @@ func testReadModel(t *testing.T, s service.Store) {
 	write(func(r service.ReadModel) error { return r.SetAllocation(ctx, "o1", "SKU-B", "b2") })
 	write(func(r service.ReadModel) error { return r.SetAllocation(ctx, "o1", "SKU-B", "b1") })    // late: no effect
 	write(func(r service.ReadModel) error { return r.RemoveAllocation(ctx, "o1", "SKU-B", "b1") }) // late: no effect
+	write(func(r service.ReadModel) error { return r.RemoveAllocation(ctx, "o1", "SKU-A", "a1") }) // still allocated: no effect
+	view("o1", service.AllocationView{SKU: "SKU-A", BatchRef: "a1"}, service.AllocationView{SKU: "SKU-B", BatchRef: "b2"})
+	_, err = s.Transact(ctx, func(ctx context.Context, uow service.UnitOfWork) error {
+		p, err := uow.Products().GetForOrder(ctx, "SKU-A", "o1")
+		if err != nil {
+			return err
+		}
+		_, err = p.Deallocate(domain.OrderLine{OrderID: "o1", SKU: "SKU-A", Qty: 1})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	write(func(r service.ReadModel) error { return r.RemoveAllocation(ctx, "o1", "SKU-A", "a1") })
 	view("o1", service.AllocationView{SKU: "SKU-B", BatchRef: "b2"})
 	view("none")
