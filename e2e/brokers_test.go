@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,35 +80,10 @@ func brokerKinds(durableOnly bool) []brokerKind {
 	return kinds
 }
 
-// testLogger returns a logger whose warnings are shown when t fails;
-// nothing is written after t's cleanup (the transports' goroutines may
-// log late).
-func testLogger(t testing.TB) *slog.Logger {
-	buf := &testenv.LogBuffer{}
-	var done atomic.Bool
-	t.Cleanup(func() {
-		done.Store(true)
-		if t.Failed() {
-			t.Logf("the test's transport logs:\n%s", buf.String())
-		}
-	})
-	w := writerFunc(func(p []byte) (int, error) {
-		if !done.Load() {
-			buf.Write(p)
-		}
-		return len(p), nil
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
-
 func startRedisPubSubBroker(t *testing.T) *testBroker {
 	t.Helper()
 	r := testenv.StartRedis(t)
-	tr, err := redis.NewPubSub(r.URL, testLogger(t))
+	tr, err := redis.NewPubSub(r.URL, testenv.Logger(t, slog.LevelWarn))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +95,7 @@ func startRedisStreamsBroker(t *testing.T) *testBroker {
 	t.Helper()
 	r := testenv.StartRedis(t)
 	u := "redis+streams://" + r.Addr
-	tr, err := redis.NewStreams(u, testLogger(t))
+	tr, err := redis.NewStreams(u, testenv.Logger(t, slog.LevelWarn))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +113,7 @@ func startKafkaBroker(t *testing.T) *testBroker {
 	}
 	t.Cleanup(c.Close) // after the transports and the service, cleaned up before it
 	addrs := c.ListenAddrs()
-	k, err := kafka.New(addrs, testLogger(t),
+	k, err := kafka.New(addrs, testenv.Logger(t, slog.LevelWarn),
 		kafka.RetryBackoff(10*time.Millisecond, 200*time.Millisecond),
 		kafka.ClientOpts(kgo.HeartbeatInterval(200*time.Millisecond), kgo.MetadataMinAge(100*time.Millisecond)))
 	if err != nil {
@@ -158,7 +132,7 @@ func startNATSBroker(t *testing.T) *testBroker {
 		t.Skipf("skipping: the binary takes no nats:// broker (broker.Schemes: %s)", broker.Schemes)
 	}
 	s := testenv.StartNATS(t)
-	tr, err := nats.New(s.URL, testLogger(t), nats.WithRedeliveryBackoff(20*time.Millisecond, 500*time.Millisecond), nats.WithPollWait(time.Second))
+	tr, err := nats.New(s.URL, testenv.Logger(t, slog.LevelWarn), nats.WithRedeliveryBackoff(20*time.Millisecond, 500*time.Millisecond), nats.WithPollWait(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

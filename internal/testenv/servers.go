@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -322,4 +324,30 @@ func (b *LogBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Logger returns a logger, at level, whose lines are shown when t fails.
+// What is logged after t's cleanup (by goroutines that outlive it) is
+// dropped.
+func Logger(t testing.TB, level slog.Level) *slog.Logger {
+	w := &testLogWriter{}
+	t.Cleanup(func() {
+		w.done.Store(true)
+		if t.Failed() {
+			t.Logf("logs:\n%s", w.buf.String())
+		}
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+type testLogWriter struct {
+	buf  LogBuffer
+	done atomic.Bool
+}
+
+func (w *testLogWriter) Write(p []byte) (int, error) {
+	if !w.done.Load() {
+		w.buf.Write(p)
+	}
+	return len(p), nil
 }

@@ -1,6 +1,7 @@
 package kafka_test
 
 import (
+	"log/slog"
 	"net"
 	"strconv"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/stockflow/stockflow/internal/messaging"
 	"github.com/stockflow/stockflow/internal/messaging/kafka"
 	"github.com/stockflow/stockflow/internal/messaging/transporttest"
+	"github.com/stockflow/stockflow/internal/testenv"
 )
 
 // TestContract runs the transport contract on one kfake broker that keeps
@@ -43,7 +45,7 @@ func TestContract(t *testing.T) {
 
 	transporttest.Run(t, transporttest.Factory{
 		New: func(t *testing.T) messaging.Transport {
-			k, err := kafka.New(addrs, testLog(t),
+			k, err := kafka.New(addrs, testenv.Logger(t, slog.LevelWarn),
 				kafka.RetryBackoff(10*time.Millisecond, 200*time.Millisecond),
 				kafka.ClientOpts(
 					kgo.HeartbeatInterval(100*time.Millisecond),

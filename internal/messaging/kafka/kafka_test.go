@@ -9,9 +9,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 
 	"github.com/stockflow/stockflow/internal/messaging"
 	"github.com/stockflow/stockflow/internal/messaging/kafka"
+	"github.com/stockflow/stockflow/internal/testenv"
 )
 
 const waitFor = 20 * time.Second
@@ -37,33 +36,13 @@ func newCluster(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
 	return c
 }
 
-// testLog logs warnings and errors to the test, until its cleanup (what
-// franz-go's goroutines log after is dropped).
-func testLog(t *testing.T) *slog.Logger {
-	w := &tWriter{t: t}
-	t.Cleanup(func() { w.done.Store(true) })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type tWriter struct {
-	t    *testing.T
-	done atomic.Bool
-}
-
-func (w *tWriter) Write(p []byte) (int, error) {
-	if !w.done.Load() {
-		w.t.Log(strings.TrimSpace(string(p)))
-	}
-	return len(p), nil
-}
-
 func newKafka(t *testing.T, addrs []string, opts ...kafka.Option) *kafka.Kafka {
 	t.Helper()
 	opts = append([]kafka.Option{
 		kafka.RetryBackoff(10*time.Millisecond, 100*time.Millisecond),
 		kafka.ClientOpts(kgo.HeartbeatInterval(100 * time.Millisecond)),
 	}, opts...)
-	k, err := kafka.New(addrs, testLog(t), opts...)
+	k, err := kafka.New(addrs, testenv.Logger(t, slog.LevelWarn), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -702,7 +681,7 @@ func TestSubscribeOutlivesBrokerRestart(t *testing.T) {
 
 func TestCloseEndsSubscriptions(t *testing.T) {
 	c := newCluster(t)
-	k, err := kafka.New(c.ListenAddrs(), testLog(t))
+	k, err := kafka.New(c.ListenAddrs(), testenv.Logger(t, slog.LevelWarn))
 	if err != nil {
 		t.Fatal(err)
 	}

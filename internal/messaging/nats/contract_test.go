@@ -1,6 +1,7 @@
 package nats_test
 
 import (
+	"log/slog"
 	"testing"
 
 	"github.com/stockflow/stockflow/internal/messaging"
@@ -30,7 +31,7 @@ func TestContract(t *testing.T) {
 	s := newStream(t, url)
 	transporttest.Run(t, transporttest.Factory{
 		New: func(t *testing.T) messaging.Transport {
-			js, err := nats.New(s.url, testLog(t), nats.WithStream(s.name, s.prefix))
+			js, err := nats.New(s.url, testenv.Logger(t, slog.LevelDebug), nats.WithStream(s.name, s.prefix))
 			if err != nil {
 				t.Fatal(err)
 			}

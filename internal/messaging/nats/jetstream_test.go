@@ -1,7 +1,6 @@
 package nats_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,31 +20,6 @@ import (
 	"github.com/stockflow/stockflow/internal/messaging/nats"
 	"github.com/stockflow/stockflow/internal/testenv"
 )
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-// testLog collects a transport's logs, shown when the test fails.
-func testLog(t testing.TB) *slog.Logger {
-	var mu sync.Mutex
-	var buf bytes.Buffer
-	t.Cleanup(func() {
-		if t.Failed() {
-			mu.Lock()
-			t.Logf("transport logs:\n%s", buf.String())
-			mu.Unlock()
-		}
-	})
-	return slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
 
 // stream is a stream of a test's own: its name and subject prefix.
 type stream struct {
@@ -88,7 +62,7 @@ func (s stream) open(t testing.TB, opts ...nats.Option) *nats.JetStream {
 		nats.WithRedeliveryBackoff(20*time.Millisecond, 200*time.Millisecond),
 		nats.WithPollWait(time.Second),
 	}, opts...)
-	js, err := nats.New(s.url, testLog(t), opts...)
+	js, err := nats.New(s.url, testenv.Logger(t, slog.LevelDebug), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,9 @@
 package redis
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -62,7 +60,7 @@ func TestStreamsContractPrivateServer(t *testing.T) {
 
 func newTestPubSub(t *testing.T, url string) *PubSub {
 	t.Helper()
-	p, err := NewPubSub(url, captureLog(t))
+	p, err := NewPubSub(url, testenv.Logger(t, slog.LevelDebug))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +98,7 @@ func streamsPrefix(t *testing.T, url string) string {
 // and to retry; the caller closes it.
 func newTestStreams(t *testing.T, url, prefix string) *Streams {
 	t.Helper()
-	s, err := NewStreams("redis+streams://"+strings.TrimPrefix(url, "redis://"), captureLog(t))
+	s, err := NewStreams("redis+streams://"+strings.TrimPrefix(url, "redis://"), testenv.Logger(t, slog.LevelDebug))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,29 +107,4 @@ func newTestStreams(t *testing.T, url, prefix string) *Streams {
 	s.LeaseTTL = 3 * time.Second
 	s.RetryBackoff = 20 * time.Millisecond
 	return s
-}
-
-// captureLog collects a transport's logs, shown when the test fails.
-func captureLog(t testing.TB) *slog.Logger {
-	var mu sync.Mutex
-	var buf bytes.Buffer
-	t.Cleanup(func() {
-		if t.Failed() {
-			mu.Lock()
-			t.Logf("transport logs:\n%s", buf.String())
-			mu.Unlock()
-		}
-	})
-	return slog.New(slog.NewTextHandler(syncWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type syncWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
 }

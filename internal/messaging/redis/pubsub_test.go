@@ -1,7 +1,6 @@
 package redis_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,17 +18,6 @@ import (
 	"github.com/stockflow/stockflow/internal/testenv"
 )
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
 // client returns a plain client of the private server s, closed at
 // cleanup.
 func client(t testing.TB, s *testenv.Server) *goredis.Client {
@@ -38,24 +26,10 @@ func client(t testing.TB, s *testenv.Server) *goredis.Client {
 	return c
 }
 
-// testLog collects a transport's logs, shown when the test fails.
-func testLog(t testing.TB) *slog.Logger {
-	var mu sync.Mutex
-	var buf bytes.Buffer
-	t.Cleanup(func() {
-		if t.Failed() {
-			mu.Lock()
-			t.Logf("transport logs:\n%s", buf.String())
-			mu.Unlock()
-		}
-	})
-	return slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
 // newPubSub returns a transport on s, closed at cleanup.
 func newPubSub(t testing.TB, s *testenv.Server) *redis.PubSub {
 	t.Helper()
-	p, err := redis.NewPubSub(s.URL, testLog(t))
+	p, err := redis.NewPubSub(s.URL, testenv.Logger(t, slog.LevelDebug))
 	if err != nil {
 		t.Fatal(err)
 	}
