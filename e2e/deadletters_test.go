@@ -86,22 +86,9 @@ func TestDeadLettersOverDurableBrokers(t *testing.T) {
 			}
 
 			// In the database.
-			res := runCLI(t, nil, "dead-letters", "--data", dir)
-			if res.Code != 0 {
-				t.Fatalf("stockflow dead-letters --data %s exited %d: %s", dir, res.Code, res.Stderr)
-			}
-			var listed []deadLetter
-			dec := json.NewDecoder(strings.NewReader(res.Stdout))
-			dec.DisallowUnknownFields()
-			for dec.More() {
-				var d deadLetter
-				if err := dec.Decode(&d); err != nil {
-					t.Fatalf("stockflow dead-letters printed %q: %v", res.Stdout, err)
-				}
-				listed = append(listed, d)
-			}
+			listed := listDeadLetters(t, "--data", dir)
 			if len(listed) != len(poison) {
-				t.Errorf("stockflow dead-letters listed %d, want %d:\n%s", len(listed), len(poison), res.Stdout)
+				t.Errorf("stockflow dead-letters listed %d, want %d: %+v", len(listed), len(poison), listed)
 			}
 			for _, d := range listed {
 				i, ok := ids[d.MessageID]

@@ -313,22 +313,9 @@ func TestPoisonMessages(t *testing.T) {
 	}
 	expect(t, s.allocate(t, uniq("order"), targetSKU, 1), http.StatusConflict)
 
-	res := runCLI(t, nil, "dead-letters", "--db", db)
-	if res.Code != 0 {
-		t.Fatalf("stockflow dead-letters exited %d: %s", res.Code, res.Stderr)
-	}
-	var letters []deadLetter
-	dec := json.NewDecoder(strings.NewReader(res.Stdout))
-	dec.DisallowUnknownFields()
-	for dec.More() {
-		var d deadLetter
-		if err := dec.Decode(&d); err != nil {
-			t.Fatalf("stockflow dead-letters printed %q: %v", res.Stdout, err)
-		}
-		letters = append(letters, d)
-	}
+	letters := listDeadLetters(t, "--db", db)
 	if len(letters) != len(poison) {
-		t.Errorf("stockflow dead-letters listed %d, want %d (one per poison message):\n%s", len(letters), len(poison), res.Stdout)
+		t.Errorf("stockflow dead-letters listed %d, want %d (one per poison message): %+v", len(letters), len(poison), letters)
 	}
 	for _, p := range poison {
 		var found []deadLetter
@@ -537,4 +524,25 @@ func TestGracefulStopWithRedis(t *testing.T) {
 	}
 	s.kill()
 	t.Error("still running 5s after SIGTERM")
+}
+
+// listDeadLetters runs stockflow dead-letters with args and returns what
+// it lists, checking each line is a dead letter and nothing more.
+func listDeadLetters(t *testing.T, args ...string) []deadLetter {
+	t.Helper()
+	res := runCLI(t, nil, append([]string{"dead-letters"}, args...)...)
+	if res.Code != 0 {
+		t.Fatalf("stockflow dead-letters %v exited %d: %s", args, res.Code, res.Stderr)
+	}
+	var letters []deadLetter
+	dec := json.NewDecoder(strings.NewReader(res.Stdout))
+	dec.DisallowUnknownFields()
+	for dec.More() {
+		var d deadLetter
+		if err := dec.Decode(&d); err != nil {
+			t.Fatalf("stockflow dead-letters printed %q: %v", res.Stdout, err)
+		}
+		letters = append(letters, d)
+	}
+	return letters
 }
