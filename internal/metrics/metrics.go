@@ -7,6 +7,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,12 +88,22 @@ type Depth interface {
 func (m *Metrics) Service(name string, outbox Depth) *Service {
 	s := &Service{m: m, name: name}
 	if outbox != nil {
+		// Both gauges read one query: a scrape asks them one after the other.
+		var mu sync.Mutex
+		var at time.Time
+		var n int
+		var oldest time.Time
 		depth := func() (int, time.Time) {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			n, oldest, err := outbox.Depth(ctx)
-			if err != nil {
-				return -1, time.Time{}
+			mu.Lock()
+			defer mu.Unlock()
+			if time.Since(at) > time.Second {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				var err error
+				if n, oldest, err = outbox.Depth(ctx); err != nil {
+					n, oldest = -1, time.Time{}
+				}
+				at = time.Now()
 			}
 			return n, oldest
 		}
