@@ -11,14 +11,11 @@ package allocation
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
-	"time"
 
 	allochttp "github.com/stockflow/stockflow/internal/allocation/adapters/http"
 	allocpg "github.com/stockflow/stockflow/internal/allocation/adapters/postgres"
@@ -52,39 +49,22 @@ type Config struct {
 
 // Service is a running allocation service.
 type Service struct {
+	*messaging.Runtime
 	Bus      *messaging.Bus
 	Handlers *service.Handlers
 	Registry *messaging.Registry
-	Relay    *messaging.Relay
-	Consumer *messaging.Consumer
 
-	dispatched *messaging.BufferedDispatchLog
-	store      service.Store
-	outbox     outbox
-	ready      func(context.Context) error
-	close      func()
-	transport  messaging.Transport
-	replay     bool
-	log        *slog.Logger
-}
-
-// outbox is what the service needs of its store's messaging tables.
-type outbox interface {
-	messaging.Outbox
-	messaging.DispatchLog
-	messaging.DeadLetters
-	Undispatched(ctx context.Context, olderThan time.Duration, limit, maxAttempts int) ([]messaging.Envelope, error)
-	ForgetHandled(ctx context.Context, age time.Duration) error
-	Depth(ctx context.Context) (int, time.Time, error)
+	store service.Store
+	ready func(context.Context) error
+	close func()
+	log   *slog.Logger
 }
 
 // Open opens the service's store, applying migrations, and wires it.
 func Open(ctx context.Context, cfg Config) (*Service, error) {
-	s := &Service{Registry: service.Messages(), transport: cfg.Transport, replay: cfg.Replay, log: cfg.Log}
-	if _, ok := cfg.Transport.(messaging.Rewinder); cfg.Replay && !ok {
-		return nil, fmt.Errorf("allocation: --replay: the broker keeps no history to replay")
-	}
+	s := &Service{Registry: service.Messages(), log: cfg.Log}
 	var onCommit *func()
+	var st messaging.Store
 	if cfg.DB != "" {
 		pool, err := mpostgres.Connect(ctx, cfg.DB, Name)
 		if err != nil {
@@ -96,7 +76,7 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 			return nil, fmt.Errorf("allocation: %w", err)
 		}
 		ob := mpostgres.NewOutbox(pool, Name)
-		s.store, s.outbox, onCommit = store, ob, &store.OnCommit
+		s.store, st, onCommit = store, ob, &store.OnCommit
 		s.ready = func(ctx context.Context) error { return pool.Ping(ctx) }
 		s.close = func() { store.Close(); ob.Close(); pool.Close() }
 	} else {
@@ -112,29 +92,27 @@ func Open(ctx context.Context, cfg Config) (*Service, error) {
 			db.Close()
 			return nil, fmt.Errorf("allocation: %w", err)
 		}
-		s.store, s.outbox, onCommit = store, msqlite.NewOutbox(db), &store.OnCommit
+		s.store, st, onCommit = store, msqlite.NewOutbox(db), &store.OnCommit
 		s.ready = func(ctx context.Context) error { return db.R.PingContext(ctx) }
 		s.close = func() { db.Close() }
 	}
-	s.Handlers = service.NewHandlers(s.store)
-	s.dispatched = messaging.NewBufferedDispatchLog(s.outbox, 50*time.Millisecond, cfg.Log)
-	s.Bus = service.NewBus(s.Handlers, cfg.Log, s.dispatched)
-	s.Relay = messaging.NewRelay(s.outbox, cfg.Transport, cfg.Log)
-	*onCommit = s.Relay.Notify
-	s.Consumer = &messaging.Consumer{
-		Name:        Name,
-		Registry:    s.Registry,
-		Bus:         s.Bus,
-		DeadLetters: s.outbox,
-		Log:         cfg.Log,
-		Permanent:   service.IsPermanent,
-		Outcome:     service.IsOutcome,
+	rt, err := messaging.NewRuntime(messaging.RuntimeConfig{
+		Name: Name, Registry: s.Registry, Store: st, Transport: cfg.Transport, Log: cfg.Log,
+		Inbound: service.Inbound, Replay: cfg.Replay,
+		Permanent: service.IsPermanent, Outcome: service.IsOutcome,
+	})
+	if err != nil {
+		s.close()
+		return nil, err
 	}
+	s.Runtime = rt
+	s.Handlers = service.NewHandlers(s.store)
+	s.Bus = service.NewBus(s.Handlers, cfg.Log, rt.Dispatched)
+	rt.Attach(s.Bus)
+	*onCommit = rt.Relay.Notify
 	if cfg.Metrics != nil {
-		m := cfg.Metrics.Service(Name, s.outbox)
-		s.Bus.SetMetrics(m)
-		s.Relay.Metrics = m
-		s.Consumer.Metrics = m
+		m := cfg.Metrics.Service(Name, st)
+		rt.SetMetrics(m)
 		s.Handlers.OnRetry = m.Retried
 	}
 	return s, nil
@@ -157,87 +135,8 @@ func (s *Service) Routes(mux *http.ServeMux) {
 	api.Register(mux)
 }
 
-// Recover hands the events a crash left undispatched to their handlers.
-func (s *Service) Recover(ctx context.Context, olderThan time.Duration) error {
-	for {
-		envs, err := s.outbox.Undispatched(ctx, olderThan, 256, 5)
-		if err != nil {
-			return err
-		}
-		if len(envs) == 0 {
-			return nil
-		}
-		s.log.InfoContext(ctx, "dispatching events left over", "count", len(envs))
-		s.Bus.Redispatch(ctx, s.Registry, envs)
-		s.dispatched.Flush(ctx)
-		if len(envs) < 256 {
-			return nil
-		}
-	}
-}
-
-// Run runs the relay, the consumer of the service's inbound channels and
-// the housekeeping, until ctx is done.
-func (s *Service) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	errc := make(chan error, 4)
-	run := func(name string, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				errc <- fmt.Errorf("%s: %w", name, err)
-			}
-		}()
-	}
-	run("relay", s.Relay.Run)
-	run("consumer", func(ctx context.Context) error {
-		if s.replay {
-			if err := s.transport.(messaging.Rewinder).Rewind(ctx, Name, service.Inbound); err != nil {
-				return fmt.Errorf("replay: %w", err)
-			}
-			s.log.InfoContext(ctx, "replaying the retained history", "group", Name, "channels", service.Inbound)
-		}
-		return s.Consumer.Run(ctx, s.transport, service.Inbound...)
-	})
-	run("dispatch log", s.dispatched.Run)
-	run("housekeeping", s.housekeeping)
-	wg.Wait()
-	close(errc)
-	return <-errc
-}
-
-// housekeeping retries local event handlers that failed, and forgets inbox
-// entries old enough that no redelivery will come.
-func (s *Service) housekeeping(ctx context.Context) error {
-	tick := time.NewTicker(10 * time.Second)
-	defer tick.Stop()
-	last := time.Time{}
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
-		if err := s.Recover(ctx, 10*time.Second); err != nil && ctx.Err() == nil {
-			s.log.WarnContext(ctx, "recovering undispatched events", "err", err)
-		}
-		if time.Since(last) > time.Hour {
-			if err := s.outbox.ForgetHandled(ctx, 7*24*time.Hour); err != nil && ctx.Err() == nil {
-				s.log.WarnContext(ctx, "pruning the inbox", "err", err)
-			}
-			last = time.Now()
-		}
-	}
-}
-
 // Ready reports whether the service can answer.
 func (s *Service) Ready(ctx context.Context) error { return s.ready(ctx) }
-
-// DeadLetters lists the latest dead letters.
-func (s *Service) DeadLetters(ctx context.Context, limit int) ([]messaging.DeadLetter, error) {
-	return s.outbox.DeadLetters(ctx, limit)
-}
 
 // Close closes the store.
 func (s *Service) Close() { s.close() }

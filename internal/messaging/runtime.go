@@ -1,0 +1,180 @@
+package messaging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Store is what a service's runtime needs of its store's messaging tables:
+// the outbox, the dispatch log, the dead letters and the inbox's upkeep.
+type Store interface {
+	Outbox
+	DispatchLog
+	DeadLetters
+	// Undispatched returns events committed at least olderThan ago that
+	// the bus has not handed to every local handler, and that it tried
+	// fewer than maxAttempts times.
+	Undispatched(ctx context.Context, olderThan time.Duration, limit, maxAttempts int) ([]Envelope, error)
+	// ForgetHandled drops inbox entries older than age.
+	ForgetHandled(ctx context.Context, age time.Duration) error
+	// Depth returns how many messages wait in the outbox, and since when
+	// the oldest waits.
+	Depth(ctx context.Context) (int, time.Time, error)
+}
+
+// RuntimeConfig configures a Runtime.
+type RuntimeConfig struct {
+	// Name is the service's name: its consumer group.
+	Name      string
+	Registry  *Registry
+	Store     Store
+	Transport Transport
+	Log       *slog.Logger
+	// Inbound are the channels the service consumes.
+	Inbound []string
+	// Replay makes the consumer group read again every message the broker
+	// keeps, from the oldest (a durable transport only).
+	Replay bool
+	// Permanent and Outcome classify handler errors (see Consumer).
+	Permanent, Outcome func(error) bool
+}
+
+// RuntimeMetrics observes a runtime's bus, relay and consumer.
+type RuntimeMetrics interface {
+	BusMetrics
+	RelayMetrics
+	ConsumerMetrics
+}
+
+// Runtime is the messaging side of one running service: the relay that
+// publishes its outbox, the consumer of its inbound channels, the dispatch
+// log of its bus, and the housekeeping that hands leftover events again.
+// Every service runs one; what differs between services is their bus.
+type Runtime struct {
+	Relay    *Relay
+	Consumer *Consumer
+	// Dispatched is the dispatch log to give the service's bus.
+	Dispatched *BufferedDispatchLog
+
+	cfg RuntimeConfig
+	bus *Bus
+}
+
+// NewRuntime returns the runtime of a service; Attach its bus before Run.
+func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
+	if _, ok := cfg.Transport.(Rewinder); cfg.Replay && !ok {
+		return nil, fmt.Errorf("%s: --replay: the broker keeps no history to replay", cfg.Name)
+	}
+	r := &Runtime{cfg: cfg}
+	r.Dispatched = NewBufferedDispatchLog(cfg.Store, 50*time.Millisecond, cfg.Log)
+	r.Relay = NewRelay(cfg.Store, cfg.Transport, cfg.Log)
+	r.Consumer = &Consumer{
+		Name:        cfg.Name,
+		Registry:    cfg.Registry,
+		DeadLetters: cfg.Store,
+		Log:         cfg.Log,
+		Permanent:   cfg.Permanent,
+		Outcome:     cfg.Outcome,
+	}
+	return r, nil
+}
+
+// Attach makes bus the one the runtime's consumer and housekeeping hand
+// messages to.
+func (r *Runtime) Attach(bus *Bus) {
+	r.bus = bus
+	r.Consumer.Bus = bus
+}
+
+// SetMetrics makes the bus, relay and consumer report to m.
+func (r *Runtime) SetMetrics(m RuntimeMetrics) {
+	r.bus.SetMetrics(m)
+	r.Relay.Metrics = m
+	r.Consumer.Metrics = m
+}
+
+// Recover hands the events a crash left undispatched, committed at least
+// olderThan ago, to their handlers.
+func (r *Runtime) Recover(ctx context.Context, olderThan time.Duration) error {
+	for {
+		envs, err := r.cfg.Store.Undispatched(ctx, olderThan, 256, 5)
+		if err != nil {
+			return err
+		}
+		if len(envs) == 0 {
+			return nil
+		}
+		r.cfg.Log.InfoContext(ctx, "dispatching events left over", "service", r.cfg.Name, "count", len(envs))
+		r.bus.Redispatch(ctx, r.cfg.Registry, envs)
+		r.Dispatched.Flush(ctx)
+		if len(envs) < 256 {
+			return nil
+		}
+	}
+}
+
+// Run runs the relay, the consumer of the inbound channels, the dispatch
+// log and the housekeeping until ctx is done.
+func (r *Runtime) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("%s %s: %w", r.cfg.Name, name, err)
+			}
+		}()
+	}
+	run("relay", r.Relay.Run)
+	if len(r.cfg.Inbound) > 0 {
+		run("consumer", func(ctx context.Context) error {
+			if r.cfg.Replay {
+				if err := r.cfg.Transport.(Rewinder).Rewind(ctx, r.cfg.Name, r.cfg.Inbound); err != nil {
+					return fmt.Errorf("replay: %w", err)
+				}
+				r.cfg.Log.InfoContext(ctx, "replaying the retained history", "group", r.cfg.Name, "channels", r.cfg.Inbound)
+			}
+			return r.Consumer.Run(ctx, r.cfg.Transport, r.cfg.Inbound...)
+		})
+	}
+	run("dispatch log", r.Dispatched.Run)
+	run("housekeeping", r.housekeeping)
+	wg.Wait()
+	close(errc)
+	return <-errc
+}
+
+// housekeeping retries local event handlers that failed, and forgets inbox
+// entries old enough that no redelivery will come.
+func (r *Runtime) housekeeping(ctx context.Context) error {
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	last := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+		if err := r.Recover(ctx, 10*time.Second); err != nil && ctx.Err() == nil {
+			r.cfg.Log.WarnContext(ctx, "recovering undispatched events", "service", r.cfg.Name, "err", err)
+		}
+		if time.Since(last) > time.Hour {
+			if err := r.cfg.Store.ForgetHandled(ctx, 7*24*time.Hour); err != nil && ctx.Err() == nil {
+				r.cfg.Log.WarnContext(ctx, "pruning the inbox", "service", r.cfg.Name, "err", err)
+			}
+			last = time.Now()
+		}
+	}
+}
+
+// DeadLetters lists the service's latest dead letters.
+func (r *Runtime) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) {
+	return r.cfg.Store.DeadLetters(ctx, limit)
+}
