@@ -18,6 +18,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Default addresses of the servers.
@@ -69,4 +71,20 @@ func Name(prefix string) string {
 	b := make([]byte, 6)
 	rand.Read(b)
 	return prefix + "_" + hex.EncodeToString(b)
+}
+
+// DropSchema drops a test's PostgreSQL schema and what it holds.
+func DropSchema(t testing.TB, url, schema string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Logf("dropping schema %s: %v", schema, err)
+		return
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+		t.Logf("dropping schema %s: %v", schema, err)
+	}
 }

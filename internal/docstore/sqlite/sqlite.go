@@ -1,0 +1,213 @@
+// Package sqlite is the document store on SQLite (the embedded default):
+// one database file per service.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"time"
+
+	"github.com/stockflow/stockflow/internal/docstore"
+	"github.com/stockflow/stockflow/internal/messaging"
+	msqlite "github.com/stockflow/stockflow/internal/messaging/sqlite"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Store is a document store in a SQLite database.
+type Store struct {
+	db     *msqlite.DB
+	outbox *msqlite.Outbox
+	// OnCommit, when set, is called after each commit that stored messages
+	// in the outbox (to wake the relay).
+	OnCommit func()
+}
+
+var _ docstore.Store = (*Store)(nil)
+
+// Open opens (creating it if need be) the database file at file, applying
+// the migrations of the documents and messaging tables.
+func Open(ctx context.Context, file string) (*Store, error) {
+	db, err := msqlite.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	sub, _ := fs.Sub(migrations, "migrations")
+	if err := db.Migrate(ctx, "messaging", msqlite.Migrations()); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := db.Migrate(ctx, "docstore", sub); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Store{db: db, outbox: msqlite.NewOutbox(db)}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() { s.db.Close() }
+
+// Messaging implements docstore.Store.
+func (s *Store) Messaging() messaging.Store { return s.outbox }
+
+// Ping implements docstore.Store.
+func (s *Store) Ping(ctx context.Context) error { return s.db.R.PingContext(ctx) }
+
+// Transact implements docstore.Store.
+func (s *Store) Transact(ctx context.Context, fn func(context.Context, docstore.Tx) error) ([]messaging.Raised, error) {
+	for attempt := 1; ; attempt++ {
+		raised, err := s.transact(ctx, fn)
+		if !errors.Is(err, docstore.ErrConflict) || attempt == docstore.MaxAttempts {
+			return raised, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(rand.Int64N(int64(attempt) * int64(time.Millisecond)))):
+		}
+	}
+}
+
+func (s *Store) transact(ctx context.Context, fn func(context.Context, docstore.Tx) error) ([]messaging.Raised, error) {
+	sqlTx, err := s.db.W.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer sqlTx.Rollback()
+	meta := messaging.MetaFrom(ctx)
+	inbox := meta.Consumer != "" && meta.MessageID != ""
+	if inbox {
+		handled, err := msqlite.Handled(ctx, sqlTx, meta.Consumer, meta.MessageID)
+		if err != nil {
+			return nil, err
+		}
+		if handled {
+			return nil, docstore.ErrAlreadyHandled
+		}
+	}
+	t := &tx{tx: sqlTx}
+	if err := fn(ctx, t); err != nil {
+		return nil, err
+	}
+	if err := msqlite.AppendOutbox(ctx, sqlTx, docstore.Envelopes(t.raised)); err != nil {
+		return nil, err
+	}
+	if inbox {
+		if err := msqlite.RecordHandled(ctx, sqlTx, meta.Consumer, meta.MessageID); err != nil {
+			return nil, mapErr(err)
+		}
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return nil, mapErr(err)
+	}
+	if len(t.raised) > 0 && s.OnCommit != nil {
+		s.OnCommit()
+	}
+	return t.raised, nil
+}
+
+// mapErr turns another process holding the database's lock into a
+// conflict, to retry.
+func mapErr(err error) error {
+	if msqlite.IsBusy(err) {
+		return fmt.Errorf("%w: %w", docstore.ErrConflict, err)
+	}
+	return err
+}
+
+const columns = `kind, id, version, idx, body, updated_at`
+
+type scanner interface{ Scan(...any) error }
+
+func scan(row scanner) (docstore.Doc, error) {
+	var d docstore.Doc
+	var body string
+	var at int64
+	if err := row.Scan(&d.Kind, &d.ID, &d.Version, &d.Index, &body, &at); err != nil {
+		return d, err
+	}
+	d.Body = []byte(body)
+	d.UpdatedAt = time.UnixMicro(at).UTC()
+	return d, nil
+}
+
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func get(ctx context.Context, q queryer, kind, id string) (docstore.Doc, error) {
+	d, err := scan(q.QueryRowContext(ctx, `SELECT `+columns+` FROM documents WHERE kind = ? AND id = ?`, kind, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, fmt.Errorf("%s %s: %w", kind, id, docstore.ErrNotFound)
+	} else if err != nil {
+		return d, fmt.Errorf("reading %s %s: %w", kind, id, err)
+	}
+	return d, nil
+}
+
+// Get implements docstore.Store.
+func (s *Store) Get(ctx context.Context, kind, id string) (docstore.Doc, error) {
+	return get(ctx, s.db.R, kind, id)
+}
+
+// Find implements docstore.Store.
+func (s *Store) Find(ctx context.Context, kind, index string, limit int, newestFirst bool) ([]docstore.Doc, error) {
+	order := "ASC"
+	if newestFirst {
+		order = "DESC"
+	}
+	q := `SELECT ` + columns + ` FROM documents WHERE kind = ? AND (? = '' OR idx = ?) ORDER BY id ` + order + ` LIMIT ?`
+	rows, err := s.db.R.QueryContext(ctx, q, kind, index, index, limit)
+	if err != nil {
+		return nil, fmt.Errorf("finding %s: %w", kind, err)
+	}
+	defer rows.Close()
+	var out []docstore.Doc
+	for rows.Next() {
+		d, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("finding %s: %w", kind, err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+type tx struct {
+	tx     *sql.Tx
+	raised []messaging.Raised
+}
+
+func (t *tx) Get(ctx context.Context, kind, id string) (docstore.Doc, error) {
+	return get(ctx, t.tx, kind, id)
+}
+
+func (t *tx) Put(ctx context.Context, d docstore.Doc) error {
+	now := time.Now().UnixMicro()
+	if d.Version == 0 {
+		_, err := t.tx.ExecContext(ctx, `INSERT INTO documents (`+columns+`) VALUES (?, ?, 1, ?, ?, ?)`, d.Kind, d.ID, d.Index, string(d.Body), now)
+		if msqlite.IsUniqueViolation(err) {
+			return fmt.Errorf("%w: %s %s was created meanwhile", docstore.ErrConflict, d.Kind, d.ID)
+		} else if err != nil {
+			return fmt.Errorf("storing %s %s: %w", d.Kind, d.ID, mapErr(err))
+		}
+		return nil
+	}
+	res, err := t.tx.ExecContext(ctx, `UPDATE documents SET version = version + 1, idx = ?, body = ?, updated_at = ?
+		WHERE kind = ? AND id = ? AND version = ?`, d.Index, string(d.Body), now, d.Kind, d.ID, d.Version)
+	if err != nil {
+		return fmt.Errorf("storing %s %s: %w", d.Kind, d.ID, mapErr(err))
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: %s %s at version %d", docstore.ErrConflict, d.Kind, d.ID, d.Version)
+	}
+	return nil
+}
+
+func (t *tx) Raise(msgs ...messaging.Raised) { t.raised = append(t.raised, msgs...) }
