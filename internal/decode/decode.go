@@ -104,3 +104,13 @@ var (
 	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
 	jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
 )
+
+// Strict returns a decoder of JSON objects into Ts that requires fields
+// (for messaging.Register).
+func Strict[T any](required ...string) func(json.RawMessage) (T, error) {
+	return func(b json.RawMessage) (T, error) {
+		var v T
+		err := Object(b, &v, required...)
+		return v, err
+	}
+}

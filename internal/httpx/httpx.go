@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stockflow/stockflow/internal/decode"
+	"github.com/stockflow/stockflow/internal/valid"
 	"github.com/stockflow/stockflow/internal/messaging"
 )
 
@@ -174,4 +175,33 @@ func Serve(ctx context.Context, srv *http.Server, grace time.Duration) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// Fail answers err: 400 for invalid input (decode.ErrInvalid,
+// valid.ErrInvalid), 413 for a body too large, 404 for valid.ErrNotFound,
+// 409 for valid.ErrConflict, each with the error's text; anything else is
+// logged and answered 500 without details.
+func Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	switch {
+	case errors.Is(err, ErrTooLarge):
+		Error(w, http.StatusRequestEntityTooLarge, err.Error())
+	case errors.Is(err, decode.ErrInvalid), errors.Is(err, valid.ErrInvalid):
+		Error(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, valid.ErrNotFound):
+		Error(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, valid.ErrConflict):
+		Error(w, http.StatusConflict, err.Error())
+	case errors.Is(err, context.Canceled):
+		Error(w, 499, "request cancelled")
+	default:
+		log.ErrorContext(r.Context(), "request failed", "err", err, "path", r.URL.Path,
+			"correlation_id", r.Header.Get(CorrelationHeader))
+		Error(w, http.StatusInternalServerError, "internal error")
+	}
+}
+
+// PathRef returns the path value name, checked as an identifier.
+func PathRef(r *http.Request, name string) (string, error) {
+	v := r.PathValue(name)
+	return v, valid.Ref(name, v)
 }

@@ -1,12 +1,9 @@
 package domain
 
 import (
-	"errors"
-	"fmt"
-	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/stockflow/stockflow/internal/valid"
 )
 
 // Command is a request to change the system. The message bus hands each to
@@ -17,20 +14,15 @@ type Command interface {
 }
 
 // ErrInvalid matches every validation failure (errors.Is).
-var ErrInvalid = errors.New("invalid")
+var ErrInvalid = valid.ErrInvalid
 
 // InvalidError says what is wrong with a command or a value.
-type InvalidError struct{ Reason string }
+type InvalidError = valid.Error
 
-func (e *InvalidError) Error() string        { return e.Reason }
-func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
-
-func invalid(format string, args ...any) error {
-	return &InvalidError{fmt.Sprintf(format, args...)}
-}
+func invalid(format string, args ...any) error { return valid.Invalid(format, args...) }
 
 // MaxRefLen bounds every identifier (order id, sku, batch ref).
-const MaxRefLen = 255
+const MaxRefLen = valid.MaxRefLen
 
 // CreateBatch adds a batch of Qty units of SKU, arriving on ETA (zero: in
 // the warehouse).
@@ -88,36 +80,12 @@ func (c Deallocate) Validate() error {
 	return validate(ref("orderid", c.OrderID), ref("sku", c.SKU), positive("qty", c.Qty))
 }
 
-func ref(field, v string) error {
-	switch {
-	case strings.TrimSpace(v) == "":
-		return invalid("%s must not be empty", field)
-	case len(v) > MaxRefLen:
-		return invalid("%s is longer than %d bytes", field, MaxRefLen)
-	case !utf8.ValidString(v):
-		return invalid("%s is not valid UTF-8", field)
-	case strings.ContainsFunc(v, unicode.IsControl):
-		return invalid("%s must not contain control characters", field)
-	}
-	return nil
-}
-
 // ValidateRef reports what is wrong with an identifier (an order id, a
 // sku, a batch ref) given as field, or nil.
 func ValidateRef(field, v string) error { return ref(field, v) }
 
-func positive(field string, v int) error {
-	if v <= 0 {
-		return invalid("%s must be a positive integer, got %d", field, v)
-	}
-	return nil
-}
-
-func validate(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
+var (
+	positive = valid.Positive
+	validate = valid.First
+	ref      = valid.Ref
+)

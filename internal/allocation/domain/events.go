@@ -12,6 +12,9 @@ const (
 	// ReasonRequested: the line was deallocated on request (an order was
 	// cancelled); its stock is free again.
 	ReasonRequested = "requested"
+	// ReasonDispatched: the line's goods left the warehouse, and its stock
+	// with them.
+	ReasonDispatched = "dispatched"
 )
 
 // BatchCreated: a batch was added to the product.

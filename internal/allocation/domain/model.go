@@ -216,3 +216,23 @@ func (p *Product) Deallocate(line OrderLine) (string, error) {
 	}
 	return "", fmt.Errorf("%w: order %s, sku %s, qty %d", ErrNotAllocated, line.OrderID, line.SKU, line.Qty)
 }
+
+// Dispatch records that the goods of the order's line left the warehouse:
+// the line leaves its batch, and the batch's quantity falls by the line's,
+// so that batches hold only what is still there. It raises
+// BatchQuantityChanged, then Deallocated with ReasonDispatched, and returns
+// the batch's ref.
+//
+// The product must have been loaded with the lines of orderID.
+func (p *Product) Dispatch(orderID string) (string, error) {
+	for _, b := range p.Batches {
+		if l, ok := b.line(orderID); ok {
+			b.deallocate(l)
+			b.Purchased -= l.Qty
+			p.raise(BatchQuantityChanged{Ref: b.Ref, SKU: p.SKU, Qty: b.Purchased})
+			p.raise(Deallocated{OrderID: l.OrderID, SKU: l.SKU, Qty: l.Qty, BatchRef: b.Ref, Reason: ReasonDispatched})
+			return b.Ref, nil
+		}
+	}
+	return "", fmt.Errorf("%w: order %s, sku %s", ErrNotAllocated, orderID, p.SKU)
+}

@@ -22,6 +22,10 @@ func NewBus(h *Handlers, log *slog.Logger, dispatched messaging.DispatchLog) *me
 	messaging.HandleIdempotentEvent(b, "allocation.read_model.add", h.AddAllocationToReadModel)
 	messaging.HandleIdempotentEvent(b, "allocation.read_model.remove", h.RemoveAllocationFromReadModel)
 	messaging.HandleEvent(b, "allocation.reallocate", h.Reallocate)
+	// The shop's events.
+	messaging.HandleEvent(b, "allocation.reserve_cart_item", h.ReserveCartItem)
+	messaging.HandleEvent(b, "allocation.release_cancelled_order", h.ReleaseCancelledOrder)
+	messaging.HandleEvent(b, "allocation.dispatch_order", h.DispatchOrder)
 	return b
 }
 

@@ -57,16 +57,24 @@ func (h *Handlers) Allocate(ctx context.Context, cmd domain.Allocate) (any, []me
 	if err := cmd.Validate(); err != nil {
 		return nil, nil, err
 	}
-	ref, raised, err := h.allocate(ctx, cmd.Line())
+	ref, raised, err := h.allocate(ctx, cmd.Line(), false)
 	return ref, raised, err
 }
 
-func (h *Handlers) allocate(ctx context.Context, line domain.OrderLine) (string, []messaging.Raised, error) {
+// allocate allocates line; a sku without batches fails with ErrInvalidSKU,
+// or, when unknownOutOfStock, is out of stock.
+func (h *Handlers) allocate(ctx context.Context, line domain.OrderLine, unknownOutOfStock bool) (string, []messaging.Raised, error) {
 	defer h.locks.lock(line.SKU)()
 	var ref string
 	var outOfStock error
 	raised, err := h.transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
 		p, err := uow.Products().GetForOrder(ctx, line.SKU, line.OrderID)
+		if errors.Is(err, ErrNotFound) && unknownOutOfStock {
+			// A product without batches: it raises OutOfStock, and is not
+			// stored (it did not change).
+			p, err = domain.NewProduct(line.SKU, 0), nil
+			uow.Products().Add(p)
+		}
 		if errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("%w %s", ErrInvalidSKU, line.SKU)
 		} else if err != nil {
@@ -130,11 +138,77 @@ func (h *Handlers) Reallocate(ctx context.Context, ev domain.Deallocated) ([]mes
 	if ev.Reason != domain.ReasonBatchShrank {
 		return nil, nil
 	}
-	_, raised, err := h.allocate(ctx, ev.Line())
+	_, raised, err := h.allocate(ctx, ev.Line(), false)
 	if errors.Is(err, domain.ErrOutOfStock) {
 		err = nil
 	}
 	return raised, err
+}
+
+// ReserveCartItem allocates the line of an item put in a cart. For the
+// cart, a sku the shop has no batch of is out of stock: OutOfStock tells
+// it so.
+func (h *Handlers) ReserveCartItem(ctx context.Context, ev CartItemAdded) ([]messaging.Raised, error) {
+	_, raised, err := h.allocate(ctx, domain.OrderLine{OrderID: ev.OrderID, SKU: ev.SKU, Qty: ev.Qty}, true)
+	if errors.Is(err, domain.ErrOutOfStock) {
+		err = nil
+	}
+	return raised, err
+}
+
+// ReleaseCancelledOrder frees the stock of a cancelled order's lines (the
+// compensation of their reservations). A line that holds no stock (never
+// allocated, or released already) is skipped.
+func (h *Handlers) ReleaseCancelledOrder(ctx context.Context, ev OrderCancelled) ([]messaging.Raised, error) {
+	return h.eachLine(ctx, ev.OrderID, ev.Lines, func(p *domain.Product, l Item) error {
+		_, err := p.Deallocate(domain.OrderLine{OrderID: ev.OrderID, SKU: l.SKU, Qty: l.Qty})
+		return err
+	})
+}
+
+// DispatchOrder records that an order's goods left the warehouse: its
+// lines leave their batches, and their stock with them. A line that holds
+// no stock here (it lost its batch as the warehouse dispatched it) is
+// skipped.
+func (h *Handlers) DispatchOrder(ctx context.Context, ev GoodsDispatched) ([]messaging.Raised, error) {
+	return h.eachLine(ctx, ev.OrderID, ev.Lines, func(p *domain.Product, _ Item) error {
+		_, err := p.Dispatch(ev.OrderID)
+		return err
+	})
+}
+
+// eachLine changes the product of each line of an order with fn, one
+// transaction a line. Each transaction keeps its own inbox entry, so that a
+// redelivered message skips the lines done and finishes the others.
+func (h *Handlers) eachLine(ctx context.Context, orderID string, lines []Item, fn func(*domain.Product, Item) error) ([]messaging.Raised, error) {
+	var all []messaging.Raised
+	for _, l := range lines {
+		lctx := ctx
+		if m := messaging.MetaFrom(ctx); m.Consumer != "" {
+			m.Consumer += "#" + l.SKU
+			lctx = messaging.WithMeta(ctx, m)
+		}
+		raised, err := func() ([]messaging.Raised, error) {
+			defer h.locks.lock(l.SKU)()
+			return h.transact(lctx, func(ctx context.Context, uow UnitOfWork) error {
+				p, err := uow.Products().GetForOrder(ctx, l.SKU, orderID)
+				if errors.Is(err, ErrNotFound) {
+					return nil
+				} else if err != nil {
+					return err
+				}
+				if err := fn(p, l); err != nil && !errors.Is(err, domain.ErrNotAllocated) {
+					return err
+				}
+				return nil
+			})
+		}()
+		if err != nil {
+			return all, err
+		}
+		all = append(all, raised...)
+	}
+	return all, nil
 }
 
 // AddAllocationToReadModel keeps the allocations view.

@@ -19,10 +19,59 @@ const (
 	ChannelLineAllocated        = "line_allocated"
 	ChannelLineDeallocated      = "line_deallocated"
 	ChannelOutOfStock           = "out_of_stock"
+
+	// The shop's events the allocation service follows.
+	ChannelCartItemAdded   = "cart_item_added"  // orders: reserve the item's stock
+	ChannelOrderCancelled  = "order_cancelled"  // orders: release the order's stock
+	ChannelGoodsDispatched = "goods_dispatched" // warehouse: the stock left
 )
 
 // Inbound are the channels the allocation service consumes.
-var Inbound = []string{ChannelChangeBatchQuantity, ChannelAllocate, ChannelDeallocate}
+var Inbound = []string{
+	ChannelChangeBatchQuantity, ChannelAllocate, ChannelDeallocate,
+	ChannelCartItemAdded, ChannelOrderCancelled, ChannelGoodsDispatched,
+}
+
+// CartItemAdded is the orders service's cart_item_added, as allocation
+// reads it.
+type CartItemAdded struct {
+	OrderID string `json:"orderid"`
+	SKU     string `json:"sku"`
+	Qty     int    `json:"qty"`
+}
+
+// Item is a line of an order, as the shop's events carry it.
+type Item struct {
+	SKU string `json:"sku"`
+	Qty int    `json:"qty"`
+}
+
+// OrderCancelled is the orders service's order_cancelled.
+type OrderCancelled struct {
+	OrderID string `json:"orderid"`
+	Lines   []Item `json:"lines"`
+}
+
+// GoodsDispatched is the warehouse's goods_dispatched.
+type GoodsDispatched struct {
+	OrderID string `json:"orderid"`
+	Lines   []Item `json:"lines"`
+}
+
+func (e CartItemAdded) Validate() error { return domain.Allocate(e).Validate() }
+
+func (e OrderCancelled) Validate() error { return validateLines(e.OrderID, e.Lines) }
+
+func (e GoodsDispatched) Validate() error { return validateLines(e.OrderID, e.Lines) }
+
+func validateLines(orderID string, lines []Item) error {
+	for _, l := range lines {
+		if err := (domain.Deallocate{OrderID: orderID, SKU: l.SKU, Qty: l.Qty}).Validate(); err != nil {
+			return err
+		}
+	}
+	return domain.ValidateRef("orderid", orderID)
+}
 
 // Messages returns the registry of the allocation service's messages.
 func Messages() *messaging.Registry {
@@ -35,6 +84,9 @@ func Messages() *messaging.Registry {
 	messaging.Register(r, ChannelLineAllocated, func(e domain.Allocated) string { return e.SKU }, nil)
 	messaging.Register(r, ChannelLineDeallocated, func(e domain.Deallocated) string { return e.SKU }, nil)
 	messaging.Register(r, ChannelOutOfStock, func(e domain.OutOfStock) string { return e.SKU }, nil)
+	messaging.Register(r, ChannelCartItemAdded, func(e CartItemAdded) string { return e.OrderID }, decode.Strict[CartItemAdded]("orderid", "sku", "qty"))
+	messaging.Register(r, ChannelOrderCancelled, func(e OrderCancelled) string { return e.OrderID }, decode.Strict[OrderCancelled]("orderid", "lines"))
+	messaging.Register(r, ChannelGoodsDispatched, func(e GoodsDispatched) string { return e.OrderID }, decode.Strict[GoodsDispatched]("orderid", "lines"))
 	return r
 }
 

@@ -1,0 +1,282 @@
+// Package domain is the orders model: a customer's order, from cart to
+// dispatch, whose lines follow what the allocation service and the
+// warehouse announce. Pure Go: no I/O.
+package domain
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/stockflow/stockflow/internal/valid"
+)
+
+// Errors the order's methods return; the HTTP API answers ErrConflict
+// with a 409.
+var (
+	ErrPlaced     = valid.Conflict("the order is placed: its items can no longer change")
+	ErrCancelled  = valid.Conflict("the order is cancelled")
+	ErrDispatched = valid.Conflict("the order is dispatched: it can no longer be cancelled")
+	ErrEmpty      = valid.Conflict("the cart is empty: add an item before placing the order")
+	ErrItemInCart = valid.Conflict("the sku is in the cart already")
+)
+
+// The states of a line: its stock, as the allocation service and the
+// warehouse report it.
+const (
+	LineRequested  = "requested"         // announced; allocation has not answered yet
+	LineReserved   = "reserved"          // allocated to BatchRef
+	LineWaiting    = "waiting_for_stock" // no batch could take it
+	LineMoving     = "moving"            // its batch shrank; allocation is finding another
+	LineReleased   = "released"          // its stock was freed (the order was cancelled)
+	LineDispatched = "dispatched"        // the goods left the warehouse
+)
+
+// The statuses of an order, derived from its lines (see Order.Status).
+const (
+	StatusCart        = "cart"     // no items yet
+	StatusPending     = "pending"  // some line awaits the allocation service's answer
+	StatusReserved    = "reserved" // every line is allocated
+	StatusWaiting     = "waiting_for_stock"
+	StatusReallocated = "reallocated" // every line is allocated, some moved to another batch
+	StatusDispatched  = "dispatched"
+	StatusCancelled   = "cancelled"
+)
+
+// Line is an item of the order.
+type Line struct {
+	SKU      string `json:"sku"`
+	Qty      int    `json:"qty"`
+	State    string `json:"state"`
+	BatchRef string `json:"batchref,omitempty"`
+	// Moved: the line was allocated to another batch than its first.
+	Moved bool `json:"moved,omitempty"`
+}
+
+// Entry is a line of the order's history.
+type Entry struct {
+	Seq    int       `json:"seq"`
+	At     time.Time `json:"at"`
+	Event  string    `json:"event"`
+	Detail string    `json:"detail"`
+}
+
+// Order is the aggregate: a customer's cart, then their order.
+type Order struct {
+	ID         string     `json:"orderid"`
+	Customer   string     `json:"customer"`
+	Email      string     `json:"email"`
+	CreatedAt  time.Time  `json:"created_at"`
+	PlacedAt   *time.Time `json:"placed_at,omitempty"`
+	Cancelled  bool       `json:"cancelled,omitempty"`
+	Dispatched bool       `json:"dispatched,omitempty"`
+	Lines      []Line     `json:"lines"`
+	History    []Entry    `json:"history"`
+
+	events []any
+	dirty  bool
+}
+
+// NewOrder returns the empty cart of a customer.
+func NewOrder(id, customer, email string, at time.Time) (*Order, error) {
+	if err := valid.First(valid.Ref("orderid", id), valid.Ref("customer", customer), valid.Email("email", email)); err != nil {
+		return nil, err
+	}
+	o := &Order{ID: id, Customer: customer, Email: email, CreatedAt: at, Lines: []Line{}, History: []Entry{}}
+	o.record(at, "created", "cart opened for "+customer)
+	return o, nil
+}
+
+// Events returns the events raised since the order was loaded.
+func (o *Order) Events() []any { return o.events }
+
+// Changed reports whether the order changed since it was loaded.
+func (o *Order) Changed() bool { return len(o.events) > 0 || o.dirty }
+
+// Placed reports whether the order was placed.
+func (o *Order) Placed() bool { return o.PlacedAt != nil }
+
+// Status is the order's status, derived from its lines.
+func (o *Order) Status() string {
+	switch {
+	case o.Cancelled:
+		return StatusCancelled
+	case o.Dispatched:
+		return StatusDispatched
+	case len(o.Lines) == 0:
+		return StatusCart
+	}
+	states := map[string]bool{}
+	moved := false
+	for _, l := range o.Lines {
+		states[l.State] = true
+		moved = moved || l.Moved
+	}
+	switch {
+	case states[LineWaiting]:
+		return StatusWaiting
+	case states[LineRequested] || states[LineMoving]:
+		return StatusPending
+	case moved:
+		return StatusReallocated
+	}
+	return StatusReserved
+}
+
+func (o *Order) line(sku string) *Line {
+	for i := range o.Lines {
+		if o.Lines[i].SKU == sku {
+			return &o.Lines[i]
+		}
+	}
+	return nil
+}
+
+func (o *Order) items() []Item {
+	out := make([]Item, len(o.Lines))
+	for i, l := range o.Lines {
+		out[i] = Item{SKU: l.SKU, Qty: l.Qty}
+	}
+	return out
+}
+
+// record appends to the history; once the order is placed, each entry is
+// announced (OrderStatusChanged) for whoever follows orders.
+func (o *Order) record(at time.Time, event, detail string) {
+	e := Entry{Seq: len(o.History) + 1, At: at, Event: event, Detail: detail}
+	o.History = append(o.History, e)
+	o.dirty = true
+	if o.Placed() {
+		o.events = append(o.events, OrderStatusChanged{
+			OrderID: o.ID, Customer: o.Customer, Seq: e.Seq, Status: o.Status(), Event: event, Detail: detail, At: at,
+		})
+	}
+}
+
+// AddItem adds qty units of sku to the cart, and asks for their stock.
+func (o *Order) AddItem(sku string, qty int, at time.Time) error {
+	if err := valid.First(valid.Ref("sku", sku), valid.Positive("qty", qty)); err != nil {
+		return err
+	}
+	switch {
+	case o.Cancelled:
+		return ErrCancelled
+	case o.Placed():
+		return ErrPlaced
+	case o.line(sku) != nil:
+		return fmt.Errorf("%w: %s", ErrItemInCart, sku)
+	}
+	o.Lines = append(o.Lines, Line{SKU: sku, Qty: qty, State: LineRequested})
+	o.events = append(o.events, CartItemAdded{OrderID: o.ID, Customer: o.Customer, SKU: sku, Qty: qty})
+	o.record(at, "item_added", fmt.Sprintf("%d × %s added; reserving stock", qty, sku))
+	return nil
+}
+
+// Place places the order: its reservations stand, and the warehouse
+// dispatches it once every line is allocated. Placing it again changes
+// nothing.
+func (o *Order) Place(at time.Time) error {
+	switch {
+	case o.Cancelled:
+		return ErrCancelled
+	case o.Placed():
+		return nil
+	case len(o.Lines) == 0:
+		return ErrEmpty
+	}
+	o.PlacedAt = &at
+	o.events = append(o.events, OrderPlaced{OrderID: o.ID, Customer: o.Customer, Email: o.Email, Lines: o.items(), PlacedAt: at})
+	o.record(at, "placed", "order placed; status "+o.Status())
+	return nil
+}
+
+// Cancel cancels an order not yet dispatched: the allocation service frees
+// its stock. Cancelling it again changes nothing.
+func (o *Order) Cancel(at time.Time) error {
+	switch {
+	case o.Dispatched:
+		return ErrDispatched
+	case o.Cancelled:
+		return nil
+	}
+	o.Cancelled = true
+	o.events = append(o.events, OrderCancelled{OrderID: o.ID, Customer: o.Customer, Lines: o.items()})
+	o.record(at, "cancelled", "order cancelled; its stock is released")
+	return nil
+}
+
+// LineAllocated: the allocation service allocated the line of sku to a
+// batch.
+func (o *Order) LineAllocated(sku, batchRef string, at time.Time) {
+	l := o.line(sku)
+	switch {
+	case l == nil, o.Dispatched:
+		return
+	case o.Cancelled:
+		// Allocated after the cancellation freed its stock (the messages
+		// crossed): ask again for the stock to be released.
+		if l.State != LineReleased || l.BatchRef != batchRef {
+			l.State, l.BatchRef = LineReleased, batchRef
+			o.events = append(o.events, OrderCancelled{OrderID: o.ID, Customer: o.Customer, Lines: []Item{{SKU: l.SKU, Qty: l.Qty}}})
+			o.record(at, "released", fmt.Sprintf("%s was allocated to %s after the cancellation; releasing it", sku, batchRef))
+		}
+		return
+	case l.State == LineReserved && l.BatchRef == batchRef:
+		return // told twice
+	case l.BatchRef != "" && l.BatchRef != batchRef || l.State == LineMoving:
+		l.State, l.BatchRef, l.Moved = LineReserved, batchRef, true
+		o.record(at, "reallocated", fmt.Sprintf("%s reallocated to batch %s", sku, batchRef))
+	default:
+		l.State, l.BatchRef = LineReserved, batchRef
+		o.record(at, "reserved", fmt.Sprintf("%s reserved in batch %s", sku, batchRef))
+	}
+}
+
+// OutOfStock: no batch could take the line of sku.
+func (o *Order) OutOfStock(sku string, at time.Time) {
+	l := o.line(sku)
+	if l == nil || o.Dispatched || o.Cancelled || l.State == LineWaiting {
+		return
+	}
+	l.State, l.BatchRef = LineWaiting, ""
+	o.record(at, "out_of_stock", fmt.Sprintf("%s is out of stock; waiting for stock", sku))
+}
+
+// Deallocation reasons, as the allocation service names them.
+const (
+	ReasonBatchShrank = "batch_quantity_changed"
+	ReasonRequested   = "requested"
+)
+
+// LineDeallocated: the line of sku lost its batch batchRef, for reason.
+func (o *Order) LineDeallocated(sku, batchRef, reason string, at time.Time) {
+	l := o.line(sku)
+	if l == nil || o.Dispatched || l.BatchRef != batchRef {
+		return // not ours, or news older than the line's
+	}
+	switch {
+	case reason == ReasonBatchShrank && !o.Cancelled && l.State == LineReserved:
+		l.State = LineMoving
+		o.record(at, "moving", fmt.Sprintf("batch %s shrank; finding %s another batch", batchRef, sku))
+	case reason == ReasonRequested && o.Cancelled && l.State != LineReleased:
+		l.State = LineReleased
+		o.record(at, "released", fmt.Sprintf("%s released from batch %s", sku, batchRef))
+	}
+}
+
+// GoodsDispatched: the warehouse dispatched the order's goods.
+func (o *Order) GoodsDispatched(at time.Time) {
+	if o.Dispatched {
+		return
+	}
+	detail := "goods dispatched"
+	if o.Cancelled {
+		// The cancellation reached the warehouse after the goods had left.
+		o.Cancelled = false
+		detail = "goods dispatched before the cancellation reached the warehouse: the order stands"
+	}
+	o.Dispatched = true
+	for i := range o.Lines {
+		o.Lines[i].State = LineDispatched
+	}
+	o.record(at, "dispatched", detail)
+}

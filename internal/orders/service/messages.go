@@ -1,0 +1,72 @@
+// Package service is the orders service layer: the handlers of its
+// commands and of the events it follows, and the messages it exchanges.
+package service
+
+import (
+	"time"
+
+	"github.com/stockflow/stockflow/internal/decode"
+	"github.com/stockflow/stockflow/internal/messaging"
+	"github.com/stockflow/stockflow/internal/orders/domain"
+)
+
+// Channels of the messages the orders service exchanges.
+const (
+	ChannelCartItemAdded      = "cart_item_added"
+	ChannelOrderPlaced        = "order_placed"
+	ChannelOrderCancelled     = "order_cancelled"
+	ChannelOrderStatusChanged = "order_status_changed"
+
+	// Followed: what the allocation service and the warehouse announce.
+	ChannelLineAllocated   = "line_allocated"
+	ChannelLineDeallocated = "line_deallocated"
+	ChannelOutOfStock      = "out_of_stock"
+	ChannelGoodsDispatched = "goods_dispatched"
+)
+
+// Inbound are the channels the orders service consumes.
+var Inbound = []string{ChannelLineAllocated, ChannelLineDeallocated, ChannelOutOfStock, ChannelGoodsDispatched}
+
+// LineAllocated is the allocation service's line_allocated, as orders reads it.
+type LineAllocated struct {
+	OrderID  string `json:"orderid"`
+	SKU      string `json:"sku"`
+	BatchRef string `json:"batchref"`
+}
+
+// LineDeallocated is the allocation service's line_deallocated.
+type LineDeallocated struct {
+	OrderID  string `json:"orderid"`
+	SKU      string `json:"sku"`
+	BatchRef string `json:"batchref"`
+	Reason   string `json:"reason"`
+}
+
+// OutOfStock is the allocation service's out_of_stock; OrderID is empty
+// when the line came from outside the shop's carts.
+type OutOfStock struct {
+	SKU     string `json:"sku"`
+	OrderID string `json:"orderid"`
+}
+
+// GoodsDispatched is the warehouse's goods_dispatched.
+type GoodsDispatched struct {
+	OrderID      string    `json:"orderid"`
+	DispatchedAt time.Time `json:"dispatched_at"`
+}
+
+// Messages returns the registry of the messages the orders service
+// exchanges.
+func Messages() *messaging.Registry {
+	r := messaging.NewRegistry()
+	byOrder := func(id string) string { return id }
+	messaging.Register(r, ChannelCartItemAdded, func(e domain.CartItemAdded) string { return byOrder(e.OrderID) }, nil)
+	messaging.Register(r, ChannelOrderPlaced, func(e domain.OrderPlaced) string { return byOrder(e.OrderID) }, nil)
+	messaging.Register(r, ChannelOrderCancelled, func(e domain.OrderCancelled) string { return byOrder(e.OrderID) }, nil)
+	messaging.Register(r, ChannelOrderStatusChanged, func(e domain.OrderStatusChanged) string { return byOrder(e.OrderID) }, nil)
+	messaging.Register(r, ChannelLineAllocated, func(e LineAllocated) string { return e.SKU }, decode.Strict[LineAllocated]("orderid", "sku", "batchref"))
+	messaging.Register(r, ChannelLineDeallocated, func(e LineDeallocated) string { return e.SKU }, decode.Strict[LineDeallocated]("orderid", "sku", "batchref", "reason"))
+	messaging.Register(r, ChannelOutOfStock, func(e OutOfStock) string { return e.SKU }, decode.Strict[OutOfStock]("sku"))
+	messaging.Register(r, ChannelGoodsDispatched, func(e GoodsDispatched) string { return e.OrderID }, decode.Strict[GoodsDispatched]("orderid"))
+	return r
+}
