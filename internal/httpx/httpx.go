@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/stockflow/stockflow/internal/decode"
-	"github.com/stockflow/stockflow/internal/valid"
 	"github.com/stockflow/stockflow/internal/messaging"
+	"github.com/stockflow/stockflow/internal/valid"
 )
 
 // MaxBody is the largest request body read.
