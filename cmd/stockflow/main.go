@@ -29,7 +29,8 @@ Commands:
   up             run every service in one process (by default: SQLite store,
                  in-process messages, no server needed); stops gracefully
                  on SIGTERM or Ctrl-C
-  serve NAME     run one service alone (allocation), for separate processes
+  serve NAME     run one service alone (allocation, orders, warehouse, crm,
+                 notifications), for separate processes on one broker
   migrate        create or upgrade the PostgreSQL schemas, then exit
   dead-letters   list the messages that could not be handled, newest first
   load           drive a running stockflow with allocations and measure it

@@ -11,17 +11,17 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/stockflow/stockflow/internal/allocation"
 	"github.com/stockflow/stockflow/internal/httpx"
+	"github.com/stockflow/stockflow/internal/messaging"
 	"github.com/stockflow/stockflow/internal/messaging/broker"
 	"github.com/stockflow/stockflow/internal/metrics"
+	"github.com/stockflow/stockflow/internal/platform"
 )
-
-// services are the services stockflow runs, by name.
-var services = []string{allocation.Name}
 
 const upAbout = `Runs every stockflow service in one process behind one HTTP listener.
 By default it needs no server: SQLite databases under --data and
@@ -30,7 +30,9 @@ broker instead. SIGTERM or Ctrl-C stops it: requests in flight finish,
 messages not yet delivered stay stored for the next start.`
 
 const serveAbout = `Runs one service alone (so that services can run as separate processes on
-one broker). Services: allocation. Flags as for "stockflow up".`
+one broker; on the embedded default, give each process the same --data).
+Services: allocation, orders, warehouse, crm, notifications. Several names,
+comma-separated, run several in one process. Flags as for "stockflow up".`
 
 // serverFlags are the flags of up and serve; each has an environment
 // variable, and the flag wins.
@@ -77,23 +79,21 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			fs.Usage()
 			return flag.ErrHelp
 		}
-		return usageError{fmt.Errorf("serve: name a service: %v", services)}
+		return usageError{fmt.Errorf("serve: name a service: %s", serviceNames())}
 	}
-	name := args[0]
+	defs, err := lookup(strings.Split(args[0], ","))
+	if err != nil {
+		return err
+	}
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	for _, s := range services {
-		if s == name {
-			return serveServices(ctx, f, []string{name})
-		}
-	}
-	return usageError{fmt.Errorf("serve: unknown service %q; services: %v", name, services)}
+	return serveServices(ctx, f, defs)
 }
 
 // serveServices runs the named services behind one HTTP listener until ctx
 // is done.
-func serveServices(ctx context.Context, f *serverFlags, names []string) error {
+func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef) error {
 	log, err := f.logger()
 	if err != nil {
 		return err
@@ -104,13 +104,22 @@ func serveServices(ctx context.Context, f *serverFlags, names []string) error {
 	}
 	defer transport.Close()
 	m := metrics.New()
-	svc, err := allocation.Open(ctx, allocation.Config{DB: f.db, DataDir: f.data, Transport: transport, Log: log, Metrics: m, Replay: f.replay})
-	if err != nil {
-		return err
-	}
-	defer svc.Close()
-	if err := svc.Recover(ctx, 0); err != nil {
-		return fmt.Errorf("recovering undispatched events: %w", err)
+	cfg := platform.Config{DB: f.db, DataDir: f.data, Transport: transport, Log: log, Metrics: m, Replay: f.replay}
+	var svcs []platform.Service
+	defer func() {
+		for _, svc := range slices.Backward(svcs) {
+			svc.Close()
+		}
+	}()
+	for _, def := range defs {
+		svc, err := def.open(ctx, cfg, f)
+		if err != nil {
+			return err
+		}
+		svcs = append(svcs, svc)
+		if err := svc.Recover(ctx, 0); err != nil {
+			return fmt.Errorf("%s: recovering undispatched events: %w", def.name, err)
+		}
 	}
 
 	ln, err := net.Listen("tcp", f.http)
@@ -118,11 +127,15 @@ func serveServices(ctx context.Context, f *serverFlags, names []string) error {
 		return err
 	}
 	mux := http.NewServeMux()
-	svc.Routes(mux)
+	for _, svc := range svcs {
+		svc.Routes(mux)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := svc.Ready(r.Context()); err != nil {
-			httpx.Error(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
-			return
+		for i, svc := range svcs {
+			if err := svc.Ready(r.Context()); err != nil {
+				httpx.Error(w, http.StatusServiceUnavailable, defs[i].name+" not ready: "+err.Error())
+				return
+			}
 		}
 		httpx.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -137,16 +150,22 @@ func serveServices(ctx context.Context, f *serverFlags, names []string) error {
 	// last requests' messages are relayed if the transport takes them.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	var bgErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		bgErr = svc.Run(bg)
-	}()
+	bgErrs := make([]error, len(svcs))
+	for i, svc := range svcs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bgErrs[i] = svc.Run(bg)
+		}()
+	}
 
 	store := "sqlite:" + f.data
 	if f.db != "" {
 		store = "postgres"
+	}
+	names := make([]string, len(defs))
+	for i, d := range defs {
+		names[i] = d.name
 	}
 	log.Info("stockflow up", "services", names, "http", ln.Addr().String(), "store", store, "broker", brokerName(f.broker))
 	serveErr := make(chan error, 1)
@@ -165,7 +184,7 @@ func serveServices(ctx context.Context, f *serverFlags, names []string) error {
 	stopBG()
 	wg.Wait()
 	if err == nil {
-		err = bgErr
+		err = errors.Join(bgErrs...)
 	}
 	log.Info("stopped")
 	return err
@@ -191,10 +210,12 @@ func migrate(ctx context.Context, args []string, stderr io.Writer) error {
 	if *db == "" {
 		return usageError{errors.New("migrate: --db (or STOCKFLOW_DB) is required")}
 	}
-	if err := allocation.Migrate(ctx, *db); err != nil {
-		return err
+	for _, s := range services {
+		if err := s.migrate(ctx, *db); err != nil {
+			return err
+		}
 	}
-	fmt.Fprintln(stderr, "migrated:", services)
+	fmt.Fprintln(stderr, "migrated:", serviceNames())
 	return nil
 }
 
@@ -205,23 +226,39 @@ func deadLetters(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := flagSet("dead-letters", deadLettersAbout, stderr)
 	data := fs.String("data", env("STOCKFLOW_DATA", "./stockflow-data"), "`directory` of the SQLite databases, when --db is not given (env STOCKFLOW_DATA)")
 	db := fs.String("db", env("STOCKFLOW_DB", ""), "PostgreSQL `URL` (env STOCKFLOW_DB)")
+	only := fs.String("service", "", "list only the dead letters of these `services` (comma-separated; default all)")
 	limit := fs.Int("limit", 100, "how many to list")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	var names []string
+	if *only != "" {
+		names = strings.Split(*only, ",")
+	}
+	defs, err := lookup(names)
+	if err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	transport, _ := broker.Open("", log)
-	svc, err := allocation.Open(ctx, allocation.Config{DB: *db, DataDir: *data, Transport: transport, Log: log})
-	if err != nil {
-		return err
+	defer transport.Close()
+	f := &serverFlags{}
+	var all []messaging.DeadLetter
+	for _, def := range defs {
+		svc, err := def.open(ctx, platform.Config{DB: *db, DataDir: *data, Transport: transport, Log: log}, f)
+		if err != nil {
+			return err
+		}
+		list, err := svc.DeadLetters(ctx, *limit)
+		svc.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", def.name, err)
+		}
+		all = append(all, list...)
 	}
-	defer svc.Close()
-	list, err := svc.DeadLetters(ctx, *limit)
-	if err != nil {
-		return err
-	}
+	slices.SortStableFunc(all, func(a, b messaging.DeadLetter) int { return b.FailedAt.Compare(a.FailedAt) })
 	enc := json.NewEncoder(stdout)
-	for _, d := range list {
+	for _, d := range all[:min(len(all), *limit)] {
 		if err := enc.Encode(d); err != nil {
 			return err
 		}

@@ -24,28 +24,14 @@ import (
 	"github.com/stockflow/stockflow/internal/messaging"
 	mpostgres "github.com/stockflow/stockflow/internal/messaging/postgres"
 	msqlite "github.com/stockflow/stockflow/internal/messaging/sqlite"
-	"github.com/stockflow/stockflow/internal/metrics"
+	"github.com/stockflow/stockflow/internal/platform"
 )
 
 // Name is the service's name: its consumer group and its database file.
 const Name = "allocation"
 
 // Config configures the service.
-type Config struct {
-	// DB is the PostgreSQL URL of the store (postgres://...); empty for
-	// the embedded SQLite database under DataDir.
-	DB string
-	// DataDir holds the SQLite database (allocation.db) when DB is empty.
-	DataDir string
-	// Transport carries messages in and out.
-	Transport messaging.Transport
-	Log       *slog.Logger
-	// Metrics, when set, observe the service.
-	Metrics *metrics.Metrics
-	// Replay makes the service's consumer group read again every message
-	// the broker keeps, from the oldest (a durable transport only).
-	Replay bool
-}
+type Config = platform.Config
 
 // Service is a running allocation service.
 type Service struct {

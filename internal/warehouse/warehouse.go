@@ -1,0 +1,55 @@
+// Package warehouse is the warehouse service: it dispatches the goods of
+// placed orders once all their lines are allocated (GoodsDispatched), and
+// turns workers' stock counts and damage reports into the book's
+// change_batch_quantity messages.
+//
+//	domain/        shipments and batches as the warehouse sees them
+//	service/       handlers, the messages it exchanges, bus wiring
+//	adapters/http/ the HTTP API
+//
+// Its state is kept in a document store (internal/docstore).
+package warehouse
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/stockflow/stockflow/internal/docstore"
+	"github.com/stockflow/stockflow/internal/messaging"
+	"github.com/stockflow/stockflow/internal/platform"
+	warehousehttp "github.com/stockflow/stockflow/internal/warehouse/adapters/http"
+	"github.com/stockflow/stockflow/internal/warehouse/service"
+)
+
+// Name is the service's name: its consumer group, database file and schema.
+const Name = "warehouse"
+
+// Service is a running warehouse service.
+type Service struct {
+	*platform.Base
+	Handlers *service.Handlers
+	cfg      platform.Config
+}
+
+// Open opens the service's store and wires it.
+func Open(ctx context.Context, cfg platform.Config) (*Service, error) {
+	s := &Service{cfg: cfg}
+	reg := service.Messages()
+	base, err := platform.NewBase(ctx, cfg, platform.Spec{
+		Name: Name, Registry: reg, Inbound: service.Inbound, Permanent: service.IsPermanent,
+		Bus: func(store docstore.Store, dispatched messaging.DispatchLog) *messaging.Bus {
+			s.Handlers = service.NewHandlers(store, reg)
+			return service.NewBus(s.Handlers, cfg.Log, dispatched)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.Base = base
+	return s, nil
+}
+
+// Routes adds the service's HTTP routes to mux.
+func (s *Service) Routes(mux *http.ServeMux) {
+	(&warehousehttp.API{Bus: s.Bus, Views: s.Handlers, Log: s.cfg.Log}).Register(mux)
+}
