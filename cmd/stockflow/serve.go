@@ -38,6 +38,8 @@ comma-separated, run several in one process. Flags as for "stockflow up".`
 // variable, and the flag wins.
 type serverFlags struct {
 	http, data, db, broker string
+	// The notifications service's mail.
+	smtp, smtpFrom, stockTeam string
 	replay                 bool
 	grace                  time.Duration
 	logger                 func() (*slog.Logger, error)
@@ -56,6 +58,9 @@ func addServerFlags(fs *flag.FlagSet, stderr io.Writer) *serverFlags {
 	fs.StringVar(&f.data, "data", env("STOCKFLOW_DATA", "./stockflow-data"), "`directory` of the SQLite databases, when --db is not given (env STOCKFLOW_DATA)")
 	fs.StringVar(&f.db, "db", env("STOCKFLOW_DB", ""), "PostgreSQL `URL` (postgres://user@host:port/db); empty: SQLite under --data (env STOCKFLOW_DB)")
 	fs.StringVar(&f.broker, "broker", env("STOCKFLOW_BROKER", ""), "message broker `URL`: "+broker.Schemes+" (env STOCKFLOW_BROKER)")
+	fs.StringVar(&f.smtp, "smtp", env("STOCKFLOW_SMTP", ""), "SMTP server `host:port` the notifications are sent through; empty: recorded only, listed by GET /notifications (env STOCKFLOW_SMTP)")
+	fs.StringVar(&f.smtpFrom, "smtp-from", env("STOCKFLOW_SMTP_FROM", "stockflow@localhost"), "sender `address` of the notifications (env STOCKFLOW_SMTP_FROM)")
+	fs.StringVar(&f.stockTeam, "stock-team", env("STOCKFLOW_STOCK_TEAM", "stock-team@localhost"), "`addresses` of the stock team, comma-separated, told when a sku runs out (env STOCKFLOW_STOCK_TEAM)")
 	fs.BoolVar(&f.replay, "replay", false, "consume again every message the broker keeps, from the oldest (durable brokers only)")
 	fs.DurationVar(&f.grace, "grace", 15*time.Second, "how long requests in flight may take to finish at shutdown")
 	f.logger = logFlags(fs, stderr)

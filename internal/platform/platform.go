@@ -149,3 +149,30 @@ func IgnoreHandled(raised []messaging.Raised, err error) ([]messaging.Raised, er
 	}
 	return raised, err
 }
+
+// Aggregate is what a document-store service keeps: it knows whether it
+// changed since it was loaded, and the events it raised meanwhile.
+type Aggregate interface {
+	Changed() bool
+	Events() []any
+}
+
+// Save stores a, if it changed, as the document kind/id read at version
+// (0: new), found by index, with the events it raised, in the outbox of
+// the same transaction.
+func Save(ctx context.Context, tx docstore.Tx, reg *messaging.Registry, kind, id string, version int64, index string, a Aggregate) error {
+	if !a.Changed() {
+		return nil
+	}
+	if err := docstore.Save(ctx, tx, kind, id, version, index, a); err != nil {
+		return err
+	}
+	for _, ev := range a.Events() {
+		env, err := reg.Envelope(ctx, ev)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", kind, id, err)
+		}
+		tx.Raise(messaging.Raised{Envelope: env, Event: ev})
+	}
+	return nil
+}

@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -167,18 +166,5 @@ func (h *Handlers) follow(ctx context.Context, id string, fn func(*domain.Order)
 
 // save stores the order, if it changed, with the events it raised.
 func (h *Handlers) save(ctx context.Context, tx docstore.Tx, o *domain.Order, version int64) error {
-	if !o.Changed() {
-		return nil
-	}
-	if err := docstore.Save(ctx, tx, kind, o.ID, version, o.Status(), o); err != nil {
-		return err
-	}
-	for _, ev := range o.Events() {
-		env, err := h.registry.Envelope(ctx, ev)
-		if err != nil {
-			return fmt.Errorf("order %s: %w", o.ID, err)
-		}
-		tx.Raise(messaging.Raised{Envelope: env, Event: ev})
-	}
-	return nil
+	return platform.Save(ctx, tx, h.registry, kind, o.ID, version, o.Status(), o)
 }

@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -57,12 +56,6 @@ func NewBus(h *Handlers, log *slog.Logger, dispatched messaging.DispatchLog) *me
 
 // IsPermanent reports whether err is the message's fault.
 func IsPermanent(err error) bool { return errors.Is(err, valid.ErrInvalid) }
-
-// aggregate is what the warehouse keeps: a shipment or a batch.
-type aggregate interface {
-	Events() []any
-	Changed() bool
-}
 
 // ReportStock records a worker's report, and announces the batch's new
 // quantity on change_batch_quantity; it returns the batch.
@@ -192,19 +185,6 @@ func (h *Handlers) shipment(ctx context.Context, orderID string, fn func(*domain
 }
 
 // save stores an aggregate, if it changed, with the events it raised.
-func (h *Handlers) save(ctx context.Context, tx docstore.Tx, kind, id string, version int64, index string, a aggregate) error {
-	if !a.Changed() {
-		return nil
-	}
-	if err := docstore.Save(ctx, tx, kind, id, version, index, a); err != nil {
-		return err
-	}
-	for _, ev := range a.Events() {
-		env, err := h.registry.Envelope(ctx, ev)
-		if err != nil {
-			return fmt.Errorf("%s %s: %w", kind, id, err)
-		}
-		tx.Raise(messaging.Raised{Envelope: env, Event: ev})
-	}
-	return nil
+func (h *Handlers) save(ctx context.Context, tx docstore.Tx, kind, id string, version int64, index string, a platform.Aggregate) error {
+	return platform.Save(ctx, tx, h.registry, kind, id, version, index, a)
 }

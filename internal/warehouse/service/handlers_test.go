@@ -1,0 +1,130 @@
+package service_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	docsqlite "github.com/stockflow/stockflow/internal/docstore/sqlite"
+	"github.com/stockflow/stockflow/internal/messaging"
+	"github.com/stockflow/stockflow/internal/testenv"
+	"github.com/stockflow/stockflow/internal/valid"
+	"github.com/stockflow/stockflow/internal/warehouse/domain"
+	"github.com/stockflow/stockflow/internal/warehouse/service"
+)
+
+type fixture struct {
+	store    *docsqlite.Store
+	bus      *messaging.Bus
+	h        *service.Handlers
+	consumer *messaging.Consumer
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	store, err := docsqlite.Open(context.Background(), filepath.Join(t.TempDir(), "warehouse.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	reg := service.Messages()
+	h := service.NewHandlers(store, reg)
+	log := testenv.Logger(t, slog.LevelWarn)
+	bus := service.NewBus(h, log, nil)
+	return &fixture{store: store, bus: bus, h: h, consumer: &messaging.Consumer{
+		Name: "warehouse", Registry: reg, Bus: bus, DeadLetters: store.Messaging(), Log: log, Permanent: service.IsPermanent,
+	}}
+}
+
+func (f *fixture) deliver(t *testing.T, id, channel string, payload any) {
+	t.Helper()
+	body, _ := json.Marshal(payload)
+	if err := f.consumer.Handle(context.Background(), messaging.Delivery{Envelope: messaging.Envelope{ID: id, Channel: channel, Payload: body}, Attempt: 1}); err != nil {
+		t.Fatalf("delivering %s: %v", channel, err)
+	}
+}
+
+// sent returns what the warehouse published, by channel, payloads as text.
+func (f *fixture) sent(t *testing.T) map[string][]string {
+	t.Helper()
+	envs, err := f.store.Messaging().Unpublished(context.Background(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, e := range envs {
+		out[e.Channel] = append(out[e.Channel], string(e.Payload))
+	}
+	return out
+}
+
+func TestDamageGoesOutAsTheBooksMessage(t *testing.T) {
+	f := setup(t)
+	f.deliver(t, "m1", service.ChannelBatchCreated, map[string]any{"ref": "b1", "sku": "LAMP", "qty": 10, "eta": nil})
+	if _, err := f.bus.Handle(context.Background(), service.ReportStock{BatchRef: "b1", Kind: domain.ReportDamage, Qty: 4, Note: "leak"}); err != nil {
+		t.Fatal(err)
+	}
+	got := f.sent(t)[service.ChannelChangeBatchQuantity]
+	if len(got) != 1 || got[0] != `{"batchref":"b1","qty":6}` {
+		t.Fatalf("change_batch_quantity %v, want [{\"batchref\":\"b1\",\"qty\":6}]", got)
+	}
+	if _, err := f.bus.Handle(context.Background(), service.ReportStock{BatchRef: "nope", Kind: domain.ReportCount, Qty: 1}); !errors.Is(err, valid.ErrNotFound) {
+		t.Fatalf("report on an unknown batch: %v, want not found", err)
+	}
+	// The allocation service's announcement sets the quantity again.
+	f.deliver(t, "m2", service.ChannelBatchQuantityChanged, map[string]any{"batchref": "b1", "sku": "LAMP", "qty": 3})
+	b, err := f.h.Batch(context.Background(), "b1")
+	if err != nil || b.Qty != 3 || len(b.Reports) != 1 {
+		t.Fatalf("batch %+v, %v; want 3 units and one report", b, err)
+	}
+}
+
+func TestDispatchOnceAndRedeliveries(t *testing.T) {
+	f := setup(t)
+	msgs := []struct {
+		id, channel string
+		payload     map[string]any
+	}{
+		{"a1", service.ChannelLineAllocated, map[string]any{"orderid": "o1", "sku": "LAMP", "qty": 1, "batchref": "b1"}},
+		{"p1", service.ChannelOrderPlaced, map[string]any{"orderid": "o1", "customer": "alice", "email": "a@example.com", "lines": []any{map[string]any{"sku": "LAMP", "qty": 1}, map[string]any{"sku": "SOFA", "qty": 2}}, "placed_at": "2026-11-22T10:00:00Z"}},
+		{"a2", service.ChannelLineAllocated, map[string]any{"orderid": "o1", "sku": "SOFA", "qty": 2, "batchref": "b2"}},
+	}
+	for _, m := range msgs {
+		f.deliver(t, m.id, m.channel, m.payload)
+		f.deliver(t, m.id, m.channel, m.payload) // redelivered
+	}
+	f.deliver(t, "a3", service.ChannelLineAllocated, map[string]any{"orderid": "o1", "sku": "SOFA", "qty": 2, "batchref": "b9"})
+	got := f.sent(t)[service.ChannelGoodsDispatched]
+	if len(got) != 1 {
+		t.Fatalf("goods_dispatched sent %d times, want once: %v", len(got), got)
+	}
+	var g struct {
+		OrderID string `json:"orderid"`
+		Lines   []struct {
+			SKU      string `json:"sku"`
+			Qty      int    `json:"qty"`
+			BatchRef string `json:"batchref"`
+		} `json:"lines"`
+	}
+	json.Unmarshal([]byte(got[0]), &g)
+	if g.OrderID != "o1" || len(g.Lines) != 2 || g.Lines[0].BatchRef != "b1" || g.Lines[1].BatchRef != "b2" || g.Lines[1].Qty != 2 {
+		t.Errorf("goods_dispatched %s", got[0])
+	}
+	s, err := f.h.Shipment(context.Background(), "o1")
+	if err != nil || s.Status() != domain.ShipmentDispatched {
+		t.Fatalf("shipment %+v, %v", s, err)
+	}
+}
+
+func TestCancelledOrdersStay(t *testing.T) {
+	f := setup(t)
+	f.deliver(t, "p1", service.ChannelOrderPlaced, map[string]any{"orderid": "o1", "customer": "alice", "lines": []any{map[string]any{"sku": "LAMP", "qty": 1}}})
+	f.deliver(t, "c1", service.ChannelOrderCancelled, map[string]any{"orderid": "o1", "customer": "alice", "lines": []any{}})
+	f.deliver(t, "a1", service.ChannelLineAllocated, map[string]any{"orderid": "o1", "sku": "LAMP", "qty": 1, "batchref": "b1"})
+	if got := f.sent(t)[service.ChannelGoodsDispatched]; len(got) != 0 {
+		t.Fatalf("a cancelled order was dispatched: %v", got)
+	}
+}
