@@ -40,9 +40,9 @@ type serverFlags struct {
 	http, data, db, broker string
 	// The notifications service's mail.
 	smtp, smtpFrom, stockTeam string
-	replay                 bool
-	grace                  time.Duration
-	logger                 func() (*slog.Logger, error)
+	replay                    bool
+	grace                     time.Duration
+	logger                    func() (*slog.Logger, error)
 }
 
 func env(name, def string) string {
