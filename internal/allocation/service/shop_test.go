@@ -1,0 +1,97 @@
+package service_test
+
+import (
+	"context"
+	"reflect"
+	"testing"
+
+	"github.com/stockflow/stockflow/internal/allocation/domain"
+	"github.com/stockflow/stockflow/internal/allocation/service"
+	"github.com/stockflow/stockflow/internal/messaging"
+)
+
+// eventTypes names the events in raised.
+func eventTypes(raised []messaging.Raised) []string {
+	var out []string
+	for _, r := range raised {
+		out = append(out, reflect.TypeOf(r.Event).Name())
+	}
+	return out
+}
+
+func TestReserveCartItem(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.createBatch(t, "b1", "S", 10, noETA)
+	for _, c := range []struct {
+		name string
+		ev   service.CartItemAdded
+		want []string
+	}{
+		{"in stock", service.CartItemAdded{OrderID: "o1", SKU: "S", Qty: 4}, []string{"Allocated"}},
+		{"not enough", service.CartItemAdded{OrderID: "o2", SKU: "S", Qty: 7}, []string{"OutOfStock"}},
+		{"a sku without batches is out of stock", service.CartItemAdded{OrderID: "o3", SKU: "NOPE", Qty: 1}, []string{"OutOfStock"}},
+	} {
+		raised, err := f.handlers.ReserveCartItem(t.Context(), c.ev)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := eventTypes(raised); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: raised %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestReleaseCancelledOrder(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.createBatch(t, "b1", "S", 10, noETA)
+	f.createBatch(t, "c1", "T", 10, noETA)
+	f.allocate(t, "o1", "S", 10)
+	f.allocate(t, "o1", "T", 2)
+	ev := service.OrderCancelled{OrderID: "o1", Lines: []service.Item{{SKU: "S", Qty: 10}, {SKU: "T", Qty: 2}, {SKU: "NEVER", Qty: 1}}}
+	ctx := messaging.WithMeta(t.Context(), messaging.Meta{MessageID: "m1", Consumer: "allocation.release_cancelled_order"})
+	raised, err := f.handlers.ReleaseCancelledOrder(ctx, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := eventTypes(raised); !reflect.DeepEqual(got, []string{"Deallocated", "Deallocated"}) {
+		t.Fatalf("raised %v, want two Deallocated", got)
+	}
+	// Redelivered: every line was done, nothing happens.
+	if raised, err := f.handlers.ReleaseCancelledOrder(ctx, ev); err != nil || len(raised) != 0 {
+		t.Fatalf("redelivery raised %v, %v", eventTypes(raised), err)
+	}
+	// Released again (a crossed message): nothing held, nothing to do.
+	again := messaging.WithMeta(t.Context(), messaging.Meta{MessageID: "m2", Consumer: "allocation.release_cancelled_order"})
+	if raised, err := f.handlers.ReleaseCancelledOrder(again, ev); err != nil || len(raised) != 0 {
+		t.Fatalf("a second release raised %v, %v", eventTypes(raised), err)
+	}
+	if got := f.allocate(t, "o2", "S", 10); got != "b1" {
+		t.Errorf("the freed stock went to %q, want b1", got)
+	}
+}
+
+func TestDispatchOrderTakesTheStockOut(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.createBatch(t, "b1", "S", 10, noETA)
+	f.allocate(t, "o1", "S", 3)
+	f.allocate(t, "o2", "S", 2)
+	raised, err := f.handlers.DispatchOrder(context.Background(), service.GoodsDispatched{OrderID: "o1", Lines: []service.Item{{SKU: "S", Qty: 3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := eventTypes(raised); !reflect.DeepEqual(got, []string{"BatchQuantityChanged", "Deallocated"}) {
+		t.Fatalf("raised %v", got)
+	}
+	if d := raised[1].Event.(domain.Deallocated); d.Reason != domain.ReasonDispatched || d.BatchRef != "b1" {
+		t.Errorf("Deallocated %+v, want reason dispatched from b1", d)
+	}
+	// 7 units left, 2 of them allocated to o2: the batch holds only o2.
+	assertBatch(t, f.store, domain.Batch{Ref: "b1", SKU: "S", Purchased: 7, Allocated: 2, Lines: []domain.OrderLine{line("o2", "S", 2)}})
+	// Dispatching what is not allocated here changes nothing.
+	if raised, err := f.handlers.DispatchOrder(context.Background(), service.GoodsDispatched{OrderID: "o9", Lines: []service.Item{{SKU: "S", Qty: 1}}}); err != nil || len(raised) != 0 {
+		t.Fatalf("dispatching an unknown line: %v, %v", eventTypes(raised), err)
+	}
+}
