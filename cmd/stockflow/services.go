@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/stockflow/stockflow/internal/allocation"
+	"github.com/stockflow/stockflow/internal/crm"
+	"github.com/stockflow/stockflow/internal/notifications"
 	"github.com/stockflow/stockflow/internal/orders"
 	"github.com/stockflow/stockflow/internal/platform"
+	"github.com/stockflow/stockflow/internal/valid"
 	"github.com/stockflow/stockflow/internal/warehouse"
 )
 
@@ -34,6 +38,27 @@ var services = []serviceDef{
 	docService(warehouse.Name, func(ctx context.Context, cfg platform.Config, _ *serverFlags) (platform.Service, error) {
 		return warehouse.Open(ctx, cfg)
 	}),
+	docService(crm.Name, func(ctx context.Context, cfg platform.Config, _ *serverFlags) (platform.Service, error) {
+		return crm.Open(ctx, cfg)
+	}),
+	docService(notifications.Name, func(ctx context.Context, cfg platform.Config, f *serverFlags) (platform.Service, error) {
+		svc, err := notifications.Open(ctx, cfg, notifications.Mail{SMTP: f.smtp, From: f.smtpFrom, StockTeam: splitList(f.stockTeam)})
+		if errors.Is(err, valid.ErrInvalid) {
+			return nil, usageError{err}
+		}
+		return svc, err
+	}),
+}
+
+// splitList splits a comma-separated list, dropping empty entries.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // docService defines a service kept in a document store.

@@ -52,14 +52,15 @@ func Positive(field string, v int) error {
 	return nil
 }
 
-// Email reports what is wrong with an e-mail address, loosely: one @ with
-// text on both sides, no spaces, within the bounds of Ref.
+// Email reports what is wrong with an e-mail address, loosely: an @ with
+// text on both sides (user@localhost included), no spaces or list
+// separators, within the bounds of Ref.
 func Email(field, v string) error {
 	if err := Ref(field, v); err != nil {
 		return err
 	}
 	at := strings.LastIndexByte(v, '@')
-	if at <= 0 || at == len(v)-1 || strings.ContainsAny(v, " ,;<>\"") || !strings.Contains(v[at:], ".") {
+	if at <= 0 || at == len(v)-1 || strings.ContainsAny(v, " ,;<>\"") {
 		return Invalid("%s must be an e-mail address, got %q", field, v)
 	}
 	return nil
