@@ -14,6 +14,12 @@
 // port; without them the tests are skipped, unless
 // STOCKFLOW_REQUIRE_SERVICES=1.
 //
+// The shop's tests (shop_test.go, shop_badinput_test.go) drive the five
+// services through the flows: cart to dispatch, VIPs, damage,
+// cancelling, and a service stopped and started again; once in one process
+// ("stockflow up") and once as five processes ("stockflow serve NAME") on
+// Redis Streams.
+//
 // Run them with:
 //
 //	go test -race -count=1 ./e2e/

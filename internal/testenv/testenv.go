@@ -6,7 +6,8 @@
 // It also starts private servers, for tests that kill or restart them:
 // StartRedis and StartNATS run a redis-server or a nats-server of the
 // test's own on a free port (FreePort), skipped by the same rule when the
-// binary is not installed.
+// binary is not installed. StartSMTP runs a small SMTP server in the test
+// process, for the notifications' e-mail.
 package testenv
 
 import (
