@@ -1,0 +1,151 @@
+package contract
+
+import (
+	"encoding/json"
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/stockflow/stockflow/internal/allocation"
+	allocationsvc "github.com/stockflow/stockflow/internal/allocation/service"
+	"github.com/stockflow/stockflow/internal/crm"
+	crmsvc "github.com/stockflow/stockflow/internal/crm/service"
+	"github.com/stockflow/stockflow/internal/messaging"
+	"github.com/stockflow/stockflow/internal/notifications"
+	notificationssvc "github.com/stockflow/stockflow/internal/notifications/service"
+	"github.com/stockflow/stockflow/internal/orders"
+	orderssvc "github.com/stockflow/stockflow/internal/orders/service"
+	"github.com/stockflow/stockflow/internal/warehouse"
+	warehousesvc "github.com/stockflow/stockflow/internal/warehouse/service"
+)
+
+// docPath is the contract, from this package's directory.
+const docPath = "../../docs/asyncapi.json"
+
+// services are stockflow's services: the names their operations are
+// tagged with, the channels they consume, and the registries of their
+// messages.
+var services = []struct {
+	name     string
+	inbound  []string
+	messages func() *messaging.Registry
+}{
+	{allocation.Name, allocationsvc.Inbound, allocationsvc.Messages},
+	{orders.Name, orderssvc.Inbound, orderssvc.Messages},
+	{warehouse.Name, warehousesvc.Inbound, warehousesvc.Messages},
+	{crm.Name, crmsvc.Inbound, crmsvc.Messages},
+	{notifications.Name, notificationssvc.Inbound, notificationssvc.Messages},
+}
+
+// loadDocument reads and parses the contract.
+func loadDocument(t testing.TB) *Document {
+	t.Helper()
+	data, err := os.ReadFile(docPath)
+	if err != nil {
+		t.Fatalf("reading the contract: %v", err)
+	}
+	doc, err := ParseDocument(data)
+	if err != nil {
+		t.Fatalf("%s is not a well-formed AsyncAPI 3 document:\n%v", docPath, err)
+	}
+	return doc
+}
+
+// TestDocumentParties checks that every operation is performed by one of
+// the services, or by a system outside stockflow.
+func TestDocumentParties(t *testing.T) {
+	doc := loadDocument(t)
+	known := []string{Outside}
+	for _, s := range services {
+		known = append(known, s.name)
+	}
+	for _, op := range doc.Operations {
+		if !slices.Contains(known, op.Party) {
+			t.Errorf("operation %s is tagged %q, which is neither a service (%v) nor %q", op.ID, op.Party, known[1:], Outside)
+		}
+	}
+	for _, s := range services {
+		if len(doc.Select(s.name, "")) == 0 {
+			t.Errorf("the document has no operation of the %s service", s.name)
+		}
+	}
+}
+
+// TestInboundIsReceived checks the document against the channels each
+// service consumes: a receive operation of the service for each of its
+// Inbound channels, and no other receive operation of the service.
+func TestInboundIsReceived(t *testing.T) {
+	doc := loadDocument(t)
+	for _, s := range services {
+		for _, ch := range s.inbound {
+			if _, ok := doc.Find(s.name, Receive, ch); !ok {
+				t.Errorf("%s consumes channel %s (its Inbound), but the document has no receive operation of %s on %s", s.name, ch, s.name, ch)
+			}
+		}
+		for _, op := range doc.Select(s.name, Receive) {
+			if !slices.Contains(s.inbound, op.Channel) {
+				t.Errorf("operation %s has %s receive on channel %s, which is not among its Inbound channels %v", op.ID, s.name, op.Channel, s.inbound)
+			}
+		}
+	}
+}
+
+// TestEveryChannelFlows checks that whatever is received is sent by
+// someone, and whatever is sent is received by someone.
+func TestEveryChannelFlows(t *testing.T) {
+	doc := loadDocument(t)
+	for _, addr := range sortedKeys(doc.Channels) {
+		var senders, receivers int
+		for _, op := range doc.Operations {
+			if op.Channel != addr {
+				continue
+			}
+			if op.Action == Send {
+				senders++
+			} else {
+				receivers++
+			}
+		}
+		if senders == 0 {
+			t.Errorf("channel %s is received, but nobody sends on it", addr)
+		}
+		if receivers == 0 {
+			t.Errorf("channel %s is sent, but nobody receives it", addr)
+		}
+	}
+}
+
+// TestConsumersReadTheExamples checks the receiving side against the
+// document: every message a service receives has examples (ParseDocument
+// checked them against the schema), and the service reads each of them:
+// its registry decodes it, and it passes the message's own validation.
+// This covers the messages that come from outside stockflow too, which
+// no service sends.
+func TestConsumersReadTheExamples(t *testing.T) {
+	doc := loadDocument(t)
+	for _, s := range services {
+		reg := s.messages()
+		for _, op := range doc.Select(s.name, Receive) {
+			for _, m := range op.Messages {
+				if len(m.Examples) == 0 {
+					t.Errorf("%s receives %s on %s, which has no example to check that it reads it", s.name, m.Ref, op.Channel)
+				}
+				for i, ex := range m.Examples {
+					payload, err := json.Marshal(ex)
+					if err != nil {
+						t.Fatal(err)
+					}
+					msg, err := reg.Decode(messaging.Envelope{ID: messaging.NewID(), Channel: op.Channel, Payload: payload})
+					if err == nil {
+						if v, ok := msg.(interface{ Validate() error }); ok {
+							err = v.Validate()
+						}
+					}
+					if err != nil {
+						t.Errorf("%s cannot read example %d of %s on %s, which conforms to the document: %v\n\tpayload: %s", s.name, i, m.Ref, op.Channel, err, payload)
+					}
+				}
+			}
+		}
+	}
+}
