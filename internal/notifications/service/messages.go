@@ -23,8 +23,8 @@ var Inbound = []string{ChannelOutOfStock, ChannelCustomerBecameVIP}
 
 // OutOfStock is the allocation service's out_of_stock, as the
 // notifications service reads it: no batch could take a line of SKU.
-// OrderID and Qty are empty when the line came from outside the shop's
-// orders.
+// The allocation service always sends OrderID and Qty; only SKU is
+// required here.
 type OutOfStock struct {
 	SKU     string `json:"sku"`
 	OrderID string `json:"orderid"`

@@ -42,8 +42,9 @@ type LineDeallocated struct {
 	Reason   string `json:"reason"`
 }
 
-// OutOfStock is the allocation service's out_of_stock; OrderID is empty
-// when the line came from outside the shop's carts.
+// OutOfStock is the allocation service's out_of_stock. Lines allocated
+// from outside the shop (POST /allocate, the allocate channel) carry order
+// ids no cart has: those are ignored.
 type OutOfStock struct {
 	SKU     string `json:"sku"`
 	OrderID string `json:"orderid"`
