@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/stockflow/stockflow/internal/decode"
@@ -204,4 +205,18 @@ func Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 func PathRef(r *http.Request, name string) (string, error) {
 	v := r.PathValue(name)
 	return v, valid.Ref(name, v)
+}
+
+// QueryInt returns the integer query parameter name, or def when the
+// request has none; a value that is not an integer is invalid (400).
+func QueryInt(r *http.Request, name string, def int) (int, error) {
+	q := r.URL.Query()
+	if !q.Has(name) {
+		return def, nil
+	}
+	n, err := strconv.Atoi(q.Get(name))
+	if err != nil {
+		return 0, valid.Invalid("%s must be an integer, got %q", name, q.Get(name))
+	}
+	return n, nil
 }

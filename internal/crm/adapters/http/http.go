@@ -6,7 +6,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"strconv"
 
 	"github.com/stockflow/stockflow/internal/crm/domain"
 	"github.com/stockflow/stockflow/internal/crm/service"
@@ -62,14 +61,10 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 		httpx.Fail(w, r, a.Log, valid.Invalid("vip must be true or false, got %q", vip))
 		return
 	}
-	limit := service.DefaultLimit
-	if q.Has("limit") {
-		n, err := strconv.Atoi(q.Get("limit"))
-		if err != nil {
-			httpx.Fail(w, r, a.Log, valid.Invalid("limit must be an integer, got %q", q.Get("limit")))
-			return
-		}
-		limit = n
+	limit, err := httpx.QueryInt(r, "limit", service.DefaultLimit)
+	if err != nil {
+		httpx.Fail(w, r, a.Log, err)
+		return
 	}
 	list, err := a.Customers.Customers(r.Context(), segment, limit)
 	if err != nil {

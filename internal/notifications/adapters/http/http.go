@@ -6,12 +6,10 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"strconv"
 
 	"github.com/stockflow/stockflow/internal/httpx"
 	"github.com/stockflow/stockflow/internal/notifications/domain"
 	"github.com/stockflow/stockflow/internal/notifications/service"
-	"github.com/stockflow/stockflow/internal/valid"
 )
 
 // Notifications reads notifications.
@@ -49,14 +47,10 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 // list answers the latest notifications, newest first: ?limit=N at most N
 // (service.DefaultLimit unless given).
 func (a *API) list(w http.ResponseWriter, r *http.Request) {
-	limit := service.DefaultLimit
-	if q := r.URL.Query(); q.Has("limit") {
-		n, err := strconv.Atoi(q.Get("limit"))
-		if err != nil {
-			httpx.Fail(w, r, a.Log, valid.Invalid("limit must be an integer, got %q", q.Get("limit")))
-			return
-		}
-		limit = n
+	limit, err := httpx.QueryInt(r, "limit", service.DefaultLimit)
+	if err != nil {
+		httpx.Fail(w, r, a.Log, err)
+		return
 	}
 	list, err := a.Notifications.Notifications(r.Context(), limit)
 	if err != nil {
