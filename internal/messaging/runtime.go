@@ -75,7 +75,7 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 	r.Consumer = &Consumer{
 		Name:        cfg.Name,
 		Registry:    cfg.Registry,
-		DeadLetters: cfg.Store,
+		DeadLetters: relayedDeadLetters{cfg.Store, r.Relay},
 		Log:         cfg.Log,
 		Permanent:   cfg.Permanent,
 		Outcome:     cfg.Outcome,
@@ -177,4 +177,23 @@ func (r *Runtime) housekeeping(ctx context.Context) error {
 // DeadLetters lists the service's latest dead letters.
 func (r *Runtime) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) {
 	return r.cfg.Store.DeadLetters(ctx, limit)
+}
+
+// relayedDeadLetters wakes the relay once a dead letter is kept: its
+// publication on DeadLetterChannel waits in the outbox, like any message.
+type relayedDeadLetters struct {
+	store DeadLetters
+	relay *Relay
+}
+
+func (d relayedDeadLetters) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) {
+	return d.store.DeadLetters(ctx, limit)
+}
+
+func (d relayedDeadLetters) AddDeadLetter(ctx context.Context, dl DeadLetter) error {
+	err := d.store.AddDeadLetter(ctx, dl)
+	if err == nil {
+		d.relay.Notify()
+	}
+	return err
 }
