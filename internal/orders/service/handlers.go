@@ -152,6 +152,14 @@ func (h *Handlers) command(ctx context.Context, id string, fn func(*domain.Order
 // follow applies news of another service to the order id, if there is one
 // (allocations of lines that are no order's concern are announced too).
 func (h *Handlers) follow(ctx context.Context, id string, fn func(*domain.Order)) ([]messaging.Raised, error) {
+	// Most lines allocated are no cart's (POST /allocate, the allocate
+	// channel): a read tells, without a write transaction and an inbox
+	// entry for each. Orders are made here, before any news of them.
+	if _, err := h.store.Get(ctx, kind, id); errors.Is(err, docstore.ErrNotFound) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
 	return platform.IgnoreHandled(h.store.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
 		o, version, err := docstore.Load[*domain.Order](ctx, tx, kind, id)
 		if errors.Is(err, docstore.ErrNotFound) {
