@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/allocation/service"
 	"github.com/stockflow/stockflow/internal/messaging"
 	mpostgres "github.com/stockflow/stockflow/internal/messaging/postgres"
@@ -141,8 +140,7 @@ func (s *Store) run(jobs []*job) (again []*job) {
 			if p.Changed() {
 				b := &pgx.Batch{}
 				save(b, p)
-				g.queueChecked(j, b.QueuedQueries[0], p)
-				g.queueBatch(j, &pgx.Batch{QueuedQueries: b.QueuedQueries[1:]})
+				g.queueBatch(j, b)
 			}
 			for _, ev := range p.Events() {
 				env, err := s.registry.Envelope(j.ctx, ev)
@@ -170,16 +168,20 @@ func (s *Store) run(jobs []*job) (again []*job) {
 			// inbox forgetting them too): it need not wait for the disk.
 			g.queue(nil, `SET LOCAL synchronous_commit = off`)
 		}
-		// The last writes, then COMMIT once their checks passed.
-		if res, err := g.send(&pgx.Batch{}); err == nil {
-			res.Close()
+		// The last writes and the COMMIT, in one round trip: a write that
+		// fails (a stale version, an inbox entry taken) aborts the
+		// transaction, and the COMMIT after it answers ROLLBACK.
+		b := &pgx.Batch{}
+		b.Queue(`COMMIT`)
+		if res, err := g.send(b); err == nil {
 			// A transaction that failed answers COMMIT with ROLLBACK, and no
 			// error: the tag tells.
-			if tag, err := g.conn.Exec(ctx, `COMMIT`); err != nil {
+			if tag, err := res.Exec(); err != nil {
 				g.failed = &failure{err: err}
 			} else if tag.String() != "COMMIT" {
 				g.failed = &failure{err: errors.New("the transaction was rolled back")}
 			}
+			res.Close()
 		}
 	}
 
@@ -274,8 +276,7 @@ func (g *group) readFailed(err error) error {
 }
 
 type owner struct {
-	job     *job            // nil for the group's own statements
-	version *domain.Product // when the statement is p's version check
+	job *job // nil for the group's own statements
 }
 
 type failure struct {
@@ -286,13 +287,6 @@ type failure struct {
 func (g *group) queue(j *job, sql string, args ...any) {
 	g.pending.Queue(sql, args...)
 	g.owners = append(g.owners, owner{job: j})
-}
-
-// queueChecked queues p's version statement: it must change one row, or
-// another transaction changed p first.
-func (g *group) queueChecked(j *job, q *pgx.QueuedQuery, p *domain.Product) {
-	g.pending.Queue(q.SQL, q.Arguments...)
-	g.owners = append(g.owners, owner{job: j, version: p})
 }
 
 func (g *group) queueBatch(j *job, b *pgx.Batch) {
@@ -313,11 +307,7 @@ func (g *group) send(b *pgx.Batch) (pgx.BatchResults, error) {
 	g.pending, g.owners = &pgx.Batch{}, nil
 	res := g.conn.SendBatch(g.ctx, all)
 	for _, o := range owners {
-		tag, err := res.Exec()
-		if err == nil && o.version != nil && o.version.Version > 0 && tag.RowsAffected() != 1 {
-			err = fmt.Errorf("%w: product %s at version %d", domain.ErrConcurrentUpdate, o.version.SKU, o.version.Version)
-		}
-		if err != nil {
+		if _, err := res.Exec(); err != nil {
 			res.Close()
 			g.failed = &failure{job: o.job, err: err}
 			return nil, errGroupFailed

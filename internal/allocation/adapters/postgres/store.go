@@ -94,6 +94,8 @@ func mapErr(err error) error {
 		return nil
 	case mpostgres.IsConflict(err):
 		return fmt.Errorf("%w: %w", domain.ErrConcurrentUpdate, err)
+	case errors.As(err, &pgErr) && pgErr.Code == "23514" && pgErr.ConstraintName == "products_version_check":
+		return fmt.Errorf("%w: the product changed since it was read", domain.ErrConcurrentUpdate)
 	case errors.As(err, &pgErr) && pgErr.Code == "23505":
 		switch pgErr.ConstraintName {
 		case "batches_pkey":
@@ -156,17 +158,19 @@ func (r *repository) Get(ctx context.Context, sku string) (*domain.Product, erro
 }
 
 func (r *repository) GetForOrder(ctx context.Context, sku, orderID string) (*domain.Product, error) {
-	p, err := r.load(ctx, "product "+sku, productQuery, sku)
-	if err != nil {
-		return nil, err
-	}
+	// The product and the order's lines, in one round trip.
 	b := &pgx.Batch{}
+	b.Queue(productQuery, sku)
 	b.Queue(orderLinesQuery, orderID, sku)
 	res, err := r.g.send(b)
 	if err != nil {
 		return nil, err
 	}
 	defer res.Close()
+	p, err := r.scanProduct(res, "product "+sku)
+	if err != nil {
+		return nil, err
+	}
 	rows, err := res.Query()
 	if err != nil {
 		return nil, r.g.readFailed(fmt.Errorf("loading order %s: %w", orderID, mapErr(err)))
@@ -180,12 +184,17 @@ func (r *repository) GetForOrder(ctx context.Context, sku, orderID string) (*dom
 			return nil, r.g.readFailed(fmt.Errorf("loading order %s: %w", orderID, err))
 		}
 		l.Qty = int(qty)
-		if bt := p.Batch(ref); bt != nil {
-			bt.Lines = append(bt.Lines, l)
+		if p != nil {
+			if bt := p.Batch(ref); bt != nil {
+				bt.Lines = append(bt.Lines, l)
+			}
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, r.g.readFailed(fmt.Errorf("loading order %s: %w", orderID, mapErr(err)))
+	}
+	if p == nil {
+		return nil, fmt.Errorf("product %s: %w", sku, service.ErrNotFound)
 	}
 	return p, nil
 }
@@ -203,6 +212,19 @@ func (r *repository) load(ctx context.Context, what, query string, args ...any) 
 		return nil, err
 	}
 	defer res.Close()
+	p, err := r.scanProduct(res, what)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, fmt.Errorf("%s: %w", what, service.ErrNotFound)
+	}
+	return p, nil
+}
+
+// scanProduct builds a product from the next result of res, a product
+// query's; nil when there is no such product.
+func (r *repository) scanProduct(res pgx.BatchResults, what string) (*domain.Product, error) {
 	rows, err := res.Query()
 	if err != nil {
 		return nil, r.g.readFailed(fmt.Errorf("loading %s: %w", what, mapErr(err)))
@@ -247,7 +269,7 @@ func (r *repository) load(ctx context.Context, what, query string, args ...any) 
 		return nil, r.g.readFailed(fmt.Errorf("loading %s: %w", what, mapErr(err)))
 	}
 	if version < 0 {
-		return nil, fmt.Errorf("%s: %w", what, service.ErrNotFound)
+		return nil, nil
 	}
 	p := domain.NewProduct(sku, version, batches...)
 	r.seen = append(r.seen, p)
@@ -255,13 +277,13 @@ func (r *repository) load(ctx context.Context, what, query string, args ...any) 
 }
 
 // save queues the writes of what changed in p: first its version, checked
-// against the one it was loaded at (the statement must change one row),
-// then the changes its events record.
+// against the one it was loaded at (a stale version fails the statement:
+// see migration 002), then the changes its events record.
 func save(b *pgx.Batch, p *domain.Product) {
 	if p.Version == 0 {
 		b.Queue(`INSERT INTO products (sku, version) VALUES ($1, 1)`, p.SKU) // fails if created meanwhile
 	} else {
-		b.Queue(`UPDATE products SET version = version + 1 WHERE sku = $1 AND version = $2`, p.SKU, p.Version)
+		b.Queue(`UPDATE products SET version = CASE WHEN version = $2 THEN version + 1 ELSE -1 END WHERE sku = $1`, p.SKU, p.Version)
 	}
 	for _, ev := range p.Events() {
 		switch e := ev.(type) {
