@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/allocation/service"
 	"github.com/stockflow/stockflow/internal/messaging"
 	mpostgres "github.com/stockflow/stockflow/internal/messaging/postgres"
@@ -33,6 +34,8 @@ type job struct {
 	ctx  context.Context
 	fn   func(context.Context, service.UnitOfWork) error
 	done chan result
+	// uncached: the job reads the database only (see cache.go).
+	uncached bool
 }
 
 type result struct {
@@ -82,7 +85,8 @@ func (s *Store) commit() {
 
 // run runs jobs in one transaction and answers them, but for the jobs it
 // returns: those to run again, in a new transaction, because another job
-// failed this one.
+// failed this one, or because they trusted the cache and could not prove
+// it.
 func (s *Store) run(jobs []*job) (again []*job) {
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
@@ -94,24 +98,36 @@ func (s *Store) run(jobs []*job) (again []*job) {
 		return nil
 	}
 	defer conn.Release()
-	g := &group{ctx: ctx, conn: conn.Conn(), pending: &pgx.Batch{}}
+	g := &group{ctx: ctx, conn: conn.Conn(), pending: &pgx.Batch{}, cache: s.cache, touched: map[string]bool{}}
 	g.queue(nil, `BEGIN`)
 
 	type outcome struct {
 		j      *job
+		uow    *unitOfWork
 		raised []messaging.Raised
 		err    error
 		ran    bool // fn succeeded and its writes are queued
 	}
 	outcomes := make([]outcome, 0, len(jobs))
+	answered := map[*job]bool{}
+	uows := map[*job]*unitOfWork{}
 	publishes, allReplayed := false, true
 	for _, j := range jobs {
-		o := outcome{j: j}
-		uow := &unitOfWork{g: g, writes: &pgx.Batch{}}
+		uow := &unitOfWork{g: g, job: j, writes: &pgx.Batch{}}
+		o := outcome{j: j, uow: uow}
+		uows[j] = uow
 		g.current = j
 		err := j.fn(j.ctx, uow)
 		if g.failed != nil {
 			break // a statement failed: the transaction is aborted, nothing more can run
+		}
+		if len(uow.cached) > 0 && (err != nil || !verifiable(uow.cached)) {
+			// It trusted the cache, and its writes cannot prove it right:
+			// it runs again, reading the database.
+			j.uncached = true
+			again = append(again, j)
+			answered[j] = true
+			continue
 		}
 		meta := messaging.MetaFrom(j.ctx)
 		inbox := meta.Consumer != "" && meta.MessageID != ""
@@ -141,6 +157,7 @@ func (s *Store) run(jobs []*job) (again []*job) {
 				b := &pgx.Batch{}
 				save(b, p)
 				g.queueBatch(j, b)
+				g.touched[p.SKU] = true
 			}
 			for _, ev := range p.Events() {
 				env, err := s.registry.Envelope(j.ctx, ev)
@@ -187,12 +204,15 @@ func (s *Store) run(jobs []*job) (again []*job) {
 
 	if g.failed == nil {
 		for _, o := range outcomes {
+			if o.ran {
+				s.remember(o.uow.seen)
+			}
 			o.j.done <- result{raised: o.raised, err: o.err}
 		}
 		if publishes && s.OnCommit != nil {
 			s.OnCommit()
 		}
-		return nil
+		return again
 	}
 
 	// Roll back; the job whose write failed gets its error, the others
@@ -205,9 +225,29 @@ func (s *Store) run(jobs []*job) (again []*job) {
 	if f.job != nil && mpostgres.IsInboxConflict(f.err) {
 		ferr = service.ErrAlreadyHandled
 	}
-	answered := map[*job]bool{}
+	switch {
+	case f.job == nil:
+		// Whether it committed is unknown: so is what the database holds.
+		for _, u := range uows {
+			for _, p := range u.seen {
+				s.cache.forget(p.SKU)
+			}
+		}
+	case uows[f.job] != nil && len(uows[f.job].cached) > 0:
+		// Its writes proved the cache wrong (another instance changed the
+		// product, or the order's line was there): it runs again, reading
+		// the database.
+		for _, r := range uows[f.job].cached {
+			s.cache.forget(r.p.SKU)
+		}
+		f.job.uncached = true
+		again = append(again, f.job)
+		answered[f.job] = true
+	}
 	for _, o := range outcomes {
 		switch {
+		case answered[o.j]:
+			continue
 		case o.j == f.job:
 			o.j.done <- result{err: ferr}
 		case !o.ran:
@@ -239,6 +279,19 @@ func (s *Store) run(jobs []*job) (again []*job) {
 
 var errGroupFailed = errors.New("group transaction failed")
 
+// remember puts the products a committed job saw in the cache, as they
+// now are in the database.
+func (s *Store) remember(seen []*domain.Product) {
+	for _, p := range seen {
+		switch {
+		case p.Changed():
+			s.cache.put(p, p.Version+1)
+		case p.Version > 0:
+			s.cache.put(p, p.Version)
+		}
+	}
+}
+
 // group is a transaction shared by several jobs.
 type group struct {
 	ctx     context.Context
@@ -247,6 +300,8 @@ type group struct {
 	owners  []owner    // of each pending statement
 	failed  *failure
 	current *job // whose function runs
+	cache   *productCache
+	touched map[string]bool // skus of the products saved so far
 }
 
 // handled reports whether consumer handled message id already.
