@@ -42,6 +42,36 @@ func (b *BufferedDispatchLog) MarkDispatched(_ context.Context, ids []string) er
 	return nil
 }
 
+// Take removes from the queue those of ids it holds, and returns them: the
+// caller records them dispatched instead.
+func (b *BufferedDispatchLog) Take(ids []string) []string {
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	var taken []string
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	kept := b.ids[:0]
+	for _, id := range b.ids {
+		if want[id] {
+			taken = append(taken, id)
+		} else {
+			kept = append(kept, id)
+		}
+	}
+	clear(b.ids[len(kept):])
+	b.ids = kept
+	return taken
+}
+
+// Put queues ids again (taken, and not recorded).
+func (b *BufferedDispatchLog) Put(ids []string) {
+	b.mu.Lock()
+	b.ids = append(b.ids, ids...)
+	b.mu.Unlock()
+}
+
 // Run flushes until ctx is done, then flushes what is left.
 func (b *BufferedDispatchLog) Run(ctx context.Context) error {
 	t := time.NewTicker(b.every)

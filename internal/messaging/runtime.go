@@ -15,6 +15,9 @@ type Store interface {
 	Outbox
 	DispatchLog
 	DeadLetters
+	// MarkDone records that the messages were both published and
+	// dispatched: they leave the outbox.
+	MarkDone(ctx context.Context, ids []string) error
 	// Undispatched returns events committed at least olderThan ago that
 	// the bus has not handed to every local handler, and that it tried
 	// fewer than maxAttempts times.
@@ -71,7 +74,7 @@ func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 	}
 	r := &Runtime{cfg: cfg}
 	r.Dispatched = NewBufferedDispatchLog(cfg.Store, 50*time.Millisecond, cfg.Log)
-	r.Relay = NewRelay(cfg.Store, cfg.Transport, cfg.Log)
+	r.Relay = NewRelay(relayOutbox{cfg.Store, r.Dispatched}, cfg.Transport, cfg.Log)
 	r.Consumer = &Consumer{
 		Name:        cfg.Name,
 		Registry:    cfg.Registry,
@@ -172,6 +175,43 @@ func (r *Runtime) housekeeping(ctx context.Context) error {
 			last = time.Now()
 		}
 	}
+}
+
+// relayOutbox is the outbox as the runtime's relay sees it. Most messages
+// it publishes, the bus has dispatched a moment before, and the dispatch
+// log holds them still, unwritten: those the relay records as done, one
+// write instead of a mark for each side.
+type relayOutbox struct {
+	Store
+	dispatched *BufferedDispatchLog
+}
+
+func (o relayOutbox) MarkPublished(ctx context.Context, ids []string) error {
+	done := o.dispatched.Take(ids)
+	if len(done) == 0 {
+		return o.Store.MarkPublished(ctx, ids)
+	}
+	if len(done) < len(ids) {
+		taken := make(map[string]bool, len(done))
+		for _, id := range done {
+			taken[id] = true
+		}
+		rest := make([]string, 0, len(ids)-len(done))
+		for _, id := range ids {
+			if !taken[id] {
+				rest = append(rest, id)
+			}
+		}
+		if err := o.Store.MarkPublished(ctx, rest); err != nil {
+			o.dispatched.Put(done) // the dispatch log writes them
+			return err
+		}
+	}
+	if err := o.Store.MarkDone(ctx, done); err != nil {
+		o.dispatched.Put(done)
+		return err
+	}
+	return nil
 }
 
 // DeadLetters lists the service's latest dead letters.

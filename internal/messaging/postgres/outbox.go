@@ -5,12 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/jackc/pgx/v5/pgconn"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stockflow/stockflow/internal/messaging"
@@ -133,19 +133,73 @@ func (o *Outbox) MarkDispatched(ctx context.Context, ids []string) error {
 	return o.mark(ctx, "dispatched", ids)
 }
 
-// mark sets column on the rows of ids, and removes the rows that are then
-// both published and dispatched. (The relay and the dispatch log mark the
-// same rows at once: each must see the other's mark, which an UPDATE
-// waiting for the other's row locks does, and a conditional one does not.)
-// Losing this commit in a crash only means handing the messages again,
-// which their consumers recognise: it does not wait for the disk.
-func (o *Outbox) mark(ctx context.Context, column string, ids []string) error {
+// MarkDone records that the messages were published and dispatched: they
+// leave the outbox.
+func (o *Outbox) MarkDone(ctx context.Context, ids []string) error {
 	err := pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		b.Queue(`SET LOCAL synchronous_commit = off`)
-		b.Queue(`UPDATE outbox SET `+column+` = true WHERE id = ANY($1)`, ids)
-		b.Queue(`DELETE FROM outbox WHERE id = ANY($1) AND published AND dispatched`, ids)
+		b.Queue(`DELETE FROM outbox WHERE id = ANY($1)`, ids)
 		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	return nil
+}
+
+// mark records column on the rows of ids: the second of the two marks
+// (published, dispatched) removes the row, the first sets its flag.
+//
+// The relay and the dispatch log may mark the same rows at once. The
+// DELETE skips, without waiting, a row the other marks meanwhile, as its
+// snapshot shows it unmarked; the UPDATE, though, waits for the other's
+// row lock and returns the row as the other left it: a row it finds
+// marked by both, it removes too. Losing this commit in a crash only
+// means handing the messages again, which their consumers recognise: it
+// does not wait for the disk.
+func (o *Outbox) mark(ctx context.Context, column string, ids []string) error {
+	other := "dispatched"
+	if column == "dispatched" {
+		other = "published"
+	}
+	err := pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue(`SET LOCAL synchronous_commit = off`)
+		b.Queue(`DELETE FROM outbox WHERE id = ANY($1) AND `+other, ids)
+		b.Queue(`UPDATE outbox SET `+column+` = true WHERE id = ANY($1) AND NOT `+column+` RETURNING id, `+other, ids)
+		res := tx.SendBatch(ctx, b)
+		defer res.Close()
+		for range 2 {
+			if _, err := res.Exec(); err != nil {
+				return err
+			}
+		}
+		rows, err := res.Query()
+		if err != nil {
+			return err
+		}
+		var both []string
+		for rows.Next() {
+			var id string
+			var marked bool
+			if err := rows.Scan(&id, &marked); err != nil {
+				return err
+			}
+			if marked {
+				both = append(both, id)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if err := res.Close(); err != nil {
+			return err
+		}
+		if len(both) > 0 {
+			_, err = tx.Exec(ctx, `DELETE FROM outbox WHERE id = ANY($1)`, both)
+		}
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)

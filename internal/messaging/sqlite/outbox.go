@@ -99,6 +99,15 @@ func (o *Outbox) MarkDispatched(ctx context.Context, ids []string) error {
 	return o.mark(ctx, "dispatched", ids)
 }
 
+// MarkDone records that the messages were published and dispatched: they
+// leave the outbox.
+func (o *Outbox) MarkDone(ctx context.Context, ids []string) error {
+	return o.inChunks(ctx, ids, func(tx *sql.Tx, in string, args []any) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id IN (`+in+`)`, args...)
+		return err
+	})
+}
+
 // mark records column on the rows of ids: the second of the two marks
 // (published, dispatched) removes the row, the first sets its flag.
 func (o *Outbox) mark(ctx context.Context, column string, ids []string) error {
@@ -106,6 +115,18 @@ func (o *Outbox) mark(ctx context.Context, column string, ids []string) error {
 	if column == "dispatched" {
 		other = "published"
 	}
+	return o.inChunks(ctx, ids, func(tx *sql.Tx, in string, args []any) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id IN (`+in+`) AND `+other+` = 1`, args...); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE outbox SET `+column+` = 1 WHERE id IN (`+in+`)`, args...)
+		return err
+	})
+}
+
+// inChunks runs fn in one transaction on ids, 500 at a time, each chunk as
+// its placeholders and their values.
+func (o *Outbox) inChunks(ctx context.Context, ids []string, fn func(tx *sql.Tx, in string, args []any) error) error {
 	tx, err := o.db.W.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
@@ -117,11 +138,7 @@ func (o *Outbox) mark(ctx context.Context, column string, ids []string) error {
 		for i, id := range ids[:n] {
 			args[i] = id
 		}
-		in := Placeholders(n)
-		if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id IN (`+in+`) AND `+other+` = 1`, args...); err != nil {
-			return fmt.Errorf("outbox: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET `+column+` = 1 WHERE id IN (`+in+`)`, args...); err != nil {
+		if err := fn(tx, Placeholders(n), args); err != nil {
 			return fmt.Errorf("outbox: %w", err)
 		}
 		ids = ids[n:]

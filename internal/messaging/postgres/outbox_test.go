@@ -1,0 +1,139 @@
+package postgres_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stockflow/stockflow/internal/messaging"
+	mpostgres "github.com/stockflow/stockflow/internal/messaging/postgres"
+	"github.com/stockflow/stockflow/internal/testenv"
+)
+
+// newOutbox returns the outbox of a schema of its own, holding n messages.
+func newOutbox(t *testing.T, n int) (*mpostgres.Outbox, *pgxpool.Pool, []string) {
+	t.Helper()
+	ctx := context.Background()
+	schema := testenv.Name("test_outbox")
+	pool, err := mpostgres.Connect(ctx, testenv.Postgres(t), schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		pool.Exec(context.Background(), `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
+		pool.Close()
+	})
+	if err := mpostgres.Migrate(ctx, pool, "messaging", mpostgres.Migrations()); err != nil {
+		t.Fatal(err)
+	}
+	envs := make([]messaging.Envelope, n)
+	ids := make([]string, n)
+	for i := range envs {
+		ids[i] = fmt.Sprintf("ev-%04d", i)
+		envs[i] = messaging.Envelope{ID: ids[i], Channel: "line_allocated", Key: "LAMP", CorrelationID: ids[i],
+			CausationID: ids[i], OccurredAt: time.Now().UTC(), Payload: json.RawMessage(`{}`)}
+	}
+	b := &pgx.Batch{}
+	mpostgres.QueueOutbox(b, envs)
+	if err := pool.SendBatch(ctx, b).Close(); err != nil {
+		t.Fatal(err)
+	}
+	ob := mpostgres.NewOutbox(pool, "test")
+	t.Cleanup(ob.Close)
+	return ob, pool, ids
+}
+
+func rows(t *testing.T, pool *pgxpool.Pool) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A message leaves the outbox once published and dispatched, in either
+// order, or at once when marked done.
+func TestMarks(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		marks     string // p: published, d: dispatched, x: done
+		wantRow   bool
+		wantUnpub bool
+	}{
+		{"", true, true},
+		{"p", true, false},
+		{"d", true, true},
+		{"pd", false, false},
+		{"dp", false, false},
+		{"pp", true, false},
+		{"ddp", false, false},
+		{"x", false, false},
+		{"px", false, false},
+		{"xd", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.marks, func(t *testing.T) {
+			ob, pool, ids := newOutbox(t, 3)
+			target := ids[1:2]
+			for _, m := range tt.marks {
+				mark := map[rune]func(context.Context, []string) error{'p': ob.MarkPublished, 'd': ob.MarkDispatched, 'x': ob.MarkDone}[m]
+				if err := mark(ctx, target); err != nil {
+					t.Fatalf("mark %c: %v", m, err)
+				}
+			}
+			if got := rows(t, pool); got != 2+map[bool]int{true: 1}[tt.wantRow] {
+				t.Errorf("%d rows, want the target kept: %v", got, tt.wantRow)
+			}
+			unpub, err := ob.Unpublished(ctx, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := false
+			for _, e := range unpub {
+				got = got || e.ID == target[0]
+			}
+			if got != tt.wantUnpub {
+				t.Errorf("unpublished: %v, want %v", got, tt.wantUnpub)
+			}
+		})
+	}
+}
+
+// The relay and the dispatch log mark the same messages at once, in
+// chunks of any size: every message leaves, none stays behind.
+func TestMarksRacing(t *testing.T) {
+	const n = 400
+	ob, pool, ids := newOutbox(t, n)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2*n)
+	for _, mark := range []func(context.Context, []string) error{ob.MarkPublished, ob.MarkDispatched} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for rest := ids; len(rest) > 0; {
+				k := min(len(rest), 1+rand.IntN(8))
+				errc <- mark(ctx, rest[:k])
+				rest = rest[k:]
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := rows(t, pool); got != 0 {
+		t.Errorf("%d messages left in the outbox, want none", got)
+	}
+}
