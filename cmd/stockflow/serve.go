@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -103,6 +104,7 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef) error
 	if err != nil {
 		return err
 	}
+	tuneGC()
 	transport, err := broker.Open(f.broker, log)
 	if err != nil {
 		return usageError{err}
@@ -193,6 +195,17 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef) error
 	}
 	log.Info("stopped")
 	return err
+}
+
+// tuneGC makes the collector run at four times the live heap rather than
+// twice, unless GOGC says otherwise. A service's live heap is a few
+// megabytes, and nearly all it allocates is a request's garbage: it then
+// answers about 6% more requests on PostgreSQL for about 12 MB more memory
+// (docs/benchmarks.md).
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 }
 
 func brokerName(u string) string {
