@@ -191,17 +191,17 @@ func (o relayOutbox) MarkPublished(ctx context.Context, ids []string) error {
 	if len(done) == 0 {
 		return o.Store.MarkPublished(ctx, ids)
 	}
-	if len(done) < len(ids) {
-		taken := make(map[string]bool, len(done))
-		for _, id := range done {
-			taken[id] = true
+	taken := make(map[string]bool, len(done))
+	for _, id := range done {
+		taken[id] = true
+	}
+	var rest []string
+	for _, id := range ids {
+		if !taken[id] {
+			rest = append(rest, id)
 		}
-		rest := make([]string, 0, len(ids)-len(done))
-		for _, id := range ids {
-			if !taken[id] {
-				rest = append(rest, id)
-			}
-		}
+	}
+	if len(rest) > 0 {
 		if err := o.Store.MarkPublished(ctx, rest); err != nil {
 			o.dispatched.Put(done) // the dispatch log writes them
 			return err

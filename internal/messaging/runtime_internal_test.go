@@ -44,6 +44,7 @@ func TestRelayOutboxMarks(t *testing.T) {
 		{"none dispatched", []string{"x"}, []string{"a", "b"}, nil, [][]string{{"a", "b"}}, nil, []string{"x"}},
 		{"all dispatched", []string{"a", "x", "b"}, []string{"a", "b"}, nil, nil, [][]string{{"a", "b"}}, []string{"x"}},
 		{"some dispatched", []string{"b"}, []string{"a", "b", "c"}, nil, [][]string{{"a", "c"}}, [][]string{{"b"}}, []string{}},
+		{"an id dispatched twice (a recovery)", []string{"a", "a"}, []string{"a", "b"}, nil, [][]string{{"b"}}, [][]string{{"a", "a"}}, []string{}},
 		{"the store fails: the dispatch log keeps them", []string{"b"}, []string{"a", "b"}, errors.New("down"), [][]string{{"a"}}, nil, []string{"b"}},
 	}
 	for _, tt := range tests {

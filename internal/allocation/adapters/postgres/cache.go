@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"sync"
+	"time"
 
 	"github.com/stockflow/stockflow/internal/allocation/domain"
 )
@@ -68,6 +69,10 @@ func (c *productCache) put(p *domain.Product, version int) {
 	for i, b := range p.Batches {
 		st.batches[i] = *b
 		st.batches[i].Lines = nil
+		if !b.ETA.IsZero() { // as the database keeps it: a date
+			y, m, d := b.ETA.Date()
+			st.batches[i].ETA = time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

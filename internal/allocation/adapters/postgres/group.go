@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/allocation/service"
@@ -190,6 +191,7 @@ func (s *Store) run(jobs []*job) (again []*job) {
 		// transaction, and the COMMIT after it answers ROLLBACK.
 		b := &pgx.Batch{}
 		b.Queue(`COMMIT`)
+		g.committing = true
 		if res, err := g.send(b); err == nil {
 			// A transaction that failed answers COMMIT with ROLLBACK, and no
 			// error: the tag tells.
@@ -302,6 +304,8 @@ type group struct {
 	current *job // whose function runs
 	cache   *productCache
 	touched map[string]bool // skus of the products saved so far
+	// committing: the batch being sent ends with the COMMIT.
+	committing bool
 }
 
 // handled reports whether consumer handled message id already.
@@ -365,6 +369,13 @@ func (g *group) send(b *pgx.Batch) (pgx.BatchResults, error) {
 		if _, err := res.Exec(); err != nil {
 			res.Close()
 			g.failed = &failure{job: o.job, err: err}
+			var pgErr *pgconn.PgError
+			if g.committing && !errors.As(err, &pgErr) {
+				// Not the statement's error but the connection's: the
+				// server may have run the COMMIT sent after it. No job's
+				// fault, and the outcome is unknown to all.
+				g.failed.job = nil
+			}
 			return nil, errGroupFailed
 		}
 	}
