@@ -26,6 +26,11 @@ import (
 // does one whose verification failed: the caller never sees the cache. A
 // transaction that reads nothing from the database takes no round trip
 // before its writes, and a group of them commits in one.
+//
+// The cache trusts that a product's version names one state. A database
+// restored from a backup, or failed over to a replica that lost commits,
+// under a running instance can break that: restart the instances after
+// either.
 
 // cacheSize bounds the products remembered; past it, one is forgotten at
 // random for each added.
