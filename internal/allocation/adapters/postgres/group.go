@@ -104,18 +104,17 @@ func (s *Store) run(jobs []*job) (again []*job) {
 
 	type outcome struct {
 		j      *job
-		uow    *unitOfWork
 		raised []messaging.Raised
 		err    error
 		ran    bool // fn succeeded and its writes are queued
 	}
 	outcomes := make([]outcome, 0, len(jobs))
 	answered := map[*job]bool{}
-	uows := map[*job]*unitOfWork{}
+	uows := map[*job]*unitOfWork{} // of every job whose fn ran
 	publishes, allReplayed := false, true
 	for _, j := range jobs {
 		uow := &unitOfWork{g: g, job: j, writes: &pgx.Batch{}}
-		o := outcome{j: j, uow: uow}
+		o := outcome{j: j}
 		uows[j] = uow
 		g.current = j
 		err := j.fn(j.ctx, uow)
@@ -207,7 +206,7 @@ func (s *Store) run(jobs []*job) (again []*job) {
 	if g.failed == nil {
 		for _, o := range outcomes {
 			if o.ran {
-				s.remember(o.uow.seen)
+				s.remember(uows[o.j].seen)
 			}
 			o.j.done <- result{raised: o.raised, err: o.err}
 		}
