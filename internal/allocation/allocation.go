@@ -117,7 +117,7 @@ func Migrate(ctx context.Context, dbURL string) error {
 
 // Routes adds the service's HTTP routes to mux.
 func (s *Service) Routes(mux *http.ServeMux) {
-	api := &allochttp.API{Bus: s.Bus, Views: s.store, Log: s.log}
+	api := &allochttp.API{Bus: s.Bus, Views: s.Handlers, Log: s.log}
 	api.Register(mux)
 }
 

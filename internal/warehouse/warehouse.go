@@ -1,7 +1,7 @@
 // Package warehouse is the warehouse service: it dispatches the goods of
-// placed orders once all their lines are allocated (GoodsDispatched), and
-// turns workers' stock counts and damage reports into the book's
-// change_batch_quantity messages.
+// placed orders once all their lines are allocated and on the shelf
+// (GoodsDispatched), and announces workers' stock counts and damage
+// reports (StockReported) for the allocation service to apply.
 //
 //	domain/        shipments and batches as the warehouse sees them
 //	service/       handlers, the messages it exchanges, bus wiring

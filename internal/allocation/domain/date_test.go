@@ -123,8 +123,8 @@ func TestDateUnmarshalJSON(t *testing.T) {
 		want    domain.Date
 		wantErr bool
 	}{
-		{name: "date", in: `{"eta":"2011-01-02"}`, want: domain.Date{Time: time.Date(2011, 1, 2, 0, 0, 0, 0, time.UTC)}},
-		{name: "null clears", in: `{"eta":null}`, want: domain.Date{}},
+		{name: "date", in: `{"eta":"2011-01-02","version":0}`, want: domain.Date{Time: time.Date(2011, 1, 2, 0, 0, 0, 0, time.UTC)}},
+		{name: "null clears", in: `{"eta":null,"version":0}`, want: domain.Date{}},
 		{name: "missing keeps", in: `{}`, want: preset},
 		{name: "whitespace around value", in: `{"eta":  "2011-01-02" }`, want: domain.Date{Time: time.Date(2011, 1, 2, 0, 0, 0, 0, time.UTC)}},
 		{name: "number", in: `{"eta":20110102}`, wantErr: true},
@@ -208,12 +208,12 @@ func TestBatchCreatedJSON(t *testing.T) {
 		{
 			name: "warehouse",
 			ev:   domain.BatchCreated{Ref: "b1", SKU: "LAMP", Qty: 10},
-			want: `{"ref":"b1","sku":"LAMP","qty":10,"eta":null}`,
+			want: `{"ref":"b1","sku":"LAMP","qty":10,"eta":null,"version":0}`,
 		},
 		{
 			name: "shipment",
 			ev:   domain.BatchCreated{Ref: "b1", SKU: "LAMP", Qty: 10, ETA: domain.Date{Time: time.Date(2011, 1, 2, 0, 0, 0, 0, time.UTC)}},
-			want: `{"ref":"b1","sku":"LAMP","qty":10,"eta":"2011-01-02"}`,
+			want: `{"ref":"b1","sku":"LAMP","qty":10,"eta":"2011-01-02","version":0}`,
 		},
 	}
 	for _, tt := range tests {

@@ -2,6 +2,15 @@ package domain
 
 // Event is something that happened to a Product. Events are values; the
 // message bus dispatches them to any number of handlers.
+//
+// Every event carries Version: the product's version the change it records
+// committed (OutOfStock, which changes nothing: the version it was read
+// at). Facts about one line or one batch travel on different channels and
+// may reach a consumer in any order; the newer is the one with the higher
+// version. One change may deallocate a line and allocate it again (a
+// batch shrank: Product.Reallocate), or find it out of stock: at equal
+// versions, Deallocated comes before Allocated, and both before
+// OutOfStock (read after the change).
 type Event interface{ isEvent() }
 
 // Why a line was deallocated.
@@ -23,13 +32,21 @@ type BatchCreated struct {
 	SKU string `json:"sku"`
 	Qty int    `json:"qty"`
 	ETA Date   `json:"eta"`
+
+	Version int `json:"version"`
 }
 
-// BatchQuantityChanged: a batch's purchased quantity was set to Qty.
+// BatchQuantityChanged: a batch's quantity was set to Qty, by a count,
+// damage, a dispatch or the book's change_batch_quantity. Dispatched and
+// ReportSeq say what it includes: the goods dispatched from the batch, and
+// the warehouse's reports on it, up to that number.
 type BatchQuantityChanged struct {
-	Ref string `json:"batchref"`
-	SKU string `json:"sku"`
-	Qty int    `json:"qty"`
+	Ref        string `json:"batchref"`
+	SKU        string `json:"sku"`
+	Qty        int    `json:"qty"`
+	Dispatched int    `json:"dispatched"`
+	ReportSeq  int    `json:"report_seq"`
+	Version    int    `json:"version"`
 }
 
 // Allocated: an order line was allocated to a batch.
@@ -38,6 +55,7 @@ type Allocated struct {
 	SKU      string `json:"sku"`
 	Qty      int    `json:"qty"`
 	BatchRef string `json:"batchref"`
+	Version  int    `json:"version"`
 }
 
 // Deallocated: an order line lost its batch, for Reason.
@@ -47,6 +65,7 @@ type Deallocated struct {
 	Qty      int    `json:"qty"`
 	BatchRef string `json:"batchref"`
 	Reason   string `json:"reason"`
+	Version  int    `json:"version"`
 }
 
 // Line returns the order line that was deallocated.
@@ -57,6 +76,7 @@ type OutOfStock struct {
 	SKU     string `json:"sku"`
 	OrderID string `json:"orderid,omitempty"`
 	Qty     int    `json:"qty,omitempty"`
+	Version int    `json:"version"`
 }
 
 func (BatchCreated) isEvent()         {}

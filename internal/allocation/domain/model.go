@@ -37,6 +37,14 @@ type Batch struct {
 	// Allocated is the total quantity of every line allocated from the
 	// batch, loaded or not.
 	Allocated int
+	// Dispatched is the total of the goods that left the batch, as the
+	// warehouse reported them (goods_dispatched): a stock count says how
+	// much of it it saw leave, so that the dispatches it includes are not
+	// taken out again when they arrive after it.
+	Dispatched int
+	// ReportSeq is the number of the last warehouse report (a count or
+	// damage, numbered per batch by the warehouse) applied to the batch.
+	ReportSeq int
 	// Lines are the allocated lines the repository loaded, oldest first: all
 	// of them when the batch was loaded by its ref, those of one order when
 	// the product was loaded for an order, and none otherwise. Lines
@@ -123,6 +131,21 @@ func (p *Product) Changed() bool { return p.changed }
 // Events returns the events raised since the product was loaded, in order.
 func (p *Product) Events() []Event { return p.events }
 
+// next is the version a change made now commits: every event that records
+// a change carries it, so that a consumer can tell the newer of two facts
+// about one line or batch whatever order they reach it in.
+func (p *Product) next() int { return p.Version + 1 }
+
+// read is the version an outcome that changes nothing (OutOfStock) was
+// read at: the product's, with the changes made before it in the same
+// transaction.
+func (p *Product) read() int {
+	if p.changed {
+		return p.next()
+	}
+	return p.Version
+}
+
 func (p *Product) raise(e Event) {
 	p.events = append(p.events, e)
 	if _, ok := e.(OutOfStock); !ok {
@@ -149,7 +172,7 @@ func (p *Product) AddBatch(ref string, qty int, eta time.Time) error {
 	b := &Batch{Ref: ref, SKU: p.SKU, Purchased: qty, ETA: eta}
 	i, _ := slices.BinarySearchFunc(p.Batches, b, compareBatches)
 	p.Batches = slices.Insert(p.Batches, i, b)
-	p.raise(BatchCreated{Ref: ref, SKU: p.SKU, Qty: qty, ETA: Date{eta}})
+	p.raise(BatchCreated{Ref: ref, SKU: p.SKU, Qty: qty, ETA: Date{eta}, Version: p.next()})
 	return nil
 }
 
@@ -171,18 +194,20 @@ func (p *Product) Allocate(line OrderLine) (string, error) {
 	for _, b := range p.Batches {
 		if b.CanAllocate(line) {
 			b.allocate(line)
-			p.raise(Allocated{OrderID: line.OrderID, SKU: line.SKU, Qty: line.Qty, BatchRef: b.Ref})
+			p.raise(Allocated{OrderID: line.OrderID, SKU: line.SKU, Qty: line.Qty, BatchRef: b.Ref, Version: p.next()})
 			return b.Ref, nil
 		}
 	}
-	p.raise(OutOfStock{SKU: line.SKU, OrderID: line.OrderID, Qty: line.Qty})
+	p.raise(OutOfStock{SKU: line.SKU, OrderID: line.OrderID, Qty: line.Qty, Version: p.read()})
 	return "", fmt.Errorf("%w for sku %s", ErrOutOfStock, line.SKU)
 }
 
-// ChangeBatchQuantity sets the batch's purchased quantity to qty. When the
-// batch no longer holds what was allocated from it, the most recently
-// allocated lines are deallocated until it does, each raising Deallocated
-// with ReasonBatchShrank so that it is allocated again elsewhere.
+// ChangeBatchQuantity sets the batch's quantity to qty: the book's
+// change_batch_quantity, which says how many units the batch holds now.
+// When the batch no longer holds what was allocated from it, the most
+// recently allocated lines are deallocated until it does, each raising
+// Deallocated with ReasonBatchShrank so that it is allocated again
+// elsewhere.
 //
 // The product must have been loaded with the lines of the batch.
 func (p *Product) ChangeBatchQuantity(ref string, qty int) error {
@@ -193,14 +218,93 @@ func (p *Product) ChangeBatchQuantity(ref string, qty int) error {
 	if b.Purchased == qty {
 		return nil
 	}
-	b.Purchased = qty
-	p.raise(BatchQuantityChanged{Ref: ref, SKU: p.SKU, Qty: qty})
+	p.setQuantity(b, qty)
+	p.shrink(b)
+	return nil
+}
+
+// Kinds of StockReport.
+const (
+	ReportCount  = "count"
+	ReportDamage = "damage"
+)
+
+// StockReport is a warehouse worker's report on a batch, as the warehouse
+// announces it: what changed, never a total drawn from the warehouse's
+// view of the batch, which may lag behind.
+type StockReport struct {
+	// Seq numbers the warehouse's reports on the batch, from 1.
+	Seq  int
+	Kind string // ReportCount or ReportDamage
+	// Qty is the units counted, or the units found damaged.
+	Qty int
+	// Dispatched, for a count, is the total of the goods the warehouse had
+	// dispatched from the batch when it counted: the count includes them.
+	Dispatched int
+}
+
+// ReportStock applies a warehouse report to the batch ref. Damage takes
+// Qty units out of the batch. A count is the truth at the moment it was
+// taken: the batch holds Qty units, less the goods dispatched since (those
+// of this batch's Dispatched that the count did not include), and plus the
+// ones it included that this service has not heard of yet (they are taken
+// out when goods_dispatched arrives). A report older than one applied
+// already (its Seq is not above ReportSeq) changes nothing: a later count
+// includes it. As when the batch shrinks, lines it can no longer hold are
+// deallocated, the latest first.
+//
+// The product must have been loaded with the lines of the batch.
+func (p *Product) ReportStock(ref string, r StockReport) error {
+	b := p.Batch(ref)
+	if b == nil {
+		return fmt.Errorf("%w %s", ErrUnknownBatch, ref)
+	}
+	if r.Seq <= b.ReportSeq {
+		return nil
+	}
+	qty := b.Purchased - r.Qty
+	if r.Kind == ReportCount {
+		qty = r.Qty + r.Dispatched - b.Dispatched
+	}
+	b.ReportSeq = r.Seq
+	p.setQuantity(b, qty)
+	p.shrink(b)
+	return nil
+}
+
+// setQuantity sets b's quantity, never below zero, and announces it
+// (BatchQuantityChanged, with what the warehouse needs to follow it: the
+// dispatches and reports it includes).
+func (p *Product) setQuantity(b *Batch, qty int) {
+	b.Purchased = max(qty, 0)
+	p.raise(BatchQuantityChanged{Ref: b.Ref, SKU: p.SKU, Qty: b.Purchased, Dispatched: b.Dispatched, ReportSeq: b.ReportSeq, Version: p.next()})
+}
+
+// shrink deallocates the lines b can no longer hold, the most recently
+// allocated first, each raising Deallocated with ReasonBatchShrank so that
+// it is allocated again elsewhere.
+func (p *Product) shrink(b *Batch) {
 	for b.Available() < 0 && len(b.Lines) > 0 {
 		l := b.Lines[len(b.Lines)-1]
 		b.deallocate(l)
-		p.raise(Deallocated{OrderID: l.OrderID, SKU: l.SKU, Qty: l.Qty, BatchRef: ref, Reason: ReasonBatchShrank})
+		p.raise(Deallocated{OrderID: l.OrderID, SKU: l.SKU, Qty: l.Qty, BatchRef: b.Ref, Reason: ReasonBatchShrank, Version: p.next()})
 	}
-	return nil
+}
+
+// Reallocate allocates again, in the same change, every line this session
+// deallocated because its batch shrank (ReasonBatchShrank): to another
+// batch, or out of stock. A line never waits between batches, so nothing
+// can happen to it meanwhile (a dispatch, a release) that a later
+// reallocation would undo.
+//
+// The product must have been loaded as for the change that shrank the
+// batch (the lines deallocated hold no other batch of the product).
+func (p *Product) Reallocate() {
+	for _, ev := range p.events {
+		if d, ok := ev.(Deallocated); ok && d.Reason == ReasonBatchShrank {
+			p.Allocate(d.Line()) // out of stock is an outcome: OutOfStock says it
+		}
+	}
 }
 
 // Deallocate frees the stock held by the line and returns the batch it
@@ -210,29 +314,50 @@ func (p *Product) ChangeBatchQuantity(ref string, qty int) error {
 func (p *Product) Deallocate(line OrderLine) (string, error) {
 	for _, b := range p.Batches {
 		if b.deallocate(line) {
-			p.raise(Deallocated{OrderID: line.OrderID, SKU: line.SKU, Qty: line.Qty, BatchRef: b.Ref, Reason: ReasonRequested})
+			p.raise(Deallocated{OrderID: line.OrderID, SKU: line.SKU, Qty: line.Qty, BatchRef: b.Ref, Reason: ReasonRequested, Version: p.next()})
 			return b.Ref, nil
 		}
 	}
 	return "", fmt.Errorf("%w: order %s, sku %s, qty %d", ErrNotAllocated, line.OrderID, line.SKU, line.Qty)
 }
 
-// Dispatch records that the goods of the order's line left the warehouse:
-// the line leaves its batch, and the batch's quantity falls by the line's,
-// so that batches hold only what is still there. It raises
-// BatchQuantityChanged, then Deallocated with ReasonDispatched, and returns
-// the batch's ref.
+// Dispatch records that qty units of the order's line left the warehouse
+// from the batch ref. The warehouse knows what physically left, so the
+// goods are taken out of that batch whatever became of the line here
+// meanwhile: the line leaves the batch that holds it (ReasonDispatched),
+// if any (it may have moved to another batch, or been released by a
+// cancellation that reached the warehouse too late); ref's quantity falls
+// by qty and its Dispatched rises by it; and if ref then holds less than
+// is allocated from it, its latest lines are deallocated as when it
+// shrinks. A dispatch that names no batch (goods_dispatched of earlier
+// versions) takes the goods from the batch that holds the line.
 //
-// The product must have been loaded with the lines of orderID.
-func (p *Product) Dispatch(orderID string) (string, error) {
+// The product must have been loaded with the lines of orderID and those of
+// the batch ref.
+func (p *Product) Dispatch(orderID, ref string, qty int) error {
+	var held *Batch
+	var line OrderLine
 	for _, b := range p.Batches {
 		if l, ok := b.line(orderID); ok {
-			b.deallocate(l)
-			b.Purchased -= l.Qty
-			p.raise(BatchQuantityChanged{Ref: b.Ref, SKU: p.SKU, Qty: b.Purchased})
-			p.raise(Deallocated{OrderID: l.OrderID, SKU: l.SKU, Qty: l.Qty, BatchRef: b.Ref, Reason: ReasonDispatched})
-			return b.Ref, nil
+			held, line = b, l
+			break
 		}
 	}
-	return "", fmt.Errorf("%w: order %s, sku %s", ErrNotAllocated, orderID, p.SKU)
+	from := p.Batch(ref)
+	switch {
+	case from == nil && ref != "":
+		return fmt.Errorf("%w %s", ErrUnknownBatch, ref)
+	case from == nil && held == nil:
+		return fmt.Errorf("%w: order %s, sku %s", ErrNotAllocated, orderID, p.SKU)
+	case from == nil:
+		from, qty = held, line.Qty
+	}
+	from.Dispatched += qty
+	p.setQuantity(from, from.Purchased-qty)
+	if held != nil {
+		held.deallocate(line)
+		p.raise(Deallocated{OrderID: line.OrderID, SKU: line.SKU, Qty: line.Qty, BatchRef: held.Ref, Reason: ReasonDispatched, Version: p.next()})
+	}
+	p.shrink(from)
+	return nil
 }

@@ -26,6 +26,7 @@ func NewBus(h *Handlers, log *slog.Logger, dispatched messaging.DispatchLog) *me
 	messaging.HandleEvent(b, "allocation.reserve_cart_item", h.ReserveCartItem)
 	messaging.HandleEvent(b, "allocation.release_cancelled_order", h.ReleaseCancelledOrder)
 	messaging.HandleEvent(b, "allocation.dispatch_order", h.DispatchOrder)
+	messaging.HandleEvent(b, "allocation.report_stock", h.ReportStock)
 	return b
 }
 

@@ -65,7 +65,7 @@ func seed(t *testing.T) *fakeStore {
 		return p.AddBatch("b2", 10, tomorrow)
 	})
 	mustTransact(t, s, t.Context(), func(ctx context.Context, uow service.UnitOfWork) error {
-		p, err := uow.Products().GetByBatchRef(ctx, "b1")
+		p, err := uow.Products().GetByBatchRef(ctx, "b1", "")
 		if err != nil {
 			return err
 		}
@@ -120,16 +120,37 @@ func TestFakeStoreLoadsLikeTheRepository(t *testing.T) {
 		{
 			name: "GetByBatchRef: every line of the batch, in allocation order",
 			load: func(ctx context.Context, r service.ProductRepository) (*domain.Product, error) {
-				return r.GetByBatchRef(ctx, "b1")
+				return r.GetByBatchRef(ctx, "b1", "")
 			},
 			want: []loadedBatch{{"b1", 5, []domain.OrderLine{line("o1", "S", 2), line("o2", "S", 3)}}, {"b2", 4, nil}},
 		},
 		{
 			name: "GetByBatchRef: no lines of the other batches",
 			load: func(ctx context.Context, r service.ProductRepository) (*domain.Product, error) {
-				return r.GetByBatchRef(ctx, "b2")
+				return r.GetByBatchRef(ctx, "b2", "")
 			},
 			want: []loadedBatch{{"b1", 5, nil}, {"b2", 4, []domain.OrderLine{line("o3", "S", 4)}}},
+		},
+		{
+			name: "GetByBatchRef with an order: the batch's lines, and the order's in another batch",
+			load: func(ctx context.Context, r service.ProductRepository) (*domain.Product, error) {
+				return r.GetByBatchRef(ctx, "b2", "o1")
+			},
+			want: []loadedBatch{{"b1", 5, []domain.OrderLine{line("o1", "S", 2)}}, {"b2", 4, []domain.OrderLine{line("o3", "S", 4)}}},
+		},
+		{
+			name: "GetByBatchRef with an order whose line is in the batch",
+			load: func(ctx context.Context, r service.ProductRepository) (*domain.Product, error) {
+				return r.GetByBatchRef(ctx, "b1", "o2")
+			},
+			want: []loadedBatch{{"b1", 5, []domain.OrderLine{line("o1", "S", 2), line("o2", "S", 3)}}, {"b2", 4, nil}},
+		},
+		{
+			name: "GetByBatchRef with an order: not its lines of other skus",
+			load: func(ctx context.Context, r service.ProductRepository) (*domain.Product, error) {
+				return r.GetByBatchRef(ctx, "t1", "o1")
+			},
+			want: []loadedBatch{{"t1", 1, []domain.OrderLine{line("o1", "T", 1)}}},
 		},
 	}
 	s := seed(t)
@@ -156,7 +177,7 @@ func TestFakeStoreNotFound(t *testing.T) {
 		r := uow.Products()
 		_, err1 := r.Get(ctx, "NOPE")
 		_, err2 := r.GetForOrder(ctx, "NOPE", "o1")
-		_, err3 := r.GetByBatchRef(ctx, "nope")
+		_, err3 := r.GetByBatchRef(ctx, "nope", "")
 		for i, err := range []error{err1, err2, err3} {
 			if !errors.Is(err, service.ErrNotFound) {
 				t.Errorf("load %d: err = %v, want ErrNotFound", i+1, err)
@@ -174,7 +195,7 @@ func TestFakeStoreSavesWhatChangedInMemory(t *testing.T) {
 	s := seed(t)
 	// Shrink b1 to 2 (o2 goes), deallocate o3, allocate o4 in b2.
 	mustTransact(t, s, t.Context(), func(ctx context.Context, uow service.UnitOfWork) error {
-		p, err := uow.Products().GetByBatchRef(ctx, "b1")
+		p, err := uow.Products().GetByBatchRef(ctx, "b1", "")
 		if err != nil {
 			return err
 		}
@@ -213,7 +234,7 @@ func TestFakeStoreLoadsCopies(t *testing.T) {
 	s := seed(t)
 	before := s.batch("b1")
 	_, err := s.Transact(t.Context(), func(ctx context.Context, uow service.UnitOfWork) error {
-		p, err := uow.Products().GetByBatchRef(ctx, "b1")
+		p, err := uow.Products().GetByBatchRef(ctx, "b1", "")
 		if err != nil {
 			return err
 		}

@@ -329,14 +329,16 @@ func (r *fakeRepo) GetForOrder(ctx context.Context, sku, orderID string) (*domai
 	return r.load(sku, func(_ string, l domain.OrderLine) bool { return l.OrderID == orderID })
 }
 
-func (r *fakeRepo) GetByBatchRef(ctx context.Context, ref string) (*domain.Product, error) {
+func (r *fakeRepo) GetByBatchRef(ctx context.Context, ref, orderID string) (*domain.Product, error) {
 	r.s.mu.Lock()
 	sku, ok := r.s.skuOf[ref]
 	r.s.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("batch %s: %w", ref, service.ErrNotFound)
 	}
-	return r.load(sku, func(bref string, _ domain.OrderLine) bool { return bref == ref })
+	return r.load(sku, func(bref string, l domain.OrderLine) bool {
+		return bref == ref || orderID != "" && l.OrderID == orderID
+	})
 }
 
 func (r *fakeRepo) load(sku string, keep func(string, domain.OrderLine) bool) (*domain.Product, error) {

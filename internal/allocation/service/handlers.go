@@ -33,7 +33,7 @@ func (h *Handlers) CreateBatch(ctx context.Context, cmd domain.CreateBatch) (any
 	}
 	defer h.locks.lock(cmd.SKU)()
 	raised, err := h.transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
-		if _, err := uow.Products().GetByBatchRef(ctx, cmd.Ref); err == nil {
+		if _, err := uow.Products().GetByBatchRef(ctx, cmd.Ref, ""); err == nil {
 			return fmt.Errorf("%w %s", domain.ErrDuplicateBatch, cmd.Ref)
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
@@ -93,19 +93,23 @@ func (h *Handlers) allocate(ctx context.Context, line domain.OrderLine, unknownO
 }
 
 // ChangeBatchQuantity sets a batch's quantity; the lines it can no longer
-// hold are deallocated (and reallocated by Reallocate).
+// hold are allocated again elsewhere, in the same transaction.
 func (h *Handlers) ChangeBatchQuantity(ctx context.Context, cmd domain.ChangeBatchQuantity) (any, []messaging.Raised, error) {
 	if err := cmd.Validate(); err != nil {
 		return nil, nil, err
 	}
 	raised, err := h.transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
-		p, err := uow.Products().GetByBatchRef(ctx, cmd.Ref)
+		p, err := uow.Products().GetByBatchRef(ctx, cmd.Ref, "")
 		if errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("%w %s", domain.ErrUnknownBatch, cmd.Ref)
 		} else if err != nil {
 			return err
 		}
-		return p.ChangeBatchQuantity(cmd.Ref, cmd.Qty)
+		if err := p.ChangeBatchQuantity(cmd.Ref, cmd.Qty); err != nil {
+			return err
+		}
+		p.Reallocate()
+		return nil
 	})
 	return nil, raised, err
 }
@@ -132,10 +136,13 @@ func (h *Handlers) Deallocate(ctx context.Context, cmd domain.Deallocate) (any, 
 }
 
 // Reallocate allocates again a line that lost its batch when the batch
-// shrank. Running out of stock is an outcome, not a failure: the
-// OutOfStock event tells whoever needs to know.
+// shrank, as earlier versions did, after the change: a Deallocated of
+// theirs (version 0) may wait in the outbox. Lines deallocated since are
+// allocated again in the change itself (domain.Product.Reallocate).
+// Running out of stock is an outcome, not a failure: the OutOfStock event
+// tells whoever needs to know.
 func (h *Handlers) Reallocate(ctx context.Context, ev domain.Deallocated) ([]messaging.Raised, error) {
-	if ev.Reason != domain.ReasonBatchShrank {
+	if ev.Reason != domain.ReasonBatchShrank || ev.Version != 0 {
 		return nil, nil
 	}
 	_, raised, err := h.allocate(ctx, ev.Line(), false)
@@ -160,27 +167,61 @@ func (h *Handlers) ReserveCartItem(ctx context.Context, ev CartItemAdded) ([]mes
 // compensation of their reservations). A line that holds no stock (never
 // allocated, or released already) is skipped.
 func (h *Handlers) ReleaseCancelledOrder(ctx context.Context, ev OrderCancelled) ([]messaging.Raised, error) {
-	return h.eachLine(ctx, ev.OrderID, ev.Lines, func(p *domain.Product, l Item) error {
+	return h.eachLine(ctx, ev.OrderID, ev.Lines, func(ctx context.Context, uow UnitOfWork, l Item) (*domain.Product, error) {
+		return uow.Products().GetForOrder(ctx, l.SKU, ev.OrderID)
+	}, func(p *domain.Product, l Item) error {
 		_, err := p.Deallocate(domain.OrderLine{OrderID: ev.OrderID, SKU: l.SKU, Qty: l.Qty})
 		return err
 	})
 }
 
-// DispatchOrder records that an order's goods left the warehouse: its
-// lines leave their batches, and their stock with them. A line that holds
-// no stock here (it lost its batch as the warehouse dispatched it) is
-// skipped.
+// DispatchOrder records that an order's goods left the warehouse: each
+// line's goods are taken out of the batch they left from, and the line
+// leaves whichever batch holds it here (see domain.Product.Dispatch).
 func (h *Handlers) DispatchOrder(ctx context.Context, ev GoodsDispatched) ([]messaging.Raised, error) {
-	return h.eachLine(ctx, ev.OrderID, ev.Lines, func(p *domain.Product, _ Item) error {
-		_, err := p.Dispatch(ev.OrderID)
-		return err
+	return h.eachLine(ctx, ev.OrderID, ev.Lines, func(ctx context.Context, uow UnitOfWork, l Item) (*domain.Product, error) {
+		if l.BatchRef == "" {
+			return uow.Products().GetForOrder(ctx, l.SKU, ev.OrderID)
+		}
+		p, err := uow.Products().GetByBatchRef(ctx, l.BatchRef, ev.OrderID)
+		if errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("%w %s", domain.ErrUnknownBatch, l.BatchRef)
+		}
+		return p, err
+	}, func(p *domain.Product, l Item) error {
+		if err := p.Dispatch(ev.OrderID, l.BatchRef, l.Qty); err != nil {
+			return err
+		}
+		p.Reallocate()
+		return nil
 	})
 }
 
-// eachLine changes the product of each line of an order with fn, one
-// transaction a line. Each transaction keeps its own inbox entry, so that a
-// redelivered message skips the lines done and finishes the others.
-func (h *Handlers) eachLine(ctx context.Context, orderID string, lines []Item, fn func(*domain.Product, Item) error) ([]messaging.Raised, error) {
+// ReportStock applies a warehouse worker's report on a batch (a count, or
+// damage): see domain.Product.ReportStock.
+func (h *Handlers) ReportStock(ctx context.Context, ev StockReported) ([]messaging.Raised, error) {
+	return h.transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
+		p, err := uow.Products().GetByBatchRef(ctx, ev.BatchRef, "")
+		if errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("%w %s", domain.ErrUnknownBatch, ev.BatchRef)
+		} else if err != nil {
+			return err
+		}
+		if err := p.ReportStock(ev.BatchRef, domain.StockReport{Seq: ev.Seq, Kind: ev.Kind, Qty: ev.Qty, Dispatched: ev.Dispatched}); err != nil {
+			return err
+		}
+		p.Reallocate()
+		return nil
+	})
+}
+
+// eachLine changes the product of each line of an order, as load loads
+// it, with fn, one transaction a line. Each transaction keeps its own inbox
+// entry, so that a redelivered message skips the lines done and finishes
+// the others. A line of a product with no such sku, or not allocated, is
+// skipped.
+func (h *Handlers) eachLine(ctx context.Context, orderID string, lines []Item,
+	load func(context.Context, UnitOfWork, Item) (*domain.Product, error), fn func(*domain.Product, Item) error) ([]messaging.Raised, error) {
 	var all []messaging.Raised
 	for _, l := range lines {
 		lctx := ctx
@@ -191,7 +232,7 @@ func (h *Handlers) eachLine(ctx context.Context, orderID string, lines []Item, f
 		raised, err := func() ([]messaging.Raised, error) {
 			defer h.locks.lock(l.SKU)()
 			return h.transact(lctx, func(ctx context.Context, uow UnitOfWork) error {
-				p, err := uow.Products().GetForOrder(ctx, l.SKU, orderID)
+				p, err := load(ctx, uow, l)
 				if errors.Is(err, ErrNotFound) {
 					return nil
 				} else if err != nil {
@@ -223,6 +264,42 @@ func (h *Handlers) RemoveAllocationFromReadModel(ctx context.Context, ev domain.
 	return h.transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
 		return uow.ReadModel().RemoveAllocation(ctx, ev.OrderID, ev.SKU, ev.BatchRef)
 	})
+}
+
+// BatchView is a batch as the allocation service holds it: its quantity,
+// what is promised from it, and what its quantity includes.
+type BatchView struct {
+	Ref        string             `json:"batchref"`
+	SKU        string             `json:"sku"`
+	Qty        int                `json:"qty"`
+	ETA        domain.Date        `json:"eta"`
+	Allocated  int                `json:"allocated"`
+	Available  int                `json:"available"`
+	Dispatched int                `json:"dispatched"`
+	ReportSeq  int                `json:"report_seq"`
+	Version    int                `json:"version"`
+	Lines      []domain.OrderLine `json:"lines"`
+}
+
+// Batch answers a batch, with its lines, from the write model.
+func (h *Handlers) Batch(ctx context.Context, ref string) (BatchView, error) {
+	var v BatchView
+	_, err := h.store.Transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
+		p, err := uow.Products().GetByBatchRef(ctx, ref, "")
+		if errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("%w %s", domain.ErrUnknownBatch, ref)
+		} else if err != nil {
+			return err
+		}
+		b := p.Batch(ref)
+		v = BatchView{Ref: b.Ref, SKU: b.SKU, Qty: b.Purchased, ETA: domain.Date{Time: b.ETA}, Allocated: b.Allocated,
+			Available: b.Available(), Dispatched: b.Dispatched, ReportSeq: b.ReportSeq, Version: p.Version, Lines: b.Lines}
+		if v.Lines == nil {
+			v.Lines = []domain.OrderLine{}
+		}
+		return nil
+	})
+	return v, err
 }
 
 // Allocations answers the allocations of an order from the read model.

@@ -6,6 +6,7 @@ import (
 	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/decode"
 	"github.com/stockflow/stockflow/internal/messaging"
+	"github.com/stockflow/stockflow/internal/valid"
 )
 
 // Channels of the messages the allocation service exchanges, named as in
@@ -24,12 +25,13 @@ const (
 	ChannelCartItemAdded   = "cart_item_added"  // orders: reserve the item's stock
 	ChannelOrderCancelled  = "order_cancelled"  // orders: release the order's stock
 	ChannelGoodsDispatched = "goods_dispatched" // warehouse: the stock left
+	ChannelStockReported   = "stock_reported"   // warehouse: a batch counted, or damage found
 )
 
 // Inbound are the channels the allocation service consumes.
 var Inbound = []string{
 	ChannelChangeBatchQuantity, ChannelAllocate, ChannelDeallocate,
-	ChannelCartItemAdded, ChannelOrderCancelled, ChannelGoodsDispatched,
+	ChannelCartItemAdded, ChannelOrderCancelled, ChannelGoodsDispatched, ChannelStockReported,
 }
 
 // CartItemAdded is the orders service's cart_item_added, as allocation
@@ -40,10 +42,12 @@ type CartItemAdded struct {
 	Qty     int    `json:"qty"`
 }
 
-// Item is a line of an order, as the shop's events carry it.
+// Item is a line of an order, as the shop's events carry it; a line of
+// goods_dispatched names the batch its goods left from.
 type Item struct {
-	SKU string `json:"sku"`
-	Qty int    `json:"qty"`
+	SKU      string `json:"sku"`
+	Qty      int    `json:"qty"`
+	BatchRef string `json:"batchref,omitempty"`
 }
 
 // OrderCancelled is the orders service's order_cancelled.
@@ -56,6 +60,32 @@ type OrderCancelled struct {
 type GoodsDispatched struct {
 	OrderID string `json:"orderid"`
 	Lines   []Item `json:"lines"`
+}
+
+// StockReported is the warehouse's stock_reported: a worker counted a
+// batch, or found damage in it (see domain.StockReport).
+type StockReported struct {
+	BatchRef   string `json:"batchref"`
+	SKU        string `json:"sku"`
+	Kind       string `json:"kind"`
+	Qty        int    `json:"qty"`
+	Seq        int    `json:"seq"`
+	Dispatched int    `json:"dispatched"`
+}
+
+func (e StockReported) Validate() error {
+	var err error
+	switch {
+	case e.Kind != domain.ReportCount && e.Kind != domain.ReportDamage:
+		err = valid.Invalid("kind must be %q or %q, got %q", domain.ReportCount, domain.ReportDamage, e.Kind)
+	case e.Kind == domain.ReportCount && e.Qty < 0, e.Kind == domain.ReportDamage && e.Qty <= 0:
+		err = valid.Invalid("qty of a %s must not be %d", e.Kind, e.Qty)
+	case e.Seq <= 0:
+		err = valid.Invalid("seq must be positive, got %d", e.Seq)
+	case e.Dispatched < 0:
+		err = valid.Invalid("dispatched must not be negative, got %d", e.Dispatched)
+	}
+	return valid.First(domain.ValidateRef("batchref", e.BatchRef), domain.ValidateRef("sku", e.SKU), err)
 }
 
 func (e CartItemAdded) Validate() error { return domain.Allocate(e).Validate() }
@@ -87,6 +117,7 @@ func Messages() *messaging.Registry {
 	messaging.Register(r, ChannelCartItemAdded, func(e CartItemAdded) string { return e.OrderID }, decode.Strict[CartItemAdded]("orderid", "sku", "qty"))
 	messaging.Register(r, ChannelOrderCancelled, func(e OrderCancelled) string { return e.OrderID }, decode.Strict[OrderCancelled]("orderid", "lines"))
 	messaging.Register(r, ChannelGoodsDispatched, func(e GoodsDispatched) string { return e.OrderID }, decode.Strict[GoodsDispatched]("orderid", "lines"))
+	messaging.Register(r, ChannelStockReported, func(e StockReported) string { return e.SKU }, decode.Strict[StockReported]("batchref", "sku", "kind", "qty", "seq", "dispatched"))
 	return r
 }
 

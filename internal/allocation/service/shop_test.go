@@ -89,7 +89,7 @@ func TestDispatchOrderTakesTheStockOut(t *testing.T) {
 		t.Errorf("Deallocated %+v, want reason dispatched from b1", d)
 	}
 	// 7 units left, 2 of them allocated to o2: the batch holds only o2.
-	assertBatch(t, f.store, domain.Batch{Ref: "b1", SKU: "S", Purchased: 7, Allocated: 2, Lines: []domain.OrderLine{line("o2", "S", 2)}})
+	assertBatch(t, f.store, domain.Batch{Ref: "b1", SKU: "S", Purchased: 7, Allocated: 2, Dispatched: 3, Lines: []domain.OrderLine{line("o2", "S", 2)}})
 	// Dispatching what is not allocated here changes nothing.
 	if raised, err := f.handlers.DispatchOrder(context.Background(), service.GoodsDispatched{OrderID: "o9", Lines: []service.Item{{SKU: "S", Qty: 1}}}); err != nil || len(raised) != 0 {
 		t.Fatalf("dispatching an unknown line: %v, %v", eventTypes(raised), err)

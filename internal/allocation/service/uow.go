@@ -31,8 +31,9 @@ type ProductRepository interface {
 	// GetForOrder loads the product of sku with the order lines of orderID.
 	GetForOrder(ctx context.Context, sku, orderID string) (*domain.Product, error)
 	// GetByBatchRef loads the product that has the batch ref, with the
-	// order lines allocated from that batch.
-	GetByBatchRef(ctx context.Context, ref string) (*domain.Product, error)
+	// order lines allocated from that batch and, when orderID is not empty,
+	// the lines of orderID wherever they are.
+	GetByBatchRef(ctx context.Context, ref, orderID string) (*domain.Product, error)
 }
 
 // ReadModel is the write side of the allocations view (the book's chapter

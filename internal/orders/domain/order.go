@@ -50,6 +50,38 @@ type Line struct {
 	BatchRef string `json:"batchref,omitempty"`
 	// Moved: the line was allocated to another batch than its first.
 	Moved bool `json:"moved,omitempty"`
+	// News is the newest news of the allocation service applied to the
+	// line (see newer): older news, arriving later on another channel, is
+	// ignored.
+	News int `json:"news,omitempty"`
+}
+
+// What the allocation service says of a line, in the order it says it
+// within one version (see newer).
+const (
+	newsDeallocated = iota
+	newsAllocated
+	newsOutOfStock
+)
+
+// newer reports whether news of the allocation service about the line,
+// at version, is newer than what the line applied, and records it as
+// applied if so. The allocation service numbers its facts by the
+// product's version: a change carries the version it committed, an
+// outcome that changed nothing (out of stock) the version it was read at.
+// Within one version, a line may be deallocated, then allocated again (its
+// batch shrank), or found out of stock: kind orders them. News of version
+// 0 (of earlier versions, which carried none) is always applied.
+func (l *Line) newer(version, kind int) bool {
+	if version == 0 {
+		return true
+	}
+	n := 3*version + kind + 1
+	if n <= l.News {
+		return false
+	}
+	l.News = n
+	return true
 }
 
 // Entry is a line of the order's history.
@@ -205,23 +237,25 @@ func (o *Order) Cancel(at time.Time) error {
 }
 
 // LineAllocated: the allocation service allocated the line of sku to a
-// batch.
-func (o *Order) LineAllocated(sku, batchRef string, at time.Time) {
+// batch, at version.
+func (o *Order) LineAllocated(sku, batchRef string, version int, at time.Time) {
 	l := o.line(sku)
-	switch {
-	case l == nil, o.Dispatched:
+	if l == nil || o.Dispatched || !o.newer(l, version, newsAllocated) {
 		return
+	}
+	switch {
 	case o.Cancelled:
 		// Allocated after the cancellation freed its stock (the messages
 		// crossed): ask again for the stock to be released.
-		if l.State != LineReleased || l.BatchRef != batchRef {
+		// With a version, it is news: the line was allocated again, even
+		// to the batch it was released from.
+		if version != 0 || l.State != LineReleased || l.BatchRef != batchRef {
 			l.State, l.BatchRef = LineReleased, batchRef
 			o.events = append(o.events, OrderCancelled{OrderID: o.ID, Customer: o.Customer, Lines: []Item{{SKU: l.SKU, Qty: l.Qty}}})
 			o.record(at, "released", fmt.Sprintf("%s was allocated to %s after the cancellation; releasing it", sku, batchRef))
 		}
-		return
 	case l.State == LineReserved && l.BatchRef == batchRef:
-		return // told twice
+		// told twice
 	case l.BatchRef != "" && l.BatchRef != batchRef || l.State == LineMoving:
 		l.State, l.BatchRef, l.Moved = LineReserved, batchRef, true
 		o.record(at, "reallocated", fmt.Sprintf("%s reallocated to batch %s", sku, batchRef))
@@ -231,10 +265,21 @@ func (o *Order) LineAllocated(sku, batchRef string, at time.Time) {
 	}
 }
 
-// OutOfStock: no batch could take the line of sku.
-func (o *Order) OutOfStock(sku string, at time.Time) {
+// newer reports whether news of kind at version is newer than what l
+// applied, and records it if so (see Line.newer).
+func (o *Order) newer(l *Line, version, kind int) bool {
+	before := l.News
+	ok := l.newer(version, kind)
+	if l.News != before {
+		o.dirty = true
+	}
+	return ok
+}
+
+// OutOfStock: no batch could take the line of sku, as read at version.
+func (o *Order) OutOfStock(sku string, version int, at time.Time) {
 	l := o.line(sku)
-	if l == nil || o.Dispatched || o.Cancelled || l.State == LineWaiting {
+	if l == nil || o.Dispatched || !o.newer(l, version, newsOutOfStock) || o.Cancelled || l.State == LineWaiting {
 		return
 	}
 	l.State, l.BatchRef = LineWaiting, ""
@@ -245,19 +290,29 @@ func (o *Order) OutOfStock(sku string, at time.Time) {
 const (
 	ReasonBatchShrank = "batch_quantity_changed"
 	ReasonRequested   = "requested"
+	ReasonDispatched  = "dispatched"
 )
 
-// LineDeallocated: the line of sku lost its batch batchRef, for reason.
-func (o *Order) LineDeallocated(sku, batchRef, reason string, at time.Time) {
+// LineDeallocated: the line of sku lost its batch batchRef, for reason,
+// at version: newer news than any applied says the line holds no stock
+// now. Goods that left are recorded by GoodsDispatched, from the
+// warehouse.
+func (o *Order) LineDeallocated(sku, batchRef, reason string, version int, at time.Time) {
 	l := o.line(sku)
-	if l == nil || o.Dispatched || l.BatchRef != batchRef {
-		return // not ours, or news older than the line's
+	if l == nil || o.Dispatched {
+		return
+	}
+	if version == 0 && l.BatchRef != batchRef {
+		return // news older than the line's, of an earlier version
+	}
+	if !o.newer(l, version, newsDeallocated) {
+		return
 	}
 	switch {
 	case reason == ReasonBatchShrank && !o.Cancelled && l.State == LineReserved:
 		l.State = LineMoving
 		o.record(at, "moving", fmt.Sprintf("batch %s shrank; finding %s another batch", batchRef, sku))
-	case reason == ReasonRequested && o.Cancelled && l.State != LineReleased:
+	case reason == ReasonRequested && l.State != LineReleased:
 		l.State = LineReleased
 		o.record(at, "released", fmt.Sprintf("%s released from batch %s", sku, batchRef))
 	}

@@ -53,13 +53,13 @@ func add(sku string, qty int) step {
 func place(o *domain.Order) error  { return o.Place(t0) }
 func cancel(o *domain.Order) error { return o.Cancel(t0) }
 func allocated(sku, ref string) step {
-	return func(o *domain.Order) error { o.LineAllocated(sku, ref, t0); return nil }
+	return func(o *domain.Order) error { o.LineAllocated(sku, ref, 0, t0); return nil }
 }
 func deallocated(sku, ref, reason string) step {
-	return func(o *domain.Order) error { o.LineDeallocated(sku, ref, reason, t0); return nil }
+	return func(o *domain.Order) error { o.LineDeallocated(sku, ref, reason, 0, t0); return nil }
 }
 func outOfStock(sku string) step {
-	return func(o *domain.Order) error { o.OutOfStock(sku, t0); return nil }
+	return func(o *domain.Order) error { o.OutOfStock(sku, 0, t0); return nil }
 }
 func dispatched(o *domain.Order) error { o.GoodsDispatched(t0); return nil }
 

@@ -103,12 +103,12 @@ func (h *Handlers) CancelOrder(ctx context.Context, c domain.CancelOrder) (any, 
 
 // LineAllocated follows the allocation of an order's line.
 func (h *Handlers) LineAllocated(ctx context.Context, e LineAllocated) ([]messaging.Raised, error) {
-	return h.follow(ctx, e.OrderID, func(o *domain.Order) { o.LineAllocated(e.SKU, e.BatchRef, h.Now()) })
+	return h.follow(ctx, e.OrderID, func(o *domain.Order) { o.LineAllocated(e.SKU, e.BatchRef, e.Version, h.Now()) })
 }
 
 // LineDeallocated follows a line losing its batch.
 func (h *Handlers) LineDeallocated(ctx context.Context, e LineDeallocated) ([]messaging.Raised, error) {
-	return h.follow(ctx, e.OrderID, func(o *domain.Order) { o.LineDeallocated(e.SKU, e.BatchRef, e.Reason, h.Now()) })
+	return h.follow(ctx, e.OrderID, func(o *domain.Order) { o.LineDeallocated(e.SKU, e.BatchRef, e.Reason, e.Version, h.Now()) })
 }
 
 // OutOfStock follows a line no batch could take.
@@ -116,7 +116,7 @@ func (h *Handlers) OutOfStock(ctx context.Context, e OutOfStock) ([]messaging.Ra
 	if e.OrderID == "" {
 		return nil, nil
 	}
-	return h.follow(ctx, e.OrderID, func(o *domain.Order) { o.OutOfStock(e.SKU, h.Now()) })
+	return h.follow(ctx, e.OrderID, func(o *domain.Order) { o.OutOfStock(e.SKU, e.Version, h.Now()) })
 }
 
 // GoodsDispatched follows the dispatch of an order.

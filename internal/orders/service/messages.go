@@ -32,6 +32,7 @@ type LineAllocated struct {
 	OrderID  string `json:"orderid"`
 	SKU      string `json:"sku"`
 	BatchRef string `json:"batchref"`
+	Version  int    `json:"version"`
 }
 
 // LineDeallocated is the allocation service's line_deallocated.
@@ -40,6 +41,7 @@ type LineDeallocated struct {
 	SKU      string `json:"sku"`
 	BatchRef string `json:"batchref"`
 	Reason   string `json:"reason"`
+	Version  int    `json:"version"`
 }
 
 // OutOfStock is the allocation service's out_of_stock. Lines allocated
@@ -48,6 +50,7 @@ type LineDeallocated struct {
 type OutOfStock struct {
 	SKU     string `json:"sku"`
 	OrderID string `json:"orderid"`
+	Version int    `json:"version"`
 }
 
 // GoodsDispatched is the warehouse's goods_dispatched.

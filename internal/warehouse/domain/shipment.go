@@ -3,11 +3,7 @@
 // counts them. Pure Go: no I/O.
 package domain
 
-import (
-	"time"
-
-	"github.com/stockflow/stockflow/internal/valid"
-)
+import "time"
 
 // ShipLine is a line of a shipment, and the batch its goods come from.
 type ShipLine struct {
@@ -25,10 +21,14 @@ type Shipment struct {
 	Lines []ShipLine `json:"lines"`
 	// Allocated maps each allocated sku of the order to its batch; the
 	// allocation service may announce it before the order is placed.
-	Allocated    map[string]string `json:"allocated"`
-	Placed       bool              `json:"placed"`
-	Cancelled    bool              `json:"cancelled,omitempty"`
-	DispatchedAt *time.Time        `json:"dispatched_at,omitempty"`
+	Allocated map[string]string `json:"allocated"`
+	// Versions maps each sku of the order to the newest news of its line
+	// applied (line_allocated, line_deallocated: see newer), so that older
+	// news arriving later is ignored.
+	Versions     map[string]int `json:"versions,omitempty"`
+	Placed       bool           `json:"placed"`
+	Cancelled    bool           `json:"cancelled,omitempty"`
+	DispatchedAt *time.Time     `json:"dispatched_at,omitempty"`
 
 	events  []any
 	changed bool
@@ -37,7 +37,7 @@ type Shipment struct {
 // Shipment statuses, as the warehouse's index and API name them.
 const (
 	ShipmentOpen       = "open"       // not placed yet: a cart
-	ShipmentWaiting    = "waiting"    // placed, some line not allocated
+	ShipmentWaiting    = "waiting"    // placed, some line not allocated, or its goods not on the shelf
 	ShipmentDispatched = "dispatched" // the goods left
 	ShipmentCancelled  = "cancelled"
 )
@@ -45,7 +45,7 @@ const (
 // NewShipment returns the shipment of an order the warehouse hears of for
 // the first time.
 func NewShipment(orderID string) *Shipment {
-	return &Shipment{OrderID: orderID, Lines: []ShipLine{}, Allocated: map[string]string{}}
+	return &Shipment{OrderID: orderID, Lines: []ShipLine{}, Allocated: map[string]string{}, Versions: map[string]int{}}
 }
 
 // Events returns the events raised since the shipment was loaded.
@@ -67,32 +67,63 @@ func (s *Shipment) Status() string {
 	return ShipmentOpen
 }
 
-// Place records the placed order's lines, and dispatches it if every line
-// is allocated.
-func (s *Shipment) Place(customer string, lines []ShipLine, at time.Time) {
+// Place records the placed order's lines. It is then ready to leave once
+// every line is allocated (Ready).
+func (s *Shipment) Place(customer string, lines []ShipLine) {
 	if s.Placed {
 		return
 	}
 	s.Placed, s.Customer, s.Lines, s.changed = true, customer, lines, true
-	s.dispatchIfReady(at)
 }
 
-// LineAllocated records the batch of the line of sku.
-func (s *Shipment) LineAllocated(sku, batchRef string, at time.Time) {
-	if s.DispatchedAt != nil || s.Allocated[sku] == batchRef {
+// newer reports whether news of the line of sku at version is newer than
+// what the shipment applied, and records it as applied if so: within one
+// version, a line may be deallocated then allocated again (its batch
+// shrank), so allocated is the newer. Version 0 (news of earlier
+// versions, which carried none) is always applied.
+func (s *Shipment) newer(sku string, version int, allocated bool) bool {
+	if version == 0 {
+		return true
+	}
+	n := 2*version + 1
+	if allocated {
+		n++
+	}
+	if s.Versions == nil {
+		s.Versions = map[string]int{}
+	}
+	if n <= s.Versions[sku] {
+		return false
+	}
+	s.Versions[sku], s.changed = n, true
+	return true
+}
+
+// LineAllocated records the batch of the line of sku, as allocated at
+// version.
+func (s *Shipment) LineAllocated(sku, batchRef string, version int) {
+	if s.DispatchedAt != nil || !s.newer(sku, version, true) || s.Allocated[sku] == batchRef {
 		return
 	}
 	s.Allocated[sku], s.changed = batchRef, true
-	s.dispatchIfReady(at)
 }
 
-// LineDeallocated records that the line of sku left batchRef.
-func (s *Shipment) LineDeallocated(sku, batchRef string) {
-	if s.DispatchedAt != nil || s.Allocated[sku] != batchRef {
-		return // gone already, or news older than the line's allocation
+// LineDeallocated records that the line of sku left batchRef at version:
+// newer news than any applied says the line is in no batch now.
+func (s *Shipment) LineDeallocated(sku, batchRef string, version int) {
+	if s.DispatchedAt != nil {
+		return
 	}
-	delete(s.Allocated, sku)
-	s.changed = true
+	if version == 0 && s.Allocated[sku] != batchRef {
+		return // news older than the line's allocation, of an earlier version
+	}
+	if !s.newer(sku, version, false) {
+		return
+	}
+	if _, ok := s.Allocated[sku]; ok {
+		delete(s.Allocated, sku)
+		s.changed = true
+	}
 }
 
 // Cancel records the order's cancellation: it will not be dispatched.
@@ -103,113 +134,62 @@ func (s *Shipment) Cancel() {
 	s.Cancelled, s.changed = true, true
 }
 
-// dispatchIfReady dispatches a placed order once every line is allocated,
-// raising GoodsDispatched.
-func (s *Shipment) dispatchIfReady(at time.Time) {
+// Ready returns the lines to ship, each with the batch its goods come
+// from, when the order is placed, not cancelled nor dispatched, and every
+// line allocated; else nil.
+func (s *Shipment) Ready() []ShipLine {
 	if !s.Placed || s.Cancelled || s.DispatchedAt != nil || len(s.Lines) == 0 {
-		return
-	}
-	for _, l := range s.Lines {
-		if s.Allocated[l.SKU] == "" {
-			return
-		}
+		return nil
 	}
 	lines := make([]ShipLine, len(s.Lines))
 	for i, l := range s.Lines {
-		lines[i] = ShipLine{SKU: l.SKU, Qty: l.Qty, BatchRef: s.Allocated[l.SKU]}
+		ref := s.Allocated[l.SKU]
+		if ref == "" {
+			return nil
+		}
+		lines[i] = ShipLine{SKU: l.SKU, Qty: l.Qty, BatchRef: ref}
+	}
+	return lines
+}
+
+// Dispatch ships a ready order from batches (by ref, each line's batch of
+// Ready): the goods leave only if every batch holds its line's goods on
+// the shelf, as the warehouse reckons them (the allocation service may
+// have promised them on news the warehouse has not had yet, or moved the
+// line away on news the warehouse has not had yet: it waits for that
+// news). It then raises GoodsDispatched, each batch ships its line, and
+// Dispatch returns nil; otherwise nothing leaves, each batch short of goods
+// holds the order (Batch.Held) so that it is tried again when the batch
+// gains stock, and Dispatch returns those batches.
+func (s *Shipment) Dispatch(batches map[string]*Batch, at time.Time) (short []*Batch) {
+	lines := s.Ready()
+	if lines == nil {
+		return nil
+	}
+	for _, l := range lines {
+		if b := batches[l.BatchRef]; b.Qty < l.Qty {
+			b.hold(s.OrderID)
+			short = append(short, b)
+		}
+	}
+	if len(short) > 0 {
+		return short
+	}
+	for _, l := range lines {
+		batches[l.BatchRef].ship(l.Qty)
 	}
 	s.Lines = lines
 	s.DispatchedAt = &at
 	s.changed = true
 	s.events = append(s.events, GoodsDispatched{OrderID: s.OrderID, Customer: s.Customer, Lines: lines, DispatchedAt: at})
+	return nil
 }
 
-// GoodsDispatched: the goods of an order left the warehouse.
+// GoodsDispatched: the goods of an order left the warehouse, each line
+// from the batch it names.
 type GoodsDispatched struct {
 	OrderID      string     `json:"orderid"`
 	Customer     string     `json:"customer"`
 	Lines        []ShipLine `json:"lines"`
 	DispatchedAt time.Time  `json:"dispatched_at"`
-}
-
-// ChangeBatchQuantity is the book's change_batch_quantity message: a
-// batch's quantity, as counted in the warehouse.
-type ChangeBatchQuantity struct {
-	BatchRef string `json:"batchref"`
-	Qty      int    `json:"qty"`
-}
-
-// Batch is a batch as the warehouse knows it: its quantity, following the
-// allocation service's announcements and the workers' reports.
-type Batch struct {
-	Ref     string   `json:"batchref"`
-	SKU     string   `json:"sku"`
-	Qty     int      `json:"qty"`
-	Reports []Report `json:"reports"`
-
-	events  []any
-	changed bool
-}
-
-// Report is a worker's report on a batch.
-type Report struct {
-	At     time.Time `json:"at"`
-	Kind   string    `json:"kind"` // "count" or "damage"
-	Qty    int       `json:"qty"`  // units counted, or damaged
-	Result int       `json:"result"`
-	Note   string    `json:"note,omitempty"`
-}
-
-// Report kinds.
-const (
-	ReportCount  = "count"
-	ReportDamage = "damage"
-)
-
-// NewBatch returns a batch the warehouse hears of.
-func NewBatch(ref, sku string) *Batch { return &Batch{Ref: ref, SKU: sku, Reports: []Report{}} }
-
-// Events returns the events raised since the batch was loaded.
-func (b *Batch) Events() []any { return b.events }
-
-// Changed reports whether the batch changed since it was loaded.
-func (b *Batch) Changed() bool { return b.changed }
-
-// Announced records the quantity the allocation service announced.
-func (b *Batch) Announced(qty int) {
-	if b.Qty != qty {
-		b.Qty, b.changed = qty, true
-	}
-}
-
-// Count records a stock count of qty units, announced as the batch's
-// quantity.
-func (b *Batch) Count(qty int, note string, at time.Time) error {
-	if qty < 0 {
-		return valid.Invalid("qty must not be negative, got %d", qty)
-	}
-	return b.report(Report{At: at, Kind: ReportCount, Qty: qty, Result: qty, Note: note})
-}
-
-// Damage records qty units found damaged: the batch's quantity falls by
-// qty.
-func (b *Batch) Damage(qty int, note string, at time.Time) error {
-	if err := valid.Positive("qty", qty); err != nil {
-		return err
-	}
-	if qty > b.Qty {
-		return valid.Conflict("batch %s holds %d units: %d cannot be damaged", b.Ref, b.Qty, qty)
-	}
-	return b.report(Report{At: at, Kind: ReportDamage, Qty: qty, Result: b.Qty - qty, Note: note})
-}
-
-func (b *Batch) report(r Report) error {
-	if len(r.Note) > 1000 {
-		return valid.Invalid("note is longer than 1000 bytes")
-	}
-	b.Qty = r.Result
-	b.Reports = append(b.Reports, r)
-	b.changed = true
-	b.events = append(b.events, ChangeBatchQuantity{BatchRef: b.Ref, Qty: r.Result})
-	return nil
 }

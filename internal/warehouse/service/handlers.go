@@ -57,20 +57,25 @@ func NewBus(h *Handlers, log *slog.Logger, dispatched messaging.DispatchLog) *me
 // IsPermanent reports whether err is the message's fault.
 func IsPermanent(err error) bool { return errors.Is(err, valid.ErrInvalid) }
 
-// ReportStock records a worker's report, and announces the batch's new
-// quantity on change_batch_quantity; it returns the batch.
+// ReportStock records a worker's report, and announces it on
+// stock_reported for the allocation service; it returns the batch. A
+// count that finds more than the warehouse reckoned tries the orders held
+// for the batch's goods again.
 func (h *Handlers) ReportStock(ctx context.Context, c ReportStock) (any, []messaging.Raised, error) {
 	if err := valid.Ref("batchref", c.BatchRef); err != nil {
 		return nil, nil, err
 	}
 	var out *domain.Batch
 	raised, err := h.store.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
-		b, version, err := docstore.Load[*domain.Batch](ctx, tx, kindBatch, c.BatchRef)
-		if errors.Is(err, docstore.ErrNotFound) {
-			return valid.NotFound("the warehouse knows no batch %s", c.BatchRef)
-		} else if err != nil {
+		u := h.unit(tx)
+		b, err := u.batch(ctx, c.BatchRef)
+		if err != nil {
 			return err
 		}
+		if b == nil {
+			return valid.NotFound("the warehouse knows no batch %s", c.BatchRef)
+		}
+		before := b.Qty
 		switch c.Kind {
 		case domain.ReportCount:
 			err = b.Count(c.Qty, c.Note, h.Now())
@@ -83,7 +88,12 @@ func (h *Handlers) ReportStock(ctx context.Context, c ReportStock) (any, []messa
 			return err
 		}
 		out = b
-		return h.save(ctx, tx, kindBatch, b.Ref, version, b.SKU, b)
+		if b.Qty > before {
+			if err := u.retryHeld(ctx, b); err != nil {
+				return err
+			}
+		}
+		return u.save(ctx)
 	})
 	if err != nil {
 		return nil, nil, err
@@ -98,7 +108,11 @@ func (h *Handlers) Shipment(ctx context.Context, orderID string) (*domain.Shipme
 
 // Batch returns a batch as the warehouse knows it.
 func (h *Handlers) Batch(ctx context.Context, ref string) (*domain.Batch, error) {
-	return get[domain.Batch](ctx, h.store, kindBatch, ref, "the warehouse knows no batch %s")
+	b, err := get[domain.Batch](ctx, h.store, kindBatch, ref, "the warehouse knows no batch %s")
+	if err == nil {
+		b.Loaded()
+	}
+	return b, err
 }
 
 func get[T any](ctx context.Context, store docstore.Store, kind, id, notFound string) (*T, error) {
@@ -116,13 +130,13 @@ func get[T any](ctx context.Context, store docstore.Store, kind, id, notFound st
 }
 
 // OrderPlaced records a placed order's lines, and dispatches it when they
-// are all allocated.
+// are all allocated and on the shelf.
 func (h *Handlers) OrderPlaced(ctx context.Context, e OrderPlaced) ([]messaging.Raised, error) {
 	lines := make([]domain.ShipLine, len(e.Lines))
 	for i, l := range e.Lines {
 		lines[i] = domain.ShipLine{SKU: l.SKU, Qty: l.Qty}
 	}
-	return h.shipment(ctx, e.OrderID, func(s *domain.Shipment) { s.Place(e.Customer, lines, h.Now()) })
+	return h.shipment(ctx, e.OrderID, func(s *domain.Shipment) { s.Place(e.Customer, lines) })
 }
 
 // OrderCancelled stops an order from being dispatched.
@@ -133,55 +147,180 @@ func (h *Handlers) OrderCancelled(ctx context.Context, e OrderCancelled) ([]mess
 // LineAllocated records where a line's goods are, and dispatches its order
 // when it was the last one missing.
 func (h *Handlers) LineAllocated(ctx context.Context, e LineAllocated) ([]messaging.Raised, error) {
-	return h.shipment(ctx, e.OrderID, func(s *domain.Shipment) { s.LineAllocated(e.SKU, e.BatchRef, h.Now()) })
+	return h.shipment(ctx, e.OrderID, func(s *domain.Shipment) { s.LineAllocated(e.SKU, e.BatchRef, e.Version) })
 }
 
 // LineDeallocated records that a line's goods are no longer in a batch.
 func (h *Handlers) LineDeallocated(ctx context.Context, e LineDeallocated) ([]messaging.Raised, error) {
-	return h.shipment(ctx, e.OrderID, func(s *domain.Shipment) { s.LineDeallocated(e.SKU, e.BatchRef) })
+	return h.shipment(ctx, e.OrderID, func(s *domain.Shipment) { s.LineDeallocated(e.SKU, e.BatchRef, e.Version) })
 }
 
-// BatchCreated starts counting a new batch.
+// BatchCreated starts following a new batch.
 func (h *Handlers) BatchCreated(ctx context.Context, e BatchCreated) ([]messaging.Raised, error) {
-	return h.batch(ctx, e.Ref, e.SKU, e.Qty)
+	return h.announced(ctx, e.Ref, e.SKU, domain.Announcement{Qty: e.Qty, Version: e.Version})
 }
 
 // BatchQuantityChanged follows a batch's quantity.
 func (h *Handlers) BatchQuantityChanged(ctx context.Context, e BatchQuantityChanged) ([]messaging.Raised, error) {
-	return h.batch(ctx, e.BatchRef, e.SKU, e.Qty)
+	return h.announced(ctx, e.BatchRef, e.SKU, domain.Announcement{Qty: e.Qty, Dispatched: e.Dispatched, ReportSeq: e.ReportSeq, Version: e.Version})
 }
 
-func (h *Handlers) batch(ctx context.Context, ref, sku string, qty int) ([]messaging.Raised, error) {
+// announced records the allocation service's announcement of a batch, and
+// tries the orders held for its goods again when it has more of them.
+func (h *Handlers) announced(ctx context.Context, ref, sku string, a domain.Announcement) ([]messaging.Raised, error) {
 	return platform.IgnoreHandled(h.store.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
-		b, version, err := docstore.Load[*domain.Batch](ctx, tx, kindBatch, ref)
-		if errors.Is(err, docstore.ErrNotFound) {
-			b, err = domain.NewBatch(ref, sku), nil
-		}
+		u := h.unit(tx)
+		b, err := u.batch(ctx, ref)
 		if err != nil {
 			return err
 		}
-		b.Announced(qty)
-		if version == 0 && !b.Changed() { // a new batch of nothing
-			return docstore.Save(ctx, tx, kindBatch, ref, 0, sku, b)
+		if b == nil {
+			b = u.newBatch(ref, sku)
 		}
-		return h.save(ctx, tx, kindBatch, ref, version, sku, b)
+		if b.Announce(a) {
+			if err := u.retryHeld(ctx, b); err != nil {
+				return err
+			}
+		}
+		return u.save(ctx)
 	}))
 }
 
 // shipment changes the shipment of an order with fn, creating it when the
-// warehouse first hears of the order.
+// warehouse first hears of the order, and dispatches it if it is ready.
 func (h *Handlers) shipment(ctx context.Context, orderID string, fn func(*domain.Shipment)) ([]messaging.Raised, error) {
 	return platform.IgnoreHandled(h.store.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
-		s, version, err := docstore.Load[*domain.Shipment](ctx, tx, kindShipment, orderID)
-		if errors.Is(err, docstore.ErrNotFound) {
-			s, err = domain.NewShipment(orderID), nil
-		}
+		u := h.unit(tx)
+		s, err := u.shipment(ctx, orderID)
 		if err != nil {
 			return err
 		}
 		fn(s)
-		return h.save(ctx, tx, kindShipment, orderID, version, s.Status(), s)
+		if err := u.dispatch(ctx, s); err != nil {
+			return err
+		}
+		return u.save(ctx)
 	}))
+}
+
+// unitOfWork is the shipments and batches one transaction loaded, each
+// once, saved together at the end.
+type unitOfWork struct {
+	h         *Handlers
+	tx        docstore.Tx
+	shipments map[string]*loaded[*domain.Shipment]
+	batches   map[string]*loaded[*domain.Batch]
+	order     []func(context.Context) error // saves, in the order loaded
+}
+
+type loaded[T platform.Aggregate] struct {
+	v       T
+	version int64
+}
+
+func (h *Handlers) unit(tx docstore.Tx) *unitOfWork {
+	return &unitOfWork{h: h, tx: tx, shipments: map[string]*loaded[*domain.Shipment]{}, batches: map[string]*loaded[*domain.Batch]{}}
+}
+
+// shipment loads the shipment of orderID, or a new one.
+func (u *unitOfWork) shipment(ctx context.Context, orderID string) (*domain.Shipment, error) {
+	if l, ok := u.shipments[orderID]; ok {
+		return l.v, nil
+	}
+	s, version, err := docstore.Load[*domain.Shipment](ctx, u.tx, kindShipment, orderID)
+	if errors.Is(err, docstore.ErrNotFound) {
+		s, err = domain.NewShipment(orderID), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	l := &loaded[*domain.Shipment]{s, version}
+	u.shipments[orderID] = l
+	u.order = append(u.order, func(ctx context.Context) error {
+		return u.h.save(ctx, u.tx, kindShipment, orderID, l.version, l.v.Status(), l.v)
+	})
+	return s, nil
+}
+
+// batch loads the batch ref; nil when the warehouse has not heard of it.
+func (u *unitOfWork) batch(ctx context.Context, ref string) (*domain.Batch, error) {
+	if l, ok := u.batches[ref]; ok {
+		return l.v, nil
+	}
+	b, version, err := docstore.Load[*domain.Batch](ctx, u.tx, kindBatch, ref)
+	if errors.Is(err, docstore.ErrNotFound) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	b.Loaded()
+	u.keepBatch(b, version)
+	return b, nil
+}
+
+// newBatch starts a batch the warehouse hears of for the first time.
+func (u *unitOfWork) newBatch(ref, sku string) *domain.Batch {
+	b := domain.NewBatch(ref, sku)
+	u.keepBatch(b, 0)
+	return b
+}
+
+func (u *unitOfWork) keepBatch(b *domain.Batch, version int64) {
+	l := &loaded[*domain.Batch]{b, version}
+	u.batches[b.Ref] = l
+	u.order = append(u.order, func(ctx context.Context) error {
+		if l.version == 0 && !l.v.Changed() { // a new batch of nothing
+			return docstore.Save(ctx, u.tx, kindBatch, l.v.Ref, 0, l.v.SKU, l.v)
+		}
+		return u.h.save(ctx, u.tx, kindBatch, l.v.Ref, l.version, l.v.SKU, l.v)
+	})
+}
+
+// dispatch ships s if it is ready and its goods are on the shelf (see
+// domain.Shipment.Dispatch).
+func (u *unitOfWork) dispatch(ctx context.Context, s *domain.Shipment) error {
+	lines := s.Ready()
+	if lines == nil {
+		return nil
+	}
+	batches := make(map[string]*domain.Batch, len(lines))
+	for _, l := range lines {
+		b, err := u.batch(ctx, l.BatchRef)
+		if err != nil {
+			return err
+		}
+		if b == nil { // allocated before the warehouse heard of the batch
+			b = u.newBatch(l.BatchRef, l.SKU)
+		}
+		batches[l.BatchRef] = b
+	}
+	s.Dispatch(batches, u.h.Now())
+	return nil
+}
+
+// retryHeld tries again to dispatch the orders b held.
+func (u *unitOfWork) retryHeld(ctx context.Context, b *domain.Batch) error {
+	for _, id := range b.TakeHeld() {
+		s, err := u.shipment(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := u.dispatch(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// save stores what the unit of work loaded and changed, with the events
+// each raised.
+func (u *unitOfWork) save(ctx context.Context) error {
+	for _, save := range u.order {
+		if err := save(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // save stores an aggregate, if it changed, with the events it raised.

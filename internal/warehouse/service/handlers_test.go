@@ -47,6 +47,19 @@ func (f *fixture) deliver(t *testing.T, id, channel string, payload any) {
 	}
 }
 
+// batch returns the batch ref as the warehouse knows it; nil if unknown.
+func (f *fixture) batch(t *testing.T, ref string) *domain.Batch {
+	t.Helper()
+	b, err := f.h.Batch(context.Background(), ref)
+	if errors.Is(err, valid.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // sent returns what the warehouse published, by channel, payloads as text.
 func (f *fixture) sent(t *testing.T) map[string][]string {
 	t.Helper()
@@ -61,21 +74,33 @@ func (f *fixture) sent(t *testing.T) map[string][]string {
 	return out
 }
 
-func TestDamageGoesOutAsTheBooksMessage(t *testing.T) {
+func TestDamageGoesOutAsStockReported(t *testing.T) {
 	f := setup(t)
-	f.deliver(t, "m1", service.ChannelBatchCreated, map[string]any{"ref": "b1", "sku": "LAMP", "qty": 10, "eta": nil})
+	f.deliver(t, "m1", service.ChannelBatchCreated, map[string]any{"ref": "b1", "sku": "LAMP", "qty": 10, "eta": nil, "version": 1})
 	if _, err := f.bus.Handle(context.Background(), service.ReportStock{BatchRef: "b1", Kind: domain.ReportDamage, Qty: 4, Note: "leak"}); err != nil {
 		t.Fatal(err)
 	}
-	got := f.sent(t)[service.ChannelChangeBatchQuantity]
-	if len(got) != 1 || got[0] != `{"batchref":"b1","qty":6}` {
-		t.Fatalf("change_batch_quantity %v, want [{\"batchref\":\"b1\",\"qty\":6}]", got)
+	sent := f.sent(t)
+	const want = `{"batchref":"b1","sku":"LAMP","kind":"damage","qty":4,"seq":1,"dispatched":0,"note":"leak"}`
+	if got := sent[service.ChannelStockReported]; len(got) != 1 || got[0] != want {
+		t.Fatalf("stock_reported %v, want [%s]", got, want)
+	}
+	if got := sent["change_batch_quantity"]; len(got) != 0 {
+		t.Fatalf("the warehouse still sends change_batch_quantity: %v", got)
+	}
+	if b := f.batch(t, "b1"); b.Qty != 6 {
+		t.Fatalf("qty %d after the damage, want 6", b.Qty)
 	}
 	if _, err := f.bus.Handle(context.Background(), service.ReportStock{BatchRef: "nope", Kind: domain.ReportCount, Qty: 1}); !errors.Is(err, valid.ErrNotFound) {
 		t.Fatalf("report on an unknown batch: %v, want not found", err)
 	}
-	// The allocation service's announcement sets the quantity again.
-	f.deliver(t, "m2", service.ChannelBatchQuantityChanged, map[string]any{"batchref": "b1", "sku": "LAMP", "qty": 3})
+	// The allocation service's announcement sets the quantity again; one
+	// that does not include the damage yet is reckoned with it.
+	f.deliver(t, "m2", service.ChannelBatchQuantityChanged, map[string]any{"batchref": "b1", "sku": "LAMP", "qty": 8, "dispatched": 0, "report_seq": 0, "version": 2})
+	if b := f.batch(t, "b1"); b.Qty != 4 {
+		t.Fatalf("qty %d after 8 announced without the damage of 4, want 4", b.Qty)
+	}
+	f.deliver(t, "m3", service.ChannelBatchQuantityChanged, map[string]any{"batchref": "b1", "sku": "LAMP", "qty": 3, "dispatched": 0, "report_seq": 1, "version": 3})
 	b, err := f.h.Batch(context.Background(), "b1")
 	if err != nil || b.Qty != 3 || len(b.Reports) != 1 {
 		t.Fatalf("batch %+v, %v; want 3 units and one report", b, err)
@@ -88,6 +113,8 @@ func TestDispatchOnceAndRedeliveries(t *testing.T) {
 		id, channel string
 		payload     map[string]any
 	}{
+		{"c1", service.ChannelBatchCreated, map[string]any{"ref": "b1", "sku": "LAMP", "qty": 10, "version": 1}},
+		{"c2", service.ChannelBatchCreated, map[string]any{"ref": "b2", "sku": "SOFA", "qty": 10, "version": 1}},
 		{"a1", service.ChannelLineAllocated, map[string]any{"orderid": "o1", "sku": "LAMP", "qty": 1, "batchref": "b1"}},
 		{"p1", service.ChannelOrderPlaced, map[string]any{"orderid": "o1", "customer": "alice", "email": "a@example.com", "lines": []any{map[string]any{"sku": "LAMP", "qty": 1}, map[string]any{"sku": "SOFA", "qty": 2}}, "placed_at": "2026-11-22T10:00:00Z"}},
 		{"a2", service.ChannelLineAllocated, map[string]any{"orderid": "o1", "sku": "SOFA", "qty": 2, "batchref": "b2"}},
@@ -117,14 +144,27 @@ func TestDispatchOnceAndRedeliveries(t *testing.T) {
 	if err != nil || s.Status() != domain.ShipmentDispatched {
 		t.Fatalf("shipment %+v, %v", s, err)
 	}
+	// The goods left once.
+	for ref, want := range map[string]int{"b1": 9, "b2": 8} {
+		if b := f.batch(t, ref); b.Qty != want {
+			t.Errorf("%s: qty %d, want %d", ref, b.Qty, want)
+		}
+	}
+	if b := f.batch(t, "b9"); b != nil {
+		t.Errorf("b9 followed a dispatched order: %+v", b)
+	}
 }
 
 func TestCancelledOrdersStay(t *testing.T) {
 	f := setup(t)
+	f.deliver(t, "c0", service.ChannelBatchCreated, map[string]any{"ref": "b1", "sku": "LAMP", "qty": 10, "version": 1})
 	f.deliver(t, "p1", service.ChannelOrderPlaced, map[string]any{"orderid": "o1", "customer": "alice", "lines": []any{map[string]any{"sku": "LAMP", "qty": 1}}})
 	f.deliver(t, "c1", service.ChannelOrderCancelled, map[string]any{"orderid": "o1", "customer": "alice", "lines": []any{}})
 	f.deliver(t, "a1", service.ChannelLineAllocated, map[string]any{"orderid": "o1", "sku": "LAMP", "qty": 1, "batchref": "b1"})
 	if got := f.sent(t)[service.ChannelGoodsDispatched]; len(got) != 0 {
 		t.Fatalf("a cancelled order was dispatched: %v", got)
+	}
+	if b := f.batch(t, "b1"); b.Qty != 10 || b.Dispatched != 0 {
+		t.Fatalf("goods of a cancelled order left: %+v", b)
 	}
 }

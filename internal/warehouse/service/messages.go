@@ -13,8 +13,8 @@ import (
 
 // Channels of the messages the warehouse exchanges.
 const (
-	ChannelGoodsDispatched     = "goods_dispatched"
-	ChannelChangeBatchQuantity = "change_batch_quantity" // the book's, to the allocation service
+	ChannelGoodsDispatched = "goods_dispatched"
+	ChannelStockReported   = "stock_reported" // counts and damage, to the allocation service
 
 	// Followed: what the orders and allocation services announce.
 	ChannelOrderPlaced          = "order_placed"
@@ -56,6 +56,7 @@ type LineAllocated struct {
 	OrderID  string `json:"orderid"`
 	SKU      string `json:"sku"`
 	BatchRef string `json:"batchref"`
+	Version  int    `json:"version"`
 }
 
 // LineDeallocated is the allocation service's line_deallocated.
@@ -63,27 +64,32 @@ type LineDeallocated struct {
 	OrderID  string `json:"orderid"`
 	SKU      string `json:"sku"`
 	BatchRef string `json:"batchref"`
+	Version  int    `json:"version"`
 }
 
 // BatchCreated is the allocation service's batch_created.
 type BatchCreated struct {
-	Ref string `json:"ref"`
-	SKU string `json:"sku"`
-	Qty int    `json:"qty"`
+	Ref     string `json:"ref"`
+	SKU     string `json:"sku"`
+	Qty     int    `json:"qty"`
+	Version int    `json:"version"`
 }
 
 // BatchQuantityChanged is the allocation service's batch_quantity_changed.
 type BatchQuantityChanged struct {
-	BatchRef string `json:"batchref"`
-	SKU      string `json:"sku"`
-	Qty      int    `json:"qty"`
+	BatchRef   string `json:"batchref"`
+	SKU        string `json:"sku"`
+	Qty        int    `json:"qty"`
+	Dispatched int    `json:"dispatched"`
+	ReportSeq  int    `json:"report_seq"`
+	Version    int    `json:"version"`
 }
 
 // Messages returns the registry of the messages the warehouse exchanges.
 func Messages() *messaging.Registry {
 	r := messaging.NewRegistry()
 	messaging.Register(r, ChannelGoodsDispatched, func(e domain.GoodsDispatched) string { return e.OrderID }, nil)
-	messaging.Register(r, ChannelChangeBatchQuantity, func(e domain.ChangeBatchQuantity) string { return e.BatchRef }, nil)
+	messaging.Register(r, ChannelStockReported, func(e domain.StockReported) string { return e.SKU }, nil)
 	messaging.Register(r, ChannelOrderPlaced, func(e OrderPlaced) string { return e.OrderID }, decode.Strict[OrderPlaced]("orderid", "customer", "lines"))
 	messaging.Register(r, ChannelOrderCancelled, func(e OrderCancelled) string { return e.OrderID }, decode.Strict[OrderCancelled]("orderid"))
 	messaging.Register(r, ChannelLineAllocated, func(e LineAllocated) string { return e.SKU }, decode.Strict[LineAllocated]("orderid", "sku", "batchref"))

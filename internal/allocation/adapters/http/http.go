@@ -21,9 +21,10 @@ type Bus interface {
 	Handle(ctx context.Context, cmd any) (any, error)
 }
 
-// Views answers the read model.
+// Views answers queries: the read model's allocations, and a batch.
 type Views interface {
 	Allocations(ctx context.Context, orderID string) ([]service.AllocationView, error)
+	Batch(ctx context.Context, ref string) (service.BatchView, error)
 }
 
 // API serves the allocation routes.
@@ -40,6 +41,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /change_batch_quantity", a.changeBatchQuantity)
 	mux.HandleFunc("POST /deallocate", a.deallocate)
 	mux.HandleFunc("GET /allocations/{orderid}", a.allocations)
+	mux.HandleFunc("GET /batches/{batchref}", a.batch)
 }
 
 type batchBody struct {
@@ -133,6 +135,20 @@ func (a *API) allocations(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpx.JSON(w, http.StatusOK, views)
+}
+
+func (a *API) batch(w http.ResponseWriter, r *http.Request) {
+	ref := r.PathValue("batchref")
+	if err := domain.ValidateRef("batchref", ref); err != nil {
+		httpx.Error(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	v, err := a.Views.Batch(r.Context(), ref)
+	if err != nil {
+		a.fail(w, r, err, "")
+		return
+	}
+	httpx.JSON(w, http.StatusOK, v)
 }
 
 // fail answers err: the caller's mistakes and the outcomes they must learn

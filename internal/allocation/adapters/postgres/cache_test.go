@@ -133,7 +133,7 @@ func allocated(t *testing.T, s *allocpg.Store, ref string) int {
 	t.Helper()
 	var n int
 	_, err := s.Transact(context.Background(), func(ctx context.Context, uow service.UnitOfWork) error {
-		p, err := uow.Products().GetByBatchRef(ctx, ref)
+		p, err := uow.Products().GetByBatchRef(ctx, ref, "")
 		if err != nil {
 			return err
 		}

@@ -78,7 +78,7 @@ func TestLostCommitAnswer(t *testing.T) {
 	// and the COMMIT share the last round trip.
 	change := func(ref string, qty int) func(context.Context, service.UnitOfWork) error {
 		return func(ctx context.Context, uow service.UnitOfWork) error {
-			p, err := uow.Products().GetByBatchRef(ctx, ref)
+			p, err := uow.Products().GetByBatchRef(ctx, ref, "")
 			if err != nil {
 				return err
 			}

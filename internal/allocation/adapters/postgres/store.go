@@ -148,13 +148,13 @@ func (r *repository) Add(p *domain.Product) { r.seen = append(r.seen, p) }
 // The product, its batches, and the lines the operation needs, in one
 // query: a row per batch, or per loaded line of a batch.
 const (
-	productQuery = `SELECT p.sku, p.version, b.ref, b.purchased, b.eta, b.allocated, NULL, NULL
+	productQuery = `SELECT p.sku, p.version, b.ref, b.purchased, b.eta, b.allocated, b.dispatched, b.report_seq, NULL, NULL
 		FROM products p LEFT JOIN batches b ON b.sku = p.sku
 		WHERE p.sku = $1`
 	// An order's lines, read apart: joined to the product query, the
 	// planner's generic plan costs more than a second statement.
 	orderLinesQuery      = `SELECT batchref, orderid, qty FROM allocations WHERE orderid = $1 AND sku = $2 ORDER BY id`
-	productForBatchQuery = `SELECT p.sku, p.version, b.ref, b.purchased, b.eta, b.allocated, a.orderid, a.qty
+	productForBatchQuery = `SELECT p.sku, p.version, b.ref, b.purchased, b.eta, b.allocated, b.dispatched, b.report_seq, a.orderid, a.qty
 		FROM batches x JOIN products p ON p.sku = x.sku LEFT JOIN batches b ON b.sku = p.sku
 		LEFT JOIN allocations a ON a.batchref = b.ref AND b.ref = $1
 		WHERE x.ref = $1
@@ -189,15 +189,36 @@ func (r *repository) GetForOrder(ctx context.Context, sku, orderID string) (*dom
 		return p, nil
 	}
 	// The product and the order's lines, in one round trip.
+	return r.loadWithOrder(productQuery, sku, "product "+sku, sku, orderID)
+}
+
+func (r *repository) GetByBatchRef(ctx context.Context, ref, orderID string) (*domain.Product, error) {
+	if orderID == "" {
+		return r.load(ctx, "batch "+ref, productForBatchQuery, ref)
+	}
+	// The product with the batch's lines, and the order's lines elsewhere,
+	// in one round trip.
+	return r.loadWithOrder(productForBatchQuery, ref, "batch "+ref, "", orderID)
+}
+
+// loadWithOrder runs the product query with arg and the query of the lines
+// of orderID (of sku; of the product's sku when sku is empty) in one round
+// trip, and builds the product with those lines.
+func (r *repository) loadWithOrder(query, arg, what, sku, orderID string) (*domain.Product, error) {
 	b := &pgx.Batch{}
-	b.Queue(productQuery, sku)
-	b.Queue(orderLinesQuery, orderID, sku)
+	b.Queue(query, arg)
+	if sku == "" {
+		b.Queue(`SELECT a.batchref, a.orderid, a.qty FROM allocations a JOIN batches x ON x.ref = $2 AND a.sku = x.sku
+			WHERE a.orderid = $1 AND a.batchref <> $2 ORDER BY a.id`, orderID, arg)
+	} else {
+		b.Queue(orderLinesQuery, orderID, sku)
+	}
 	res, err := r.g.send(b)
 	if err != nil {
 		return nil, err
 	}
 	defer res.Close()
-	p, err := r.scanProduct(res, "product "+sku)
+	p, err := r.scanProduct(res, what)
 	if err != nil {
 		return nil, err
 	}
@@ -208,13 +229,14 @@ func (r *repository) GetForOrder(ctx context.Context, sku, orderID string) (*dom
 	defer rows.Close()
 	for rows.Next() {
 		var ref string
-		l := domain.OrderLine{SKU: sku}
+		var l domain.OrderLine
 		var qty int64
 		if err := rows.Scan(&ref, &l.OrderID, &qty); err != nil {
 			return nil, r.g.readFailed(fmt.Errorf("loading order %s: %w", orderID, err))
 		}
 		l.Qty = int(qty)
 		if p != nil {
+			l.SKU = p.SKU
 			if bt := p.Batch(ref); bt != nil {
 				bt.Lines = append(bt.Lines, l)
 			}
@@ -224,13 +246,9 @@ func (r *repository) GetForOrder(ctx context.Context, sku, orderID string) (*dom
 		return nil, r.g.readFailed(fmt.Errorf("loading order %s: %w", orderID, mapErr(err)))
 	}
 	if p == nil {
-		return nil, fmt.Errorf("product %s: %w", sku, service.ErrNotFound)
+		return nil, fmt.Errorf("%s: %w", what, service.ErrNotFound)
 	}
 	return p, nil
-}
-
-func (r *repository) GetByBatchRef(ctx context.Context, ref string) (*domain.Product, error) {
-	return r.load(ctx, "batch "+ref, productForBatchQuery, ref)
 }
 
 // load runs one of the product queries and builds the product.
@@ -268,14 +286,14 @@ func (r *repository) scanProduct(res pgx.BatchResults, what string) (*domain.Pro
 	)
 	// pgtype's nullable types scan without reflection.
 	var (
-		ref, orderID         pgtype.Text
-		purchased, allocated pgtype.Int8
-		qty                  pgtype.Int8
-		eta                  pgtype.Date
-		v                    pgtype.Int4
+		ref, orderID                               pgtype.Text
+		purchased, allocated, dispatched, reported pgtype.Int8
+		qty                                        pgtype.Int8
+		eta                                        pgtype.Date
+		v                                          pgtype.Int4
 	)
 	for rows.Next() {
-		if err := rows.Scan(&sku, &v, &ref, &purchased, &eta, &allocated, &orderID, &qty); err != nil {
+		if err := rows.Scan(&sku, &v, &ref, &purchased, &eta, &allocated, &dispatched, &reported, &orderID, &qty); err != nil {
 			return nil, r.g.readFailed(fmt.Errorf("loading %s: %w", what, err))
 		}
 		version = int(v.Int32)
@@ -284,7 +302,8 @@ func (r *repository) scanProduct(res pgx.BatchResults, what string) (*domain.Pro
 		}
 		bt := byRef[ref.String]
 		if bt == nil {
-			bt = &domain.Batch{Ref: ref.String, SKU: sku, Purchased: int(purchased.Int64), Allocated: int(allocated.Int64)}
+			bt = &domain.Batch{Ref: ref.String, SKU: sku, Purchased: int(purchased.Int64), Allocated: int(allocated.Int64),
+				Dispatched: int(dispatched.Int64), ReportSeq: int(reported.Int64)}
 			if eta.Valid {
 				bt.ETA = time.Date(eta.Time.Year(), eta.Time.Month(), eta.Time.Day(), 0, 0, 0, 0, time.UTC)
 			}
@@ -324,7 +343,7 @@ func save(b *pgx.Batch, p *domain.Product) {
 			}
 			b.Queue(`INSERT INTO batches (ref, sku, purchased, eta) VALUES ($1, $2, $3, $4)`, e.Ref, e.SKU, e.Qty, eta)
 		case domain.BatchQuantityChanged:
-			b.Queue(`UPDATE batches SET purchased = $1 WHERE ref = $2`, e.Qty, e.Ref)
+			b.Queue(`UPDATE batches SET purchased = $1, dispatched = $2, report_seq = $3 WHERE ref = $4`, e.Qty, e.Dispatched, e.ReportSeq, e.Ref)
 		case domain.Allocated:
 			b.Queue(`WITH a AS (INSERT INTO allocations (orderid, sku, qty, batchref) VALUES ($1, $2, $3, $4))
 				UPDATE batches SET allocated = allocated + $3 WHERE ref = $4`, e.OrderID, e.SKU, e.Qty, e.BatchRef)

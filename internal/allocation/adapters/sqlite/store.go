@@ -186,7 +186,7 @@ func (r *repository) GetForOrder(ctx context.Context, sku, orderID string) (*dom
 	return p, nil
 }
 
-func (r *repository) GetByBatchRef(ctx context.Context, ref string) (*domain.Product, error) {
+func (r *repository) GetByBatchRef(ctx context.Context, ref, orderID string) (*domain.Product, error) {
 	var sku string
 	err := r.tx.QueryRowContext(ctx, `SELECT sku FROM batches WHERE ref = ?`, ref).Scan(&sku)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -198,18 +198,22 @@ func (r *repository) GetByBatchRef(ctx context.Context, ref string) (*domain.Pro
 	if err != nil {
 		return nil, err
 	}
-	b := p.Batch(ref)
-	rows, err := r.tx.QueryContext(ctx, `SELECT orderid, qty FROM allocations WHERE batchref = ? ORDER BY id`, ref)
+	// The batch's lines, and the order's elsewhere, in allocation order.
+	rows, err := r.tx.QueryContext(ctx, `SELECT batchref, orderid, qty FROM allocations
+		WHERE batchref = ?1 OR (orderid = ?2 AND sku = ?3 AND batchref <> ?1) ORDER BY id`, ref, orderID, sku)
 	if err != nil {
 		return nil, fmt.Errorf("loading batch %s: %w", ref, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
+		var batchRef string
 		l := domain.OrderLine{SKU: sku}
-		if err := rows.Scan(&l.OrderID, &l.Qty); err != nil {
+		if err := rows.Scan(&batchRef, &l.OrderID, &l.Qty); err != nil {
 			return nil, err
 		}
-		b.Lines = append(b.Lines, l)
+		if b := p.Batch(batchRef); b != nil {
+			b.Lines = append(b.Lines, l)
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -227,7 +231,7 @@ func (r *repository) load(ctx context.Context, sku string) (*domain.Product, err
 	} else if err != nil {
 		return nil, fmt.Errorf("loading product %s: %w", sku, err)
 	}
-	rows, err := r.tx.QueryContext(ctx, `SELECT ref, purchased, eta, allocated FROM batches WHERE sku = ?`, sku)
+	rows, err := r.tx.QueryContext(ctx, `SELECT ref, purchased, eta, allocated, dispatched, report_seq FROM batches WHERE sku = ?`, sku)
 	if err != nil {
 		return nil, fmt.Errorf("loading product %s: %w", sku, err)
 	}
@@ -236,7 +240,7 @@ func (r *repository) load(ctx context.Context, sku string) (*domain.Product, err
 	for rows.Next() {
 		b := &domain.Batch{SKU: sku}
 		var eta sql.NullString
-		if err := rows.Scan(&b.Ref, &b.Purchased, &eta, &b.Allocated); err != nil {
+		if err := rows.Scan(&b.Ref, &b.Purchased, &eta, &b.Allocated, &b.Dispatched, &b.ReportSeq); err != nil {
 			return nil, err
 		}
 		if eta.Valid {
@@ -289,7 +293,7 @@ func save(ctx context.Context, tx *sql.Tx, p *domain.Product) error {
 				err = fmt.Errorf("%w %s", domain.ErrDuplicateBatch, e.Ref)
 			}
 		case domain.BatchQuantityChanged:
-			_, err = tx.ExecContext(ctx, `UPDATE batches SET purchased = ? WHERE ref = ?`, e.Qty, e.Ref)
+			_, err = tx.ExecContext(ctx, `UPDATE batches SET purchased = ?, dispatched = ?, report_seq = ? WHERE ref = ?`, e.Qty, e.Dispatched, e.ReportSeq, e.Ref)
 		case domain.Allocated:
 			if _, err = tx.ExecContext(ctx, `INSERT INTO allocations (orderid, sku, qty, batchref) VALUES (?, ?, ?, ?)`, e.OrderID, e.SKU, e.Qty, e.BatchRef); err == nil {
 				_, err = tx.ExecContext(ctx, `UPDATE batches SET allocated = allocated + ? WHERE ref = ?`, e.Qty, e.BatchRef)

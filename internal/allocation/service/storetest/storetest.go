@@ -32,12 +32,15 @@ func Run(t *testing.T, newStore func(t *testing.T) service.Store) {
 		{"GetMissing", testGetMissing},
 		{"GetForOrderLoadsOnlyThatOrder", testGetForOrder},
 		{"GetByBatchRefLoadsLinesInOrder", testGetByBatchRef},
+		{"GetByBatchRefLoadsTheOrdersLines", testGetByBatchRefForOrder},
 		{"RollbackOnError", testRollback},
 		{"StaleVersionConflicts", testStaleVersion},
 		{"EventsReturnedWithEnvelopes", testEvents},
 		{"InboxSkipsHandledMessage", testInbox},
 		{"ReadModel", testReadModel},
 		{"ChangesPersist", testChangesPersist},
+		{"DispatchedAndReportSeqPersist", testLedgerPersists},
+		{"DispatchOfAMovedLinePersists", testDispatchMovedLine},
 		{"ConcurrentAllocationsNeverOversell", testConcurrent},
 	}
 	for _, tt := range tests {
@@ -117,18 +120,43 @@ func get(sku string) func(context.Context, service.ProductRepository) (*domain.P
 }
 
 type batchState struct {
-	Ref                  string
-	Purchased, Allocated int
-	ETA                  string
-	Lines                []domain.OrderLine
+	Ref                   string
+	Purchased, Allocated  int
+	ETA                   string
+	Lines                 []domain.OrderLine
+	Dispatched, ReportSeq int
 }
 
 func state(p *domain.Product) []batchState {
 	var out []batchState
 	for _, b := range p.Batches {
-		out = append(out, batchState{b.Ref, b.Purchased, b.Allocated, domain.Date{Time: b.ETA}.String(), b.Lines})
+		out = append(out, batchState{b.Ref, b.Purchased, b.Allocated, domain.Date{Time: b.ETA}.String(), b.Lines, b.Dispatched, b.ReportSeq})
 	}
 	return out
+}
+
+// change loads the product of the batch ref, with the lines of orderID
+// wherever they are when not empty, and changes it with fn, in one
+// transaction.
+func change(t *testing.T, s service.Store, ref, orderID string, fn func(p *domain.Product) error) []messaging.Raised {
+	t.Helper()
+	raised, err := s.Transact(ctx, func(ctx context.Context, uow service.UnitOfWork) error {
+		p, err := uow.Products().GetByBatchRef(ctx, ref, orderID)
+		if err != nil {
+			return err
+		}
+		return fn(p)
+	})
+	if err != nil {
+		t.Fatalf("changing the product of batch %s: %v", ref, err)
+	}
+	return raised
+}
+
+func byBatch(ref, orderID string) func(context.Context, service.ProductRepository) (*domain.Product, error) {
+	return func(ctx context.Context, r service.ProductRepository) (*domain.Product, error) {
+		return r.GetByBatchRef(ctx, ref, orderID)
+	}
 }
 
 func testAddAndGet(t *testing.T, s service.Store) {
@@ -163,7 +191,7 @@ func testGetMissing(t *testing.T, s service.Store) {
 		if _, err := uow.Products().GetForOrder(ctx, "NOPE", "o1"); !errors.Is(err, service.ErrNotFound) {
 			return fmt.Errorf("GetForOrder of a missing sku: %v, want ErrNotFound", err)
 		}
-		if _, err := uow.Products().GetByBatchRef(ctx, "nope"); !errors.Is(err, service.ErrNotFound) {
+		if _, err := uow.Products().GetByBatchRef(ctx, "nope", ""); !errors.Is(err, service.ErrNotFound) {
 			return fmt.Errorf("GetByBatchRef of a missing batch: %v, want ErrNotFound", err)
 		}
 		return nil
@@ -200,7 +228,7 @@ func testGetByBatchRef(t *testing.T, s service.Store) {
 	}
 	allocate(t, s, domain.OrderLine{OrderID: "d", SKU: "SOFA", Qty: 3}) // to s2
 	p := load(t, s, func(ctx context.Context, r service.ProductRepository) (*domain.Product, error) {
-		return r.GetByBatchRef(ctx, "s1")
+		return r.GetByBatchRef(ctx, "s1", "")
 	})
 	want := []batchState{
 		{Ref: "s1", Purchased: 10, Allocated: 9, Lines: []domain.OrderLine{{OrderID: "c", SKU: "SOFA", Qty: 3}, {OrderID: "a", SKU: "SOFA", Qty: 3}, {OrderID: "b", SKU: "SOFA", Qty: 3}}},
@@ -208,6 +236,64 @@ func testGetByBatchRef(t *testing.T, s service.Store) {
 	}
 	if diff := cmp.Diff(want, state(p)); diff != "" {
 		t.Errorf("loaded by batch s1 (-want +got):\n%s", diff)
+	}
+}
+
+// testGetByBatchRefForOrder: loaded by a batch ref for an order, the
+// product holds every line of the batch, and the order's lines of the
+// product elsewhere; not other orders' lines of the other batches.
+func testGetByBatchRefForOrder(t *testing.T, s service.Store) {
+	addBatches(t, s, "BENCH",
+		domain.Batch{Ref: "n1", Purchased: 5},
+		domain.Batch{Ref: "n2", Purchased: 10, ETA: eta("2012-05-01")},
+		domain.Batch{Ref: "n3", Purchased: 10, ETA: eta("2013-05-01")},
+	)
+	addBatches(t, s, "STOOL", domain.Batch{Ref: "x1", Purchased: 10})
+	for _, l := range []struct {
+		orderID string
+		qty     int
+		want    string
+	}{{"a", 3, "n1"}, {"b", 2, "n1"}, {"c", 4, "n2"}, {"o", 3, "n2"}, {"d", 5, "n3"}} {
+		if ref := allocate(t, s, domain.OrderLine{OrderID: l.orderID, SKU: "BENCH", Qty: l.qty}); ref != l.want {
+			t.Fatalf("setup: %s allocated to %s, want %s", l.orderID, ref, l.want)
+		}
+	}
+	allocate(t, s, domain.OrderLine{OrderID: "o", SKU: "STOOL", Qty: 1}) // the order's line of another sku
+	a := domain.OrderLine{OrderID: "a", SKU: "BENCH", Qty: 3}
+	b := domain.OrderLine{OrderID: "b", SKU: "BENCH", Qty: 2}
+	c := domain.OrderLine{OrderID: "c", SKU: "BENCH", Qty: 4}
+	o := domain.OrderLine{OrderID: "o", SKU: "BENCH", Qty: 3}
+	d := domain.OrderLine{OrderID: "d", SKU: "BENCH", Qty: 5}
+	tests := []struct {
+		name         string
+		ref, orderID string
+		want         [3][]domain.OrderLine // the lines of n1, n2, n3
+	}{
+		{"the order's line in another batch", "n1", "o", [3][]domain.OrderLine{{a, b}, {o}, nil}},
+		{"the order's line in the batch", "n2", "o", [3][]domain.OrderLine{nil, {c, o}, nil}},
+		{"an order in a third batch", "n1", "d", [3][]domain.OrderLine{{a, b}, nil, {d}}},
+		{"an order with no line", "n3", "zz", [3][]domain.OrderLine{nil, nil, {d}}},
+		{"no order", "n1", "", [3][]domain.OrderLine{{a, b}, nil, nil}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := load(t, s, byBatch(tt.ref, tt.orderID))
+			want := []batchState{
+				{Ref: "n1", Purchased: 5, Allocated: 5, Lines: tt.want[0]},
+				{Ref: "n2", Purchased: 10, Allocated: 7, ETA: "2012-05-01", Lines: tt.want[1]},
+				{Ref: "n3", Purchased: 10, Allocated: 5, ETA: "2013-05-01", Lines: tt.want[2]},
+			}
+			if diff := cmp.Diff(want, state(p)); diff != "" {
+				t.Errorf("GetByBatchRef(%s, %q) (-want +got):\n%s", tt.ref, tt.orderID, diff)
+			}
+		})
+	}
+	_, err := s.Transact(ctx, func(ctx context.Context, uow service.UnitOfWork) error {
+		_, err := uow.Products().GetByBatchRef(ctx, "nope", "o")
+		return err
+	})
+	if !errors.Is(err, service.ErrNotFound) {
+		t.Errorf("GetByBatchRef of a missing batch, for an order: %v, want ErrNotFound", err)
 	}
 }
 
@@ -286,9 +372,9 @@ func testEvents(t *testing.T, s service.Store) {
 		}
 	}
 	want := []any{
-		domain.BatchCreated{Ref: "l1", SKU: "LAMP", Qty: 1},
-		domain.Allocated{OrderID: "o1", SKU: "LAMP", Qty: 1, BatchRef: "l1"},
-		domain.OutOfStock{SKU: "LAMP", OrderID: "o2", Qty: 1},
+		domain.BatchCreated{Ref: "l1", SKU: "LAMP", Qty: 1, Version: 1},
+		domain.Allocated{OrderID: "o1", SKU: "LAMP", Qty: 1, BatchRef: "l1", Version: 1},
+		domain.OutOfStock{SKU: "LAMP", OrderID: "o2", Qty: 1, Version: 1},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("raised events (-want +got):\n%s", diff)
@@ -382,7 +468,7 @@ func testReadModel(t *testing.T, s service.Store) {
 
 	// Reallocated: b1 shrinks, o1 moves to b2.
 	_, err := s.Transact(ctx, func(ctx context.Context, uow service.UnitOfWork) error {
-		p, err := uow.Products().GetByBatchRef(ctx, "b1")
+		p, err := uow.Products().GetByBatchRef(ctx, "b1", "")
 		if err != nil {
 			return err
 		}
@@ -420,7 +506,7 @@ func testChangesPersist(t *testing.T, s service.Store) {
 	}
 	var raised []messaging.Raised
 	raised, err := s.Transact(ctx, func(ctx context.Context, uow service.UnitOfWork) error {
-		p, err := uow.Products().GetByBatchRef(ctx, "e1")
+		p, err := uow.Products().GetByBatchRef(ctx, "e1", "")
 		if err != nil {
 			return err
 		}
@@ -433,7 +519,7 @@ func testChangesPersist(t *testing.T, s service.Store) {
 		t.Errorf("raised %d events, want BatchQuantityChanged and two Deallocated", len(raised))
 	}
 	p := load(t, s, func(ctx context.Context, r service.ProductRepository) (*domain.Product, error) {
-		return r.GetByBatchRef(ctx, "e1")
+		return r.GetByBatchRef(ctx, "e1", "")
 	})
 	want := []batchState{
 		{Ref: "e1", Purchased: 4, Allocated: 3, ETA: "2020-01-01", Lines: []domain.OrderLine{{OrderID: "o1", SKU: "BED", Qty: 3}}},
@@ -502,5 +588,113 @@ func testConcurrent(t *testing.T, s service.Store) {
 		if b.Allocated != b.Purchased {
 			t.Errorf("batch %s: %d of %d allocated", b.Ref, b.Allocated, b.Purchased)
 		}
+	}
+}
+
+// testLedgerPersists: a batch's Dispatched and ReportSeq survive a save and
+// a load, whichever way the product is loaded, and the changes that do not
+// concern them (allocations, the book's change_batch_quantity) keep them.
+func testLedgerPersists(t *testing.T, s service.Store) {
+	addBatches(t, s, "DESK", domain.Batch{Ref: "d1", Purchased: 10}, domain.Batch{Ref: "d2", Purchased: 10, ETA: eta("2030-01-01")})
+	allocate(t, s, domain.OrderLine{OrderID: "o1", SKU: "DESK", Qty: 3}) // d1
+	change(t, s, "d1", "o1", func(p *domain.Product) error { return p.Dispatch("o1", "d1", 3) })
+	change(t, s, "d1", "", func(p *domain.Product) error {
+		return p.ReportStock("d1", domain.StockReport{Seq: 2, Kind: domain.ReportCount, Qty: 6, Dispatched: 3})
+	})
+	change(t, s, "d2", "", func(p *domain.Product) error {
+		return p.ReportStock("d2", domain.StockReport{Seq: 1, Kind: domain.ReportDamage, Qty: 1})
+	})
+	want := []batchState{
+		{Ref: "d1", Purchased: 6, Dispatched: 3, ReportSeq: 2},
+		{Ref: "d2", Purchased: 9, ETA: "2030-01-01", ReportSeq: 1},
+	}
+	check := func(when string, want []batchState) {
+		t.Helper()
+		loads := []struct {
+			name string
+			get  func(context.Context, service.ProductRepository) (*domain.Product, error)
+		}{
+			{"Get", get("DESK")},
+			{"GetForOrder", func(ctx context.Context, r service.ProductRepository) (*domain.Product, error) {
+				return r.GetForOrder(ctx, "DESK", "nobody")
+			}},
+			{"GetByBatchRef", byBatch("d2", "")},
+			{"GetByBatchRef for an order", byBatch("d2", "nobody")},
+		}
+		for _, l := range loads {
+			if diff := cmp.Diff(want, state(load(t, s, l.get))); diff != "" {
+				t.Errorf("%s, loaded by %s (-want +got):\n%s", when, l.name, diff)
+			}
+		}
+	}
+	check("after a dispatch and reports", want)
+
+	// A stale report changes nothing, and is not saved.
+	raised := change(t, s, "d1", "", func(p *domain.Product) error {
+		return p.ReportStock("d1", domain.StockReport{Seq: 2, Kind: domain.ReportDamage, Qty: 5})
+	})
+	if len(raised) != 0 {
+		t.Errorf("a stale report raised %d events", len(raised))
+	}
+	check("after a stale report", want)
+
+	// Allocations, and the book's change of quantity, keep them.
+	allocate(t, s, domain.OrderLine{OrderID: "o2", SKU: "DESK", Qty: 2}) // d1
+	change(t, s, "d2", "", func(p *domain.Product) error { return p.ChangeBatchQuantity("d2", 12) })
+	want[0].Allocated = 2
+	want[1].Purchased = 12
+	check("after an allocation and a change of quantity", want)
+	p := load(t, s, byBatch("d1", ""))
+	if diff := cmp.Diff([]domain.OrderLine{{OrderID: "o2", SKU: "DESK", Qty: 2}}, p.Batch("d1").Lines); diff != "" {
+		t.Errorf("d1's lines (-want +got):\n%s", diff)
+	}
+}
+
+// testDispatchMovedLine: the goods of a line that moved to another batch
+// leave the batch the warehouse named; the store saves the line's leaving
+// the batch it moved to, and the batch named shrinking.
+func testDispatchMovedLine(t *testing.T, s service.Store) {
+	addBatches(t, s, "LAMP", domain.Batch{Ref: "m1", Purchased: 5}, domain.Batch{Ref: "m2", Purchased: 10, ETA: eta("2030-01-01")})
+	allocate(t, s, domain.OrderLine{OrderID: "o0", SKU: "LAMP", Qty: 1}) // m1
+	allocate(t, s, domain.OrderLine{OrderID: "o1", SKU: "LAMP", Qty: 2}) // m1
+	// m1 shrinks: o1, the latest, moves to m2.
+	change(t, s, "m1", "", func(p *domain.Product) error { return p.ChangeBatchQuantity("m1", 2) })
+	if ref := allocate(t, s, domain.OrderLine{OrderID: "o1", SKU: "LAMP", Qty: 2}); ref != "m2" {
+		t.Fatalf("o1 reallocated to %s, want m2", ref)
+	}
+
+	// The warehouse ships o1's 2 units from m1.
+	raised := change(t, s, "m1", "o1", func(p *domain.Product) error { return p.Dispatch("o1", "m1", 2) })
+	var got []any
+	for _, r := range raised {
+		got = append(got, r.Event)
+	}
+	wantEvents := []any{
+		domain.BatchQuantityChanged{Ref: "m1", SKU: "LAMP", Qty: 0, Dispatched: 2, Version: 6},
+		domain.Deallocated{OrderID: "o1", SKU: "LAMP", Qty: 2, BatchRef: "m2", Reason: domain.ReasonDispatched, Version: 6},
+		domain.Deallocated{OrderID: "o0", SKU: "LAMP", Qty: 1, BatchRef: "m1", Reason: domain.ReasonBatchShrank, Version: 6},
+	}
+	if diff := cmp.Diff(wantEvents, got); diff != "" {
+		t.Errorf("raised (-want +got):\n%s", diff)
+	}
+	want := []batchState{
+		{Ref: "m1", Purchased: 0, Dispatched: 2},
+		{Ref: "m2", Purchased: 10, ETA: "2030-01-01"},
+	}
+	if diff := cmp.Diff(want, state(load(t, s, byBatch("m1", "")))); diff != "" {
+		t.Errorf("after the dispatch (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want, state(load(t, s, byBatch("m2", "o1")))); diff != "" {
+		t.Errorf("after the dispatch, loaded for o1 (-want +got):\n%s", diff)
+	}
+	if v := load(t, s, get("LAMP")).Version; v != 6 {
+		t.Errorf("version %d, want 6", v)
+	}
+	// o0 goes to m2; o1's line is gone, so it can be allocated anew.
+	if ref := allocate(t, s, domain.OrderLine{OrderID: "o0", SKU: "LAMP", Qty: 1}); ref != "m2" {
+		t.Errorf("o0 reallocated to %s, want m2", ref)
+	}
+	if ref := allocate(t, s, domain.OrderLine{OrderID: "o1", SKU: "LAMP", Qty: 2}); ref != "m2" {
+		t.Errorf("o1 allocated again to %s, want m2", ref)
 	}
 }
