@@ -24,7 +24,9 @@ type (
 	warehouseBatch struct {
 		Qty        int `json:"qty"`
 		Dispatched int `json:"dispatched"`
+		Announced  any `json:"announced"`
 		Reports    []struct {
+			At         time.Time `json:"at"`
 			Seq        int    `json:"seq"`
 			Kind       string `json:"kind"`
 			Qty        int    `json:"qty"`
@@ -33,6 +35,7 @@ type (
 	}
 	shipment struct {
 		Status string `json:"status"`
+		At     *time.Time `json:"dispatched_at"`
 		Lines  []struct {
 			SKU      string `json:"sku"`
 			Qty      int    `json:"qty"`
@@ -139,7 +142,15 @@ func Check(ctx context.Context, s Shop, h *History) ([]string, error) {
 		}
 		want -= shipped[b.Ref] - gone
 		if want < 0 {
-			fail("batch %s: %d units dispatched since its last count, more than it held", b.Ref, shipped[b.Ref]-gone)
+			var sl []string
+			for id, sh := range shipments {
+				for _, l := range sh.Lines {
+					if l.BatchRef == b.Ref && sh.Status == "dispatched" {
+						sl = append(sl, fmt.Sprintf("%s %d at %s", id, l.Qty, sh.At.Format("15:04:05.000000")))
+					}
+				}
+			}
+			fail("batch %s: %d units dispatched since its last count, more than it held (purchased %d, reports %+v, announced %+v, shipments %v)", b.Ref, shipped[b.Ref]-gone, b.Qty, w.Reports, w.Announced, sl)
 			want = 0
 		}
 		if a.Qty != want || w.Qty != want {

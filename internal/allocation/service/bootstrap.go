@@ -9,8 +9,11 @@ import (
 )
 
 // NewBus wires the allocation handlers to a message bus (the book's
-// bootstrap): one handler per command, and the event handlers that keep
-// the read model and reallocate lines.
+// bootstrap): one handler per command, the event handlers that keep the
+// read model, and those of the shop's events. Lines a shrinking batch can
+// no longer hold are allocated again in the change itself
+// (domain.Product.Reallocate); the reallocating handler is left for the
+// events of earlier versions.
 func NewBus(h *Handlers, log *slog.Logger, dispatched messaging.DispatchLog) *messaging.Bus {
 	b := messaging.NewBus(log, dispatched)
 	messaging.HandleCommand(b, h.CreateBatch)

@@ -116,25 +116,25 @@ func (b *Batch) Announce(a Announcement) (rose bool) {
 	return b.Qty > before
 }
 
-// reckon sets Qty: the latest announcement, then the reports it does not
-// include, in turn, each with the goods dispatched before it, then the
-// goods dispatched since; never below zero at any step, as the allocation
-// service keeps it.
+// reckon sets Qty: the latest announcement less the goods dispatched
+// since it, then each report it does not include, in turn: damage takes
+// units out, a count is the truth less the goods dispatched since it.
+// Dispatches and damage commute (both take units out), so the order in
+// which the allocation service applied them does not matter; never below
+// zero, as the allocation service keeps it.
 func (b *Batch) reckon() {
-	qty, gone := b.Announced.Qty, b.Announced.Dispatched
+	qty := max(b.Announced.Qty-(b.Dispatched-b.Announced.Dispatched), 0)
 	for _, r := range b.Reports {
 		if r.Seq <= b.Announced.ReportSeq {
 			continue
 		}
-		qty = max(qty-(r.Dispatched-gone), 0)
-		gone = max(gone, r.Dispatched)
 		if r.Kind == ReportCount {
-			qty = r.Qty
+			qty = max(r.Qty-(b.Dispatched-r.Dispatched), 0)
 		} else {
 			qty = max(qty-r.Qty, 0)
 		}
 	}
-	b.Qty = max(qty-(b.Dispatched-gone), 0)
+	b.Qty = qty
 }
 
 // Count records a stock count of qty units.

@@ -69,6 +69,12 @@ func TestBatchReckonsQty(t *testing.T) {
 		{"stale announcement ignored after reports", []step{announce(10, 0, 0, 1), damage(2), announce(8, 0, 1, 3), announce(10, 0, 0, 2)}, 8},
 		{"version 0 always applied", []step{announce(10, 0, 0, 3), announce(4, 0, 0, 0)}, 4},
 		{"scenario A", []step{announce(10, 0, 0, 1), shipped(3), damage(1), announce(7, 3, 0, 3), announce(6, 3, 1, 4)}, 6},
+		// The allocation service may apply a dispatch made after a damage
+		// report before the report: its announcement then includes the
+		// dispatch but not the damage, which still takes its units out.
+		{"a dispatch after a pending damage, announced first", []step{announce(7, 0, 0, 1), damage(3), shipped(2), announce(5, 2, 0, 2)}, 2},
+		{"... then the damage announced", []step{announce(7, 0, 0, 1), damage(3), shipped(2), announce(5, 2, 0, 2), announce(2, 2, 1, 3)}, 2},
+		{"a dispatch after a pending count, announced first", []step{announce(7, 0, 0, 1), count(4), shipped(2), announce(5, 2, 0, 2)}, 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := domain.NewBatch("b1", "LAMP")

@@ -1,0 +1,141 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stockflow/stockflow/internal/shoptest"
+)
+
+// The shop under chaos on real brokers: the five services as separate
+// processes on a durable broker, driven by a random shop workload, with
+// services killed (SIGKILL) or stopped (SIGTERM) and started again along
+// the way; once the messages drain, every service must agree about stock
+// (internal/shoptest). By default it runs a short load on Redis Streams
+// and SQLite. STOCKFLOW_CHAOS_BROKERS=1 runs a longer one on every durable
+// broker, on SQLite and on PostgreSQL (the README's command);
+// STOCKFLOW_CHAOS_SEED and STOCKFLOW_CHAOS_OPS replay and size a run.
+func TestShopUnderChaosOnBrokers(t *testing.T) {
+	type run struct {
+		broker string
+		start  func(*testing.T) *testBroker
+		pg     bool
+	}
+	runs := []run{{"redis-streams", startRedisStreamsBroker, false}}
+	ops, seed := 25, uint64(time.Now().UnixNano())
+	if os.Getenv("STOCKFLOW_CHAOS_BROKERS") == "1" {
+		ops = 150
+		runs = nil
+		for _, pg := range []bool{false, true} {
+			runs = append(runs, run{"redis-streams", startRedisStreamsBroker, pg}, run{"nats", startNATSBroker, pg}, run{"kafka", startKafkaBroker, pg})
+		}
+	}
+	if s := os.Getenv("STOCKFLOW_CHAOS_OPS"); s != "" {
+		ops, _ = strconv.Atoi(s)
+	}
+	if s := os.Getenv("STOCKFLOW_CHAOS_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	for _, r := range runs {
+		store := "sqlite"
+		if r.pg {
+			store = "postgres"
+		}
+		t.Run(r.broker+"/"+store, func(t *testing.T) {
+			b := r.start(t)
+			var extra []string
+			if r.pg {
+				extra = []string{"--db", newDatabase(t)}
+			}
+			sh := &chaosShop{shop: &shop{procs: map[string]*server{}, dir: t.TempDir(), b: b}, t: t, extra: extra}
+			for _, name := range shopServices {
+				if err := sh.start(name); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s := shoptest.Shop{URL: sh.url, Client: &http.Client{Timeout: 10 * time.Second}}
+			ctx := t.Context()
+			h, err := shoptest.Run(ctx, s, shoptest.Workload{Seed: seed, Ops: ops, Workers: 4, DisruptEvery: 30, Disrupt: sh.disrupt})
+			t.Logf("seed %d: %s; %d services killed, %d stopped", seed, h.Summary(), sh.killed, sh.stopped)
+			if err != nil {
+				t.Fatalf("seed %d: the workload failed: %v", seed, err)
+			}
+			problems, err := shoptest.Agree(ctx, s, h, 90*time.Second)
+			if err != nil {
+				t.Fatalf("seed %d: checking: %v", seed, err)
+			}
+			for _, p := range problems {
+				t.Errorf("seed %d: %s", seed, p)
+			}
+			if len(problems) > 0 {
+				t.Logf("replay: STOCKFLOW_CHAOS_BROKERS=1 STOCKFLOW_CHAOS_SEED=%d STOCKFLOW_CHAOS_OPS=%d go test -count=1 -run 'TestShopUnderChaosOnBrokers/%s/%s' ./e2e", seed, ops, r.broker, store)
+			}
+		})
+	}
+}
+
+// chaosShop is a shop whose services the workload kills and restarts.
+type chaosShop struct {
+	*shop
+	t     *testing.T
+	extra []string
+
+	mu              sync.Mutex
+	killed, stopped int
+}
+
+// start starts a service; it may be called from any goroutine.
+func (sh *chaosShop) start(name string) error {
+	args := append([]string{"serve", name, "--data", sh.dir, "--broker", sh.b.URL}, sh.extra...)
+	var err error
+	for range 3 { // the free port may be taken before the binary listens
+		var s *server
+		if s, err = launchWith(sh.t, options{Args: args, Dir: sh.dir, KillAtCleanup: true}); err == nil {
+			sh.mu.Lock()
+			sh.procs[name] = s
+			sh.mu.Unlock()
+			return nil
+		}
+	}
+	return fmt.Errorf("starting %s: %w", name, err)
+}
+
+func (sh *chaosShop) url(name string) string {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.procs[name].Base
+}
+
+// disrupt kills or stops a random service and starts it again.
+func (sh *chaosShop) disrupt(ctx context.Context, rng *rand.Rand) error {
+	name := shopServices[rng.IntN(len(shopServices))]
+	sh.mu.Lock()
+	s := sh.procs[name]
+	kill := rng.IntN(2) == 0
+	if kill {
+		sh.killed++
+	} else {
+		sh.stopped++
+	}
+	sh.mu.Unlock()
+	if kill {
+		s.kill()
+	} else {
+		s.stop()
+	}
+	if d := time.Duration(rng.IntN(500)) * time.Millisecond; d > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+	}
+	return sh.start(name)
+}
