@@ -27,14 +27,14 @@ type (
 		Announced  any `json:"announced"`
 		Reports    []struct {
 			At         time.Time `json:"at"`
-			Seq        int    `json:"seq"`
-			Kind       string `json:"kind"`
-			Qty        int    `json:"qty"`
-			Dispatched int    `json:"dispatched"`
+			Seq        int       `json:"seq"`
+			Kind       string    `json:"kind"`
+			Qty        int       `json:"qty"`
+			Dispatched int       `json:"dispatched"`
 		} `json:"reports"`
 	}
 	shipment struct {
-		Status string `json:"status"`
+		Status string     `json:"status"`
 		At     *time.Time `json:"dispatched_at"`
 		Lines  []struct {
 			SKU      string `json:"sku"`
