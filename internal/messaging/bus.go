@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"runtime/debug"
 	"time"
 )
 
@@ -119,7 +120,9 @@ func (b *Bus) Handle(ctx context.Context, cmd any) (any, error) {
 		ctx = StartFlow(ctx, "")
 	}
 	start := time.Now()
-	res, raised, err := h(ctx, cmd)
+	var res any
+	var raised []Raised
+	err := recovered(func() (err error) { res, raised, err = h(ctx, cmd); return err })
 	b.logHandled(ctx, typeName(cmd), "", err, start)
 	// The command's outcome stands, whatever becomes of its caller (an HTTP
 	// client that went away): its events are handled all the same. Failures
@@ -163,7 +166,8 @@ func (b *Bus) dispatchEvents(ctx context.Context, queue []Raised, replayed bool)
 			m.Replayed = i >= notReplayed
 			hctx := WithMeta(ctx, m)
 			start := time.Now()
-			more, err := h.fn(hctx, r.Event)
+			var more []Raised
+			err := recovered(func() (err error) { more, err = h.fn(hctx, r.Event); return err })
 			b.logHandled(hctx, typeName(r.Event), h.name, err, start)
 			if err != nil {
 				ok = false
@@ -206,7 +210,8 @@ func (b *Bus) logHandled(ctx context.Context, kind, handler string, err error, s
 		b.metrics.Handled(kind, err, d)
 	}
 	level := slog.LevelInfo
-	if err != nil && handler != "" {
+	var panicked *PanicError
+	if err != nil && (handler != "" || errors.As(err, &panicked)) {
 		level = slog.LevelError
 	}
 	if !b.log.Enabled(ctx, level) {
@@ -228,10 +233,33 @@ func (b *Bus) logHandled(ctx context.Context, kind, handler string, err error, s
 	if err != nil {
 		attrs = append(attrs, slog.String("err", err.Error()))
 	}
+	if panicked != nil {
+		attrs = append(attrs, slog.String("stack", string(panicked.Stack)))
+	}
 	b.log.LogAttrs(ctx, level, "message handled", attrs...)
 }
 
 func typeName(v any) string {
 	t := reflect.TypeOf(v)
 	return t.Name()
+}
+
+// PanicError is a handler's panic, turned into its error: the message it
+// was handling fails, like any failure (it is handed again, and
+// dead-lettered once its attempts run out), and the process goes on.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("handler panicked: %v", e.Value) }
+
+// recovered runs fn, turning a panic into a *PanicError.
+func recovered(fn func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return fn()
 }

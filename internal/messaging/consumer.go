@@ -17,7 +17,9 @@ import (
 //   - a message whose handler fails otherwise is delivered again, and after
 //     MaxAttempts deliveries goes to the dead letters;
 //   - each message is handled under the consumer's name, so that units of
-//     work skip a message they already handled (the inbox).
+//     work skip a message they already handled (the inbox);
+//   - a handler (or decoder) that panics fails that attempt like any error
+//     (see PanicError): the process goes on, whatever the transport.
 //
 // Commands go to Bus.Handle, events to Bus.Dispatch's handlers.
 type Consumer struct {
@@ -62,7 +64,8 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery) (err error) {
 			c.Metrics.Consumed(d.Channel, err)
 		}
 	}()
-	msg, err := c.Registry.Decode(d.Envelope)
+	var msg any
+	err = recovered(func() (err error) { msg, err = c.Registry.Decode(d.Envelope); return err })
 	if err != nil {
 		return c.deadLetter(ctx, d, fmt.Errorf("undecodable message: %w", err))
 	}

@@ -20,6 +20,9 @@
 //	Rewind                         transports that implement messaging.Rewinder
 //	PublishWithoutSubscribers      all: Publish to a channel nobody reads does not fail
 //	SubscribeReturnsWhenCancelled  all: Subscribe returns ctx's error promptly once ctx is done
+//	PanickingHandler               all: behind the consumer pipeline (messaging.Consumer and Bus), a handler
+//	                               that panics on a message fails its attempts, the message is dead-lettered,
+//	                               the next message of its key is handled, and Subscribe goes on
 //	BrokerRestart                  when Factory.Restart is set: messages published before and after a restart arrive
 //
 // A non-durable transport (in-process, Redis pub/sub) keeps no position and
@@ -40,6 +43,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -100,6 +104,7 @@ func Run(t *testing.T, f Factory) {
 		{"Rewind", false, "", testRewind},
 		{"PublishWithoutSubscribers", false, "", testPublishWithoutSubscribers},
 		{"SubscribeReturnsWhenCancelled", false, "", testSubscribeReturnsWhenCancelled},
+		{"PanickingHandler", false, "", testPanickingHandler},
 		{"BrokerRestart", false, "", testBrokerRestart},
 	}
 	for _, c := range cases {
@@ -977,4 +982,70 @@ func testBrokerRestart(t *testing.T, f Factory) {
 	}
 	j.waitSucceeded(t, "g", after)
 	checkOrder(t, j.snapshot(), "g", after, false)
+}
+
+// poisoned is the event of PanickingHandler: its handler panics on seq 0.
+type poisoned struct {
+	K   string `json:"k"`
+	Seq int    `json:"seq"`
+}
+
+// deadLetters keeps dead letters in memory.
+type deadLetters struct {
+	mu   sync.Mutex
+	list []messaging.DeadLetter
+}
+
+func (d *deadLetters) AddDeadLetter(_ context.Context, l messaging.DeadLetter) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.list = append(d.list, l)
+	return nil
+}
+
+func (d *deadLetters) DeadLetters(context.Context, int) ([]messaging.DeadLetter, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.list), nil
+}
+
+func testPanickingHandler(t *testing.T, f Factory) {
+	c, j, ch := open(t, f), newJournal(), testenv.Name("tt_panic")
+	reg := messaging.NewRegistry()
+	messaging.Register(reg, ch, func(p poisoned) string { return p.K }, nil)
+	bus := messaging.NewBus(testenv.Logger(t, slog.LevelError+1), nil)
+	var mu sync.Mutex
+	handled := map[int]int{}
+	messaging.HandleIdempotentEvent(bus, "tt.poisoned", func(ctx context.Context, p poisoned) ([]messaging.Raised, error) {
+		if p.Seq == 0 {
+			panic(fmt.Sprintf("poisoned message %d", p.Seq))
+		}
+		mu.Lock()
+		handled[p.Seq]++
+		mu.Unlock()
+		return nil, nil
+	})
+	dead := &deadLetters{}
+	consumer := &messaging.Consumer{Name: "g", Registry: reg, Bus: bus, DeadLetters: dead, Log: testenv.Logger(t, slog.LevelError+1), MaxAttempts: 3}
+	c.subscribe(j, "a", "g", []string{ch}, consumer.Handle)
+	ready(t, f, c, j, []string{ch}, []string{"a"}, false)
+
+	first, next := message(ch, "k", 0), message(ch, "k", 1)
+	publish(t, c, first, next)
+	j.waitSucceeded(t, "g", []messaging.Envelope{first, next})
+	mu.Lock()
+	got := handled[1]
+	mu.Unlock()
+	if got == 0 {
+		t.Errorf("the message after the poisoned one was not handled")
+	}
+	letters, _ := dead.DeadLetters(context.Background(), 10)
+	if len(letters) != 1 || letters[0].MessageID != first.ID || !strings.Contains(letters[0].Reason, "panicked: poisoned message 0") {
+		t.Fatalf("dead letters %+v, want the poisoned message, its reason the panic", letters)
+	}
+	for _, e := range j.snapshot() {
+		if e.d.ID == first.ID && e.d.Attempt > 3 {
+			t.Errorf("the poisoned message was handed %d times, want at most 3", e.d.Attempt)
+		}
+	}
 }
