@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -38,6 +39,8 @@ type Consumer struct {
 	// message): the message is handled.
 	Outcome func(error) bool
 	Metrics ConsumerMetrics
+
+	failing sync.Map // message id -> when it first failed, while it is retried
 }
 
 // ConsumerMetrics observes a consumer.
@@ -81,12 +84,16 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery) (err error) {
 	}
 	switch {
 	case err == nil, c.Outcome != nil && c.Outcome(err):
+		if d.Attempt > 1 {
+			c.failing.Delete(d.ID)
+		}
 		return nil
 	case IsPermanent(err) || (c.Permanent != nil && c.Permanent(err)):
 		return c.deadLetter(ctx, d, err)
 	case d.Attempt >= c.maxAttempts():
 		return c.deadLetter(ctx, d, fmt.Errorf("gave up after %d attempts: %w", d.Attempt, err))
 	}
+	c.failing.LoadOrStore(d.ID, time.Now().UTC())
 	c.Log.WarnContext(ctx, "message failed, will be delivered again", "channel", d.Channel, "message_id", d.ID, "attempt", d.Attempt, "err", err)
 	return err
 }
@@ -105,13 +112,29 @@ func (c *Consumer) deadLetter(ctx context.Context, d Delivery, reason error) err
 	if c.Metrics != nil {
 		c.Metrics.DeadLettered(d.Channel)
 	}
+	now := time.Now().UTC()
+	first := now
+	if at, ok := c.failing.LoadAndDelete(d.ID); ok {
+		first = at.(time.Time)
+	}
+	var occurred *time.Time
+	if !d.OccurredAt.IsZero() {
+		at := d.OccurredAt.UTC()
+		occurred = &at
+	}
 	err := c.DeadLetters.AddDeadLetter(context.WithoutCancel(ctx), DeadLetter{
-		Consumer:  c.Name,
-		Channel:   d.Channel,
-		MessageID: d.ID,
-		Payload:   storable(string(d.Payload)),
-		Reason:    storable(reason.Error()),
-		FailedAt:  time.Now().UTC(),
+		Consumer:      c.Name,
+		Channel:       d.Channel,
+		MessageID:     d.ID,
+		Key:           d.Key,
+		CorrelationID: d.CorrelationID,
+		CausationID:   d.CausationID,
+		OccurredAt:    occurred,
+		Payload:       storable(string(d.Payload)),
+		Reason:        storable(reason.Error()),
+		Attempts:      max(d.Attempt, 1),
+		FirstFailedAt: &first,
+		FailedAt:      now,
 	})
 	if err != nil {
 		return errors.Join(fmt.Errorf("keeping dead letter: %w", err), reason)

@@ -221,16 +221,26 @@ func TestConsumerHandle(t *testing.T) {
 			if len(dead) != 1 {
 				t.Fatalf("got %d dead letters, want 1", len(dead))
 			}
+			// The whole envelope is kept, and how often it was tried.
+			occurred := tt.d.OccurredAt
 			want := messaging.DeadLetter{
-				ID:        1,
-				Consumer:  "allocation",
-				Channel:   tt.d.Channel,
-				MessageID: "msg-1",
-				Payload:   string(tt.d.Payload),
-				Reason:    tt.wantReason,
+				ID:            1,
+				Consumer:      "allocation",
+				Channel:       tt.d.Channel,
+				MessageID:     "msg-1",
+				Key:           "LAMP",
+				CorrelationID: "corr-1",
+				CausationID:   "cause-1",
+				OccurredAt:    &occurred,
+				Payload:       string(tt.d.Payload),
+				Reason:        tt.wantReason,
+				Attempts:      tt.d.Attempt,
 			}
-			if diff := cmp.Diff(want, dead[0], cmpopts.IgnoreFields(messaging.DeadLetter{}, "FailedAt")); diff != "" {
+			if diff := cmp.Diff(want, dead[0], cmpopts.IgnoreFields(messaging.DeadLetter{}, "FailedAt", "FirstFailedAt")); diff != "" {
 				t.Errorf("dead letter (-want +got):\n%s", diff)
+			}
+			if first := dead[0].FirstFailedAt; first == nil || first.After(dead[0].FailedAt) {
+				t.Errorf("FirstFailedAt = %v, want at or before FailedAt %v", first, dead[0].FailedAt)
 			}
 			if at := dead[0].FailedAt; at.Location() != time.UTC || at.Before(start.Add(-time.Second)) || at.After(time.Now().Add(time.Second)) {
 				t.Errorf("FailedAt = %v, want about now in UTC", at)

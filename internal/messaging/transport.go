@@ -57,15 +57,28 @@ type Transport interface {
 	Close() error
 }
 
-// DeadLetter is a message that could not be handled, kept with the reason.
+// DeadLetter is a message that could not be handled, kept whole (its
+// envelope: id, channel, key, correlation and causation, when it was
+// raised, its payload) with the reason, how many times it was tried and
+// when it first and last failed. Dead letters kept by earlier versions
+// lack the envelope's other fields and the attempts (0).
 type DeadLetter struct {
-	ID        int64     `json:"id"`
-	Consumer  string    `json:"consumer"`
-	Channel   string    `json:"channel"`
-	MessageID string    `json:"message_id,omitempty"`
-	Payload   string    `json:"payload"`
-	Reason    string    `json:"reason"`
-	FailedAt  time.Time `json:"failed_at"`
+	ID            int64      `json:"id"`
+	Consumer      string     `json:"consumer"`
+	Channel       string     `json:"channel"`
+	MessageID     string     `json:"message_id,omitempty"`
+	Key           string     `json:"key,omitempty"`
+	CorrelationID string     `json:"correlation_id,omitempty"`
+	CausationID   string     `json:"causation_id,omitempty"`
+	OccurredAt    *time.Time `json:"occurred_at,omitempty"`
+	Payload       string     `json:"payload"`
+	Reason        string     `json:"reason"`
+	Attempts      int        `json:"attempts,omitempty"`
+	// FirstFailedAt is when the message first failed, as far as the
+	// consumer knows (it forgets across a restart); FailedAt when it was
+	// given up on.
+	FirstFailedAt *time.Time `json:"first_failed_at,omitempty"`
+	FailedAt      time.Time  `json:"failed_at"`
 }
 
 // DeadLetterChannel is where dead letters are published, as JSON

@@ -110,7 +110,20 @@ func (s *subscription) run(channels []string) error {
 		return fmt.Errorf("kafka subscribe %s: %w", s.group, err)
 	}
 	s.cl = cl
-	defer cl.CloseAllowingRebalance() // leaves the group: the revoke commits
+	defer func() {
+		// Leave the group (the revoke commits), for a bounded time: during
+		// a rebalance (a member that died is waited for) the broker may
+		// hold the answer for as long as a session lasts, and a service
+		// stopping must not wait that long. What was not committed is
+		// handed again to the next member: the inbox skips it.
+		lctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+		defer cancel()
+		cl.AllowRebalance()
+		if err := cl.LeaveGroupContext(lctx); err != nil {
+			k.log.WarnContext(s.ctx, "kafka: leaving the group did not finish in time", "group", s.group, "err", err)
+		}
+		cl.Close()
+	}()
 	k.log.InfoContext(s.ctx, "kafka subscribed", "group", s.group, "topics", topics)
 
 	idle := time.Duration(0)
@@ -151,6 +164,10 @@ func (s *subscription) run(channels []string) error {
 		}
 	}
 }
+
+// leaveTimeout bounds how long a subscription that ends waits to leave its
+// group.
+const leaveTimeout = 5 * time.Second
 
 type topicPartition struct {
 	topic     string

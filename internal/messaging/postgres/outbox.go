@@ -217,10 +217,12 @@ func (o *Outbox) Undispatched(ctx context.Context, olderThan time.Duration, limi
 		_, err := tx.Exec(ctx, `WITH failed AS (
 				UPDATE outbox SET dispatched = true
 				WHERE NOT dispatched AND dispatch_attempts >= $1
-				RETURNING channel, id, payload, dispatch_attempts)
-			INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at)
+				RETURNING channel, id, payload, dispatch_attempts, msg_key, correlation_id, causation_id, occurred_at)
+			INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at,
+				msg_key, correlation_id, causation_id, occurred_at, attempts)
 			SELECT 'local', channel, id, convert_from(payload, 'UTF8'),
-				'local event handlers failed ' || dispatch_attempts || ' times', now()
+				'local event handlers failed ' || dispatch_attempts || ' times', now(),
+				msg_key, correlation_id, causation_id, occurred_at, dispatch_attempts
 			FROM failed`, maxAttempts)
 		if err != nil {
 			return err
@@ -288,9 +290,11 @@ func (o *Outbox) ForgetHandled(ctx context.Context, age time.Duration) error {
 // transaction.
 func (o *Outbox) AddDeadLetter(ctx context.Context, d messaging.DeadLetter) error {
 	err := pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at)
-			VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
-			d.Consumer, d.Channel, d.MessageID, d.Payload, d.Reason, d.FailedAt).Scan(&d.ID); err != nil {
+		if err := tx.QueryRow(ctx, `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at,
+				msg_key, correlation_id, causation_id, occurred_at, attempts, first_failed_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id`,
+			d.Consumer, d.Channel, d.MessageID, d.Payload, d.Reason, d.FailedAt,
+			d.Key, d.CorrelationID, d.CausationID, d.OccurredAt, d.Attempts, d.FirstFailedAt).Scan(&d.ID); err != nil {
 			return err
 		}
 		e := messaging.DeadLetterEnvelope(d)
@@ -308,15 +312,22 @@ func (o *Outbox) AddDeadLetter(ctx context.Context, d messaging.DeadLetter) erro
 
 // DeadLetters returns the latest limit dead letters, newest first.
 func (o *Outbox) DeadLetters(ctx context.Context, limit int) ([]messaging.DeadLetter, error) {
-	rows, err := o.pool.Query(ctx, `SELECT id, consumer, channel, message_id, payload, reason, failed_at
+	rows, err := o.pool.Query(ctx, `SELECT id, consumer, channel, message_id, payload, reason, failed_at,
+			msg_key, correlation_id, causation_id, occurred_at, attempts, first_failed_at
 		FROM dead_letters ORDER BY id DESC LIMIT $1`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("dead letters: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (messaging.DeadLetter, error) {
 		var d messaging.DeadLetter
-		err := r.Scan(&d.ID, &d.Consumer, &d.Channel, &d.MessageID, &d.Payload, &d.Reason, &d.FailedAt)
+		err := r.Scan(&d.ID, &d.Consumer, &d.Channel, &d.MessageID, &d.Payload, &d.Reason, &d.FailedAt,
+			&d.Key, &d.CorrelationID, &d.CausationID, &d.OccurredAt, &d.Attempts, &d.FirstFailedAt)
 		d.FailedAt = d.FailedAt.UTC()
+		for _, t := range []*time.Time{d.OccurredAt, d.FirstFailedAt} {
+			if t != nil {
+				*t = t.UTC()
+			}
+		}
 		return d, err
 	})
 	if err != nil {

@@ -161,8 +161,10 @@ func (o *Outbox) Undispatched(ctx context.Context, olderThan time.Duration, limi
 	defer tx.Rollback()
 	before := time.Now().Add(-olderThan).UnixMicro()
 	now := time.Now().UnixMicro()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at)
-		SELECT 'local', channel, id, CAST(payload AS TEXT), 'local event handlers failed ' || dispatch_attempts || ' times', ?
+	if _, err := tx.ExecContext(ctx, `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at,
+			msg_key, correlation_id, causation_id, occurred_at, attempts)
+		SELECT 'local', channel, id, CAST(payload AS TEXT), 'local event handlers failed ' || dispatch_attempts || ' times', ?,
+			msg_key, correlation_id, causation_id, occurred_at, dispatch_attempts
 		FROM outbox WHERE dispatched = 0 AND dispatch_attempts >= ?`, now, maxAttempts); err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
@@ -246,8 +248,10 @@ func (o *Outbox) AddDeadLetter(ctx context.Context, d messaging.DeadLetter) erro
 		return fmt.Errorf("dead letters: %w", err)
 	}
 	defer tx.Rollback()
-	if err := tx.QueryRowContext(ctx, `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at)
-		VALUES (?, ?, ?, ?, ?, ?) RETURNING id`, d.Consumer, d.Channel, d.MessageID, d.Payload, d.Reason, d.FailedAt.UnixMicro()).Scan(&d.ID); err != nil {
+	if err := tx.QueryRowContext(ctx, `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at,
+			msg_key, correlation_id, causation_id, occurred_at, attempts, first_failed_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, d.Consumer, d.Channel, d.MessageID, d.Payload, d.Reason, d.FailedAt.UnixMicro(),
+		d.Key, d.CorrelationID, d.CausationID, micros(d.OccurredAt), d.Attempts, micros(d.FirstFailedAt)).Scan(&d.ID); err != nil {
 		return fmt.Errorf("dead letters: %w", err)
 	}
 	e := messaging.DeadLetterEnvelope(d)
@@ -266,7 +270,8 @@ func (o *Outbox) AddDeadLetter(ctx context.Context, d messaging.DeadLetter) erro
 
 // DeadLetters returns the latest limit dead letters, newest first.
 func (o *Outbox) DeadLetters(ctx context.Context, limit int) ([]messaging.DeadLetter, error) {
-	rows, err := o.db.R.QueryContext(ctx, `SELECT id, consumer, channel, message_id, payload, reason, failed_at
+	rows, err := o.db.R.QueryContext(ctx, `SELECT id, consumer, channel, message_id, payload, reason, failed_at,
+			msg_key, correlation_id, causation_id, occurred_at, attempts, first_failed_at
 		FROM dead_letters ORDER BY id DESC LIMIT ?`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("dead letters: %w", err)
@@ -276,11 +281,31 @@ func (o *Outbox) DeadLetters(ctx context.Context, limit int) ([]messaging.DeadLe
 	for rows.Next() {
 		var d messaging.DeadLetter
 		var at int64
-		if err := rows.Scan(&d.ID, &d.Consumer, &d.Channel, &d.MessageID, &d.Payload, &d.Reason, &at); err != nil {
+		var occurred, first sql.NullInt64
+		if err := rows.Scan(&d.ID, &d.Consumer, &d.Channel, &d.MessageID, &d.Payload, &d.Reason, &at,
+			&d.Key, &d.CorrelationID, &d.CausationID, &occurred, &d.Attempts, &first); err != nil {
 			return nil, fmt.Errorf("dead letters: %w", err)
 		}
 		d.FailedAt = time.UnixMicro(at).UTC()
+		d.OccurredAt, d.FirstFailedAt = fromMicros(occurred), fromMicros(first)
 		out = append(out, d)
 	}
 	return out, rows.Err()
+}
+
+// micros is t in unix microseconds, or NULL.
+func micros(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+// fromMicros is the time of unix microseconds, or nil for NULL.
+func fromMicros(n sql.NullInt64) *time.Time {
+	if !n.Valid {
+		return nil
+	}
+	t := time.UnixMicro(n.Int64).UTC()
+	return &t
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/stockflow/stockflow/internal/messaging"
 	msqlite "github.com/stockflow/stockflow/internal/messaging/sqlite"
+	"io/fs"
+	"testing/fstest"
 )
 
 // append stores envs in the outbox in one committed transaction.
@@ -476,13 +478,19 @@ func TestUndispatchedDeadLetters(t *testing.T) {
 	slices.SortFunc(dead, func(a, b messaging.DeadLetter) int { return int(a.ID - b.ID) })
 	var want []messaging.DeadLetter
 	for i, e := range evs[:2] {
+		at := e.OccurredAt.UTC().Truncate(time.Microsecond)
 		want = append(want, messaging.DeadLetter{
-			ID:        int64(i + 1),
-			Consumer:  "local",
-			Channel:   e.Channel,
-			MessageID: e.ID,
-			Payload:   string(e.Payload),
-			Reason:    "local event handlers failed 3 times",
+			ID:            int64(i + 1),
+			Consumer:      "local",
+			Channel:       e.Channel,
+			MessageID:     e.ID,
+			Key:           e.Key,
+			CorrelationID: e.CorrelationID,
+			CausationID:   e.CausationID,
+			OccurredAt:    &at,
+			Payload:       string(e.Payload),
+			Reason:        "local event handlers failed 3 times",
+			Attempts:      3,
 		})
 	}
 	if diff := cmp.Diff(want, dead, cmpopts.IgnoreFields(messaging.DeadLetter{}, "FailedAt")); diff != "" {
@@ -844,3 +852,46 @@ var (
 	_ messaging.DispatchLog = (*msqlite.Outbox)(nil)
 	_ messaging.DeadLetters = (*msqlite.Outbox)(nil)
 )
+
+// A dead letter keeps the whole envelope; one kept before the envelope's
+// columns were added still lists, with their defaults.
+func TestDeadLetterKeepsTheEnvelope(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	// The first migration alone: the previous version's table, and a row of it.
+	first := fstest.MapFS{}
+	body, err := fs.ReadFile(msqlite.Migrations(), "001_messaging.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first["001_messaging.sql"] = &fstest.MapFile{Data: body}
+	if err := db.Migrate(ctx, "messaging", first); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+	if _, err := db.W.ExecContext(ctx, `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at)
+		VALUES ('allocation', 'change_batch_quantity', 'm-old', '{}', 'unknown batch b9', ?)`, old.UnixMicro()); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Migrate(ctx, "messaging", msqlite.Migrations()); err != nil {
+		t.Fatal(err)
+	}
+	ob := msqlite.NewOutbox(db)
+	occurred, firstFailed, failed := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC), time.Date(2026, 12, 1, 8, 0, 1, 0, time.UTC), time.Date(2026, 12, 1, 8, 0, 9, 0, time.UTC)
+	whole := messaging.DeadLetter{Consumer: "orders", Channel: "line_allocated", MessageID: "m-new", Key: "LAMP",
+		CorrelationID: "corr-1", CausationID: "cause-1", OccurredAt: &occurred, Payload: `{"sku":"LAMP"}`,
+		Reason: "handler panicked: boom", Attempts: 5, FirstFailedAt: &firstFailed, FailedAt: failed}
+	if err := ob.AddDeadLetter(ctx, whole); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ob.DeadLetters(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole.ID = 2
+	want := []messaging.DeadLetter{whole, {ID: 1, Consumer: "allocation", Channel: "change_batch_quantity", MessageID: "m-old",
+		Payload: "{}", Reason: "unknown batch b9", FailedAt: old}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("dead letters (-want +got):\n%s", diff)
+	}
+}
