@@ -258,9 +258,16 @@ func (s *server) stop() {
 	select {
 	case <-s.exited:
 	case <-time.After(20 * time.Second):
-		s.t.Errorf("stockflow did not exit within 20s of SIGTERM; killing it")
-		_ = s.cmd.Process.Kill()
-		<-s.exited
+		// SIGQUIT first: the goroutines' stacks go to the logs, to show
+		// what it waited for.
+		s.t.Errorf("stockflow did not exit within 20s of SIGTERM; killing it (its goroutines are in its logs)")
+		_ = s.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-s.exited:
+		case <-time.After(2 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-s.exited
+		}
 		return
 	}
 	if code := s.cmd.ProcessState.ExitCode(); code != 0 {

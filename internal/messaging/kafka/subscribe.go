@@ -120,7 +120,11 @@ func (s *subscription) run(channels []string) error {
 		defer cancel()
 		cl.AllowRebalance()
 		if err := cl.LeaveGroupContext(lctx); err != nil {
-			k.log.WarnContext(s.ctx, "kafka: leaving the group did not finish in time", "group", s.group, "err", err)
+			// Close would wait for the leave all the same: let it finish
+			// (or the process end) on its own.
+			k.log.WarnContext(s.ctx, "kafka: leaving the group did not finish in time; going on", "group", s.group, "err", err)
+			go cl.Close()
+			return
 		}
 		cl.Close()
 	}()
