@@ -76,6 +76,10 @@ func TestDeadLettersOverDurableBrokers(t *testing.T) {
 					t.Fatalf("dead letter of a message the test did not publish as poison: %s", d.Payload)
 				}
 				p := poison[i]
+				// The whole envelope is kept, and how often it was tried.
+				if dl.Key == "" || dl.CorrelationID == "" || dl.OccurredAt == nil || dl.Attempts < 1 || dl.FirstFailedAt == nil {
+					t.Errorf("%s: dead letter %s lacks its envelope (key, correlation id, occurred_at) or its attempts", p.name, d.Payload)
+				}
 				if dl.Consumer != "allocation" || dl.Channel != chanAllocate || dl.Payload != p.payload || dl.Reason == "" || dl.FailedAt.IsZero() {
 					t.Errorf("%s: dead letter on %s %s, want consumer allocation, channel allocate, payload %q, a reason and a time", p.name, chanDeadLetters, d.Payload, p.payload)
 				}

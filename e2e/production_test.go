@@ -243,8 +243,14 @@ func TestRedisOutage(t *testing.T) {
 	if m := re[len(re)-1]; m.BatchRef != later {
 		t.Errorf("reallocation after the outage: %+v, want batchref %s", m, later)
 	}
-	if rows := s.allocations(t, held); !slices.Equal(rows, []allocation{{sku2, later}}) {
-		t.Errorf("GET /allocations/%s = %v, want [{%s %s}]", held, rows, sku2, later)
+	// The read model follows the events, a moment after they are relayed.
+	if err := eventually(5*time.Second, func() error {
+		if rows := s.allocations(t, held); !slices.Equal(rows, []allocation{{sku2, later}}) {
+			return fmt.Errorf("GET /allocations/%s = %v, want [{%s %s}]", held, rows, sku2, later)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
 	// And allocations are published right away again.
 	after := uniq("after")
@@ -254,13 +260,19 @@ func TestRedisOutage(t *testing.T) {
 
 // deadLetter is a line of "stockflow dead-letters".
 type deadLetter struct {
-	ID        int64     `json:"id"`
-	Consumer  string    `json:"consumer"`
-	Channel   string    `json:"channel"`
-	MessageID string    `json:"message_id"`
-	Payload   string    `json:"payload"`
-	Reason    string    `json:"reason"`
-	FailedAt  time.Time `json:"failed_at"`
+	ID            int64      `json:"id"`
+	Consumer      string     `json:"consumer"`
+	Channel       string     `json:"channel"`
+	MessageID     string     `json:"message_id"`
+	Key           string     `json:"key"`
+	CorrelationID string     `json:"correlation_id"`
+	CausationID   string     `json:"causation_id"`
+	OccurredAt    *time.Time `json:"occurred_at"`
+	Payload       string     `json:"payload"`
+	Reason        string     `json:"reason"`
+	Attempts      int        `json:"attempts"`
+	FirstFailedAt *time.Time `json:"first_failed_at"`
+	FailedAt      time.Time  `json:"failed_at"`
 }
 
 // TestPoisonMessages publishes each kind of bad change_batch_quantity,
