@@ -276,7 +276,9 @@ func (d *driver) cart(ctx context.Context, rng *rand.Rand) error {
 		if _, dup := ord.Items[sku]; dup {
 			continue
 		}
-		if err := d.expect(ctx, "add_item", "orders", http.MethodPost, "/orders/"+o.ID+"/items", map[string]any{"sku": sku, "qty": qty}, http.StatusAccepted); err != nil {
+		// 409: the item is in the cart already, when the request was sent
+		// again after the service died before answering.
+		if err := d.expect(ctx, "add_item", "orders", http.MethodPost, "/orders/"+o.ID+"/items", map[string]any{"sku": sku, "qty": qty}, http.StatusAccepted, http.StatusConflict); err != nil {
 			return err
 		}
 		ord.Items[sku] = qty
