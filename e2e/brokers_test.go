@@ -436,8 +436,15 @@ func TestChapter11OnEveryBroker(t *testing.T) {
 			if d.CausationID == "" {
 				t.Errorf("line_allocated %s has no causation id", d.Payload)
 			}
-			if rows := s.allocations(t, order); !slices.Equal(rows, []allocation{{sku, later}}) {
-				t.Errorf("GET /allocations/%s = %v, want [{%s %s}]", order, rows, sku, later)
+			// The read model follows the events a moment after they are
+			// relayed (the book's chapter 12: eventually consistent).
+			if err := eventually(5*time.Second, func() error {
+				if rows := s.allocations(t, order); !slices.Equal(rows, []allocation{{sku, later}}) {
+					return fmt.Errorf("GET /allocations/%s = %v, want [{%s %s}]", order, rows, sku, later)
+				}
+				return nil
+			}); err != nil {
+				t.Error(err)
 			}
 			if !kind.durable {
 				return
