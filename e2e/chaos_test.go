@@ -6,7 +6,9 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -75,6 +77,7 @@ func TestShopUnderChaosOnBrokers(t *testing.T) {
 				t.Errorf("seed %d: %s", seed, p)
 			}
 			if len(problems) > 0 {
+				sh.explain(t, problems)
 				t.Logf("replay: STOCKFLOW_CHAOS_BROKERS=1 STOCKFLOW_CHAOS_SEED=%d STOCKFLOW_CHAOS_OPS=%d go test -count=1 -run 'TestShopUnderChaosOnBrokers/%s/%s' ./e2e", seed, ops, r.broker, store)
 			}
 		})
@@ -139,3 +142,27 @@ func (sh *chaosShop) disrupt(ctx context.Context, rng *rand.Rand) error {
 	}
 	return sh.start(name)
 }
+
+// explain logs what the broker holds of the orders the problems name, read
+// from the oldest message by a group of the test's own: whether what a
+// service missed was ever published.
+func (sh *chaosShop) explain(t *testing.T, problems []string) {
+	ids := map[string]bool{}
+	for _, p := range problems {
+		if m := orderIDs.FindStringSubmatch(p); m != nil && len(ids) < 3 {
+			ids[m[1]] = true
+		}
+	}
+	w := sh.b.watch(t, "line_allocated", "line_deallocated", "out_of_stock", "goods_dispatched", "order_cancelled", "cart_item_added", "order_placed")
+	time.Sleep(5 * time.Second)
+	for _, d := range w.snapshot() {
+		for id := range ids {
+			if strings.Contains(string(d.Payload), id) {
+				t.Logf("on the broker: %s key %s id %s: %s", d.Channel, d.Key, d.ID, d.Payload)
+			}
+		}
+	}
+}
+
+// orderIDs finds the order a problem names first.
+var orderIDs = regexp.MustCompile(`order ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})`)
