@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/stockflow/stockflow/internal/shoptest"
 )
 
@@ -153,6 +156,9 @@ func (sh *chaosShop) explain(t *testing.T, problems []string) {
 			ids[m[1]] = true
 		}
 	}
+	if sh.b.kind == "kafka" {
+		sh.explainKafka(t)
+	}
 	w := sh.b.watch(t, "line_allocated", "line_deallocated", "out_of_stock", "goods_dispatched", "order_cancelled", "cart_item_added", "order_placed")
 	time.Sleep(5 * time.Second)
 	for _, d := range w.snapshot() {
@@ -166,3 +172,34 @@ func (sh *chaosShop) explain(t *testing.T, problems []string) {
 
 // orderIDs finds the order a problem names first.
 var orderIDs = regexp.MustCompile(`order ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})`)
+
+// explainKafka logs each service's consumer group as the broker sees it:
+// its state, members, and every partition it lags on, with its owner.
+func (sh *chaosShop) explainKafka(t *testing.T) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(strings.TrimPrefix(sh.b.URL, "kafka://"), ",")...))
+	if err != nil {
+		t.Logf("kafka admin: %v", err)
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lags, err := kadm.NewClient(cl).Lag(ctx, shopServices...)
+	if err != nil {
+		t.Logf("kafka lag: %v", err)
+		return
+	}
+	for _, g := range lags.Sorted() {
+		t.Logf("group %s: state %s, %d members, lag %d, err %v", g.Group, g.State, len(g.Members), g.Lag.Total(), g.Error())
+		for _, l := range g.Lag.Sorted() {
+			if l.Lag == 0 {
+				continue
+			}
+			owner := "(none)"
+			if l.Member != nil {
+				owner = l.Member.MemberID
+			}
+			t.Logf("  %s/%d: committed %d, end %d, lag %d, owner %s, err %v", l.Topic, l.Partition, l.Commit.At, l.End.Offset, l.Lag, owner, l.Err)
+		}
+	}
+}
