@@ -121,9 +121,10 @@ func (sh *chaosShop) url(name string) string {
 }
 
 // joined waits, on Kafka, until a service's consumer was given its
-// partitions (its log says so). kfake, the tests' Kafka, keeps for ever a
-// member whose process died while it joined the group, holding its
-// partitions, where a Kafka broker drops it once its session times out:
+// partitions (its log says so). kfake, the tests' Kafka, kept a member
+// whose process died while it joined the group, holding its partitions,
+// for over 90 s with a 10 s session, where a Kafka broker drops it once
+// its session times out:
 // the chaos does not kill a member there, so that what is checked is
 // stockflow, not kfake. Other brokers need no wait.
 func (sh *chaosShop) joined(s *server) {
