@@ -141,6 +141,9 @@ func TestBadInput(t *testing.T) {
 		tc{"unknown path", "GET", "/allocations", nil, 404},
 		tc{"unknown path", "GET", "/allocations/", nil, 404},
 		tc{"unknown path", "GET", "/allocations/" + order + "/more", nil, 404},
+		tc{"unknown batch", "GET", "/batches/" + uniq("nope"), nil, 404},
+		tc{"batch ref too long", "GET", "/batches/" + long, nil, 400},
+		tc{"wrong method", "POST", "/batches/" + ref, `{}`, 405},
 	)
 
 	for _, c := range cases {

@@ -87,11 +87,17 @@ func (b *Batch) Events() []any { return b.events }
 func (b *Batch) Changed() bool { return b.changed }
 
 // Loaded completes a batch kept by an earlier version, which kept its
-// quantity alone: it is taken as announced.
+// quantity alone and numbered no report: it is taken as announced.
 func (b *Batch) Loaded() {
-	if b.Announced == (Announcement{}) && b.Dispatched == 0 {
-		b.Announced.Qty = b.Qty
+	if b.Announced != (Announcement{}) || b.Dispatched != 0 {
+		return
 	}
+	for _, r := range b.Reports {
+		if r.Seq != 0 {
+			return // this version's
+		}
+	}
+	b.Announced.Qty = b.Qty
 }
 
 // Announce records an announcement of the allocation service, unless a
