@@ -27,10 +27,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stockflow/stockflow/internal/messaging"
-	"github.com/stockflow/stockflow/internal/messaging/broker"
-	"github.com/stockflow/stockflow/internal/messaging/kafka"
-	"github.com/stockflow/stockflow/internal/messaging/nats"
-	"github.com/stockflow/stockflow/internal/messaging/redis"
+	"github.com/stockflow/stockflow/internal/transport/broker"
+	"github.com/stockflow/stockflow/internal/transport/kafka"
+	"github.com/stockflow/stockflow/internal/transport/nats"
+	"github.com/stockflow/stockflow/internal/transport/redis"
 	"github.com/stockflow/stockflow/internal/testenv"
 )
 

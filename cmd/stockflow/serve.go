@@ -19,7 +19,7 @@ import (
 
 	"github.com/stockflow/stockflow/internal/httpx"
 	"github.com/stockflow/stockflow/internal/messaging"
-	"github.com/stockflow/stockflow/internal/messaging/broker"
+	"github.com/stockflow/stockflow/internal/transport/broker"
 	"github.com/stockflow/stockflow/internal/metrics"
 	"github.com/stockflow/stockflow/internal/platform"
 )

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/stockflow/stockflow/internal/messaging"
-	"github.com/stockflow/stockflow/internal/messaging/inproc"
+	"github.com/stockflow/stockflow/internal/transport/inproc"
 	"github.com/stockflow/stockflow/internal/notifications"
 	"github.com/stockflow/stockflow/internal/notifications/domain"
 	"github.com/stockflow/stockflow/internal/platform"

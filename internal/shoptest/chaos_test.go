@@ -15,7 +15,7 @@ import (
 
 	"github.com/stockflow/stockflow/internal/allocation"
 	"github.com/stockflow/stockflow/internal/crm"
-	"github.com/stockflow/stockflow/internal/messaging/chaos"
+	"github.com/stockflow/stockflow/internal/transport/chaos"
 	"github.com/stockflow/stockflow/internal/notifications"
 	"github.com/stockflow/stockflow/internal/orders"
 	"github.com/stockflow/stockflow/internal/platform"

@@ -14,7 +14,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/stockflow/stockflow/internal/messaging"
-	"github.com/stockflow/stockflow/internal/messaging/redis"
+	"github.com/stockflow/stockflow/internal/transport/redis"
 	"github.com/stockflow/stockflow/internal/testenv"
 )
 

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/stockflow/stockflow/internal/messaging"
-	"github.com/stockflow/stockflow/internal/messaging/chaos"
+	"github.com/stockflow/stockflow/internal/transport/chaos"
 )
 
 const wait = 10 * time.Second

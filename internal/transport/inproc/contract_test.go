@@ -4,8 +4,8 @@ import (
 	"testing"
 
 	"github.com/stockflow/stockflow/internal/messaging"
-	"github.com/stockflow/stockflow/internal/messaging/inproc"
-	"github.com/stockflow/stockflow/internal/messaging/transporttest"
+	"github.com/stockflow/stockflow/internal/transport/inproc"
+	"github.com/stockflow/stockflow/internal/transport/transporttest"
 )
 
 // The in-process transport keeps nothing: it runs the contract's

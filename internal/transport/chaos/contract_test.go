@@ -4,8 +4,8 @@ import (
 	"testing"
 
 	"github.com/stockflow/stockflow/internal/messaging"
-	"github.com/stockflow/stockflow/internal/messaging/chaos"
-	"github.com/stockflow/stockflow/internal/messaging/transporttest"
+	"github.com/stockflow/stockflow/internal/transport/chaos"
+	"github.com/stockflow/stockflow/internal/transport/transporttest"
 )
 
 // The transport contract, durable cases included, on one broker that every

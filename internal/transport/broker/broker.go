@@ -7,10 +7,10 @@ import (
 	"net/url"
 
 	"github.com/stockflow/stockflow/internal/messaging"
-	"github.com/stockflow/stockflow/internal/messaging/inproc"
-	"github.com/stockflow/stockflow/internal/messaging/kafka"
-	"github.com/stockflow/stockflow/internal/messaging/nats"
-	"github.com/stockflow/stockflow/internal/messaging/redis"
+	"github.com/stockflow/stockflow/internal/transport/inproc"
+	"github.com/stockflow/stockflow/internal/transport/kafka"
+	"github.com/stockflow/stockflow/internal/transport/nats"
+	"github.com/stockflow/stockflow/internal/transport/redis"
 )
 
 // Schemes lists the transports a broker URL can name.

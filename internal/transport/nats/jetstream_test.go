@@ -17,7 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stockflow/stockflow/internal/messaging"
-	"github.com/stockflow/stockflow/internal/messaging/nats"
+	"github.com/stockflow/stockflow/internal/transport/nats"
 	"github.com/stockflow/stockflow/internal/testenv"
 )
 

@@ -7,14 +7,14 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/stockflow/stockflow/internal/messaging/kafka"
-	"github.com/stockflow/stockflow/internal/messaging/transporttest"
+	"github.com/stockflow/stockflow/internal/transport/kafka"
+	"github.com/stockflow/stockflow/internal/transport/transporttest"
 )
 
 // On kfake, the in-process fake broker: a measure of the transport's own
 // cost, not of a Kafka cluster's.
 //
-//	go test -run '^$' -bench EndToEnd -benchtime 20000x ./internal/messaging/kafka/
+//	go test -run '^$' -bench EndToEnd -benchtime 20000x ./internal/transport/kafka/
 func BenchmarkEndToEnd(b *testing.B) {
 	for _, rate := range []int{0, 1000} {
 		name := "burst"

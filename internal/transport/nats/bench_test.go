@@ -6,12 +6,12 @@ import (
 	"log/slog"
 	"testing"
 
-	"github.com/stockflow/stockflow/internal/messaging/nats"
-	"github.com/stockflow/stockflow/internal/messaging/transporttest"
+	"github.com/stockflow/stockflow/internal/transport/nats"
+	"github.com/stockflow/stockflow/internal/transport/transporttest"
 	"github.com/stockflow/stockflow/internal/testenv"
 )
 
-// go test -run '^$' -bench EndToEnd -benchtime 20000x ./internal/messaging/nats/
+// go test -run '^$' -bench EndToEnd -benchtime 20000x ./internal/transport/nats/
 func BenchmarkEndToEnd(b *testing.B) {
 	url := testenv.NATS(b)
 	for _, rate := range []int{0, 1000} {

@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/stockflow/stockflow/internal/messaging"
-	"github.com/stockflow/stockflow/internal/messaging/nats"
-	"github.com/stockflow/stockflow/internal/messaging/transporttest"
+	"github.com/stockflow/stockflow/internal/transport/nats"
+	"github.com/stockflow/stockflow/internal/transport/transporttest"
 	"github.com/stockflow/stockflow/internal/testenv"
 )
 

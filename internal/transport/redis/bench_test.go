@@ -6,11 +6,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stockflow/stockflow/internal/messaging/transporttest"
+	"github.com/stockflow/stockflow/internal/transport/transporttest"
 	"github.com/stockflow/stockflow/internal/testenv"
 )
 
-// go test -run '^$' -bench EndToEnd -benchtime 20000x ./internal/messaging/redis/
+// go test -run '^$' -bench EndToEnd -benchtime 20000x ./internal/transport/redis/
 func BenchmarkEndToEnd(b *testing.B) {
 	url := testenv.Redis(b)
 	for _, rate := range []int{0, 1000} {

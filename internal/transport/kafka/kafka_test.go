@@ -20,7 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stockflow/stockflow/internal/messaging"
-	"github.com/stockflow/stockflow/internal/messaging/kafka"
+	"github.com/stockflow/stockflow/internal/transport/kafka"
 	"github.com/stockflow/stockflow/internal/testenv"
 )
 
