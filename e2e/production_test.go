@@ -90,8 +90,15 @@ func TestChangeBatchQuantityOverRedis(t *testing.T) {
 	if fields["correlation_id"] == first[len(first)-1].CorrelationID {
 		t.Errorf("line_allocated %s: the reallocation shares the HTTP request's correlation id", raw)
 	}
-	if rows := s.allocations(t, order); !slices.Equal(rows, []allocation{{sku, later}}) {
-		t.Errorf("GET /allocations/%s = %v, want [{%s %s}]", order, rows, sku, later)
+	// The read model is kept by an event handler of the allocation service
+	// itself, which may finish a moment after the relay published.
+	if err := eventually(5*time.Second, func() error {
+		if rows := s.allocations(t, order); !slices.Equal(rows, []allocation{{sku, later}}) {
+			return fmt.Errorf("GET /allocations/%s = %v, want [{%s %s}]", order, rows, sku, later)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
 }
 

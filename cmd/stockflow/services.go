@@ -8,10 +8,10 @@ import (
 
 	"github.com/stockflow/stockflow/internal/allocation"
 	"github.com/stockflow/stockflow/internal/crm"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/notifications"
 	"github.com/stockflow/stockflow/internal/orders"
 	"github.com/stockflow/stockflow/internal/platform"
-	"github.com/stockflow/stockflow/internal/valid"
 	"github.com/stockflow/stockflow/internal/warehouse"
 )
 
@@ -43,7 +43,7 @@ var services = []serviceDef{
 	}),
 	docService(notifications.Name, func(ctx context.Context, cfg platform.Config, f *serverFlags) (platform.Service, error) {
 		svc, err := notifications.Open(ctx, cfg, notifications.Mail{SMTP: f.smtp, From: f.smtpFrom, StockTeam: splitList(f.stockTeam)})
-		if errors.Is(err, valid.ErrInvalid) {
+		if errors.Is(err, fail.Invalid) {
 			return nil, usageError{err}
 		}
 		return svc, err

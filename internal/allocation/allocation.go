@@ -6,6 +6,7 @@
 //	service/           handlers, unit of work and repository ports, bus wiring
 //	adapters/sqlite/   the embedded store
 //	adapters/postgres/ the production store
+//	adapters/pggroup/  group commit and the product cache over it
 //	adapters/http/     the HTTP API
 package allocation
 
@@ -17,7 +18,10 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	allochttp "github.com/stockflow/stockflow/internal/allocation/adapters/http"
+	"github.com/stockflow/stockflow/internal/allocation/adapters/pggroup"
 	allocpg "github.com/stockflow/stockflow/internal/allocation/adapters/postgres"
 	allocsqlite "github.com/stockflow/stockflow/internal/allocation/adapters/sqlite"
 	"github.com/stockflow/stockflow/internal/allocation/service"
@@ -35,74 +39,77 @@ type Config = platform.Config
 
 // Service is a running allocation service.
 type Service struct {
-	*messaging.Runtime
-	Bus      *messaging.Bus
-	Handlers *service.Handlers
+	*platform.Base[Store, *service.Handlers]
 	Registry *messaging.Registry
+	log      *slog.Logger
+}
 
-	store service.Store
-	ready func(context.Context) error
-	close func()
-	log   *slog.Logger
+// Store is the allocation service's store, on either database.
+type Store interface {
+	service.Store
+	platform.Store
 }
 
 // Open opens the service's store, applying migrations, and wires it.
 func Open(ctx context.Context, cfg Config) (*Service, error) {
-	s := &Service{Registry: service.Messages(), log: cfg.Log}
-	var onCommit *func()
-	var st messaging.Store
+	reg := service.Messages()
+	base, err := platform.Assemble(ctx, cfg, platform.Parts[Store, *service.Handlers]{
+		Name: Name, Registry: reg, Inbound: service.Inbound,
+		Open: func(ctx context.Context, cfg Config, hooks platform.StoreHooks) (Store, error) {
+			return openStore(ctx, cfg, reg, hooks)
+		},
+		Handlers: func(st Store) *service.Handlers { return service.NewHandlers(st) },
+		Bus:      service.NewBus,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Service{Base: base, Registry: reg, log: cfg.Log}, nil
+}
+
+// openStore opens the store: in PostgreSQL when cfg.DB is set, else in the
+// SQLite file allocation.db under cfg.DataDir.
+func openStore(ctx context.Context, cfg Config, reg *messaging.Registry, hooks platform.StoreHooks) (Store, error) {
 	if cfg.DB != "" {
 		pool, err := mpostgres.Connect(ctx, cfg.DB, Name)
 		if err != nil {
-			return nil, fmt.Errorf("allocation: %w", err)
+			return nil, err
 		}
-		store, err := allocpg.Open(ctx, pool, s.Registry)
+		plain, err := allocpg.Open(ctx, pool, reg, hooks.Committed)
 		if err != nil {
 			pool.Close()
-			return nil, fmt.Errorf("allocation: %w", err)
+			return nil, err
 		}
-		ob := mpostgres.NewOutbox(pool, Name)
-		s.store, st, onCommit = store, ob, &store.OnCommit
-		s.ready = func(ctx context.Context) error { return pool.Ping(ctx) }
-		s.close = func() { store.Close(); ob.Close(); pool.Close() }
-	} else {
-		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-			return nil, fmt.Errorf("allocation: %w", err)
-		}
-		db, err := msqlite.Open(filepath.Join(cfg.DataDir, Name+".db"))
-		if err != nil {
-			return nil, fmt.Errorf("allocation: %w", err)
-		}
-		store, err := allocsqlite.Open(ctx, db, s.Registry)
-		if err != nil {
-			db.Close()
-			return nil, fmt.Errorf("allocation: %w", err)
-		}
-		s.store, st, onCommit = store, msqlite.NewOutbox(db), &store.OnCommit
-		s.ready = func(ctx context.Context) error { return db.R.PingContext(ctx) }
-		s.close = func() { db.Close() }
+		// Group commit and the product cache over the plain store: many
+		// small transactions share a flush and a round trip.
+		grouped := pggroup.New(plain, pggroup.Config{Committed: hooks.Committed, Retried: hooks.Retried})
+		return pgStore{grouped, pool, mpostgres.NewOutbox(pool, Name)}, nil
 	}
-	rt, err := messaging.NewRuntime(messaging.RuntimeConfig{
-		Name: Name, Registry: s.Registry, Store: st, Transport: cfg.Transport, Log: cfg.Log,
-		Inbound: service.Inbound, Replay: cfg.Replay,
-		Permanent: service.IsPermanent, Outcome: service.IsOutcome,
-	})
-	if err != nil {
-		s.close()
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
-	s.Runtime = rt
-	s.Handlers = service.NewHandlers(s.store)
-	s.Bus = service.NewBus(s.Handlers, cfg.Log, rt.Dispatched)
-	rt.Attach(s.Bus)
-	*onCommit = rt.Relay.Notify
-	if cfg.Metrics != nil {
-		m := cfg.Metrics.Service(Name, st)
-		rt.SetMetrics(m)
-		s.Handlers.OnRetry = m.Retried
+	db, err := msqlite.Open(filepath.Join(cfg.DataDir, Name+".db"))
+	if err != nil {
+		return nil, err
 	}
-	return s, nil
+	store, err := allocsqlite.Open(ctx, db, allocsqlite.Config{Registry: reg, Committed: hooks.Committed, Retried: hooks.Retried})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return store, nil
 }
+
+// pgStore is the PostgreSQL store with its pool and messaging tables.
+type pgStore struct {
+	*pggroup.Store
+	pool   *pgxpool.Pool
+	outbox *mpostgres.Outbox
+}
+
+func (s pgStore) Messaging() messaging.Store     { return s.outbox }
+func (s pgStore) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+func (s pgStore) Close()                         { s.Store.Close(); s.outbox.Close(); s.pool.Close() }
 
 // Migrate creates or upgrades the service's tables in the PostgreSQL
 // database at dbURL.
@@ -120,9 +127,3 @@ func (s *Service) Routes(mux *http.ServeMux) {
 	api := &allochttp.API{Bus: s.Bus, Views: s.Handlers, Log: s.log}
 	api.Register(mux)
 }
-
-// Ready reports whether the service can answer.
-func (s *Service) Ready(ctx context.Context) error { return s.ready(ctx) }
-
-// Close closes the store.
-func (s *Service) Close() { s.close() }

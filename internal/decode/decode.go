@@ -12,16 +12,15 @@ import (
 	"io"
 	"reflect"
 	"strings"
+
+	"github.com/stockflow/stockflow/internal/fail"
 )
 
-// ErrInvalid matches every error Object returns about the data (errors.Is).
-var ErrInvalid = errors.New("invalid message")
-
-// Error says what is wrong with the data.
+// Error says what is wrong with the data. It is of kind fail.Invalid.
 type Error struct{ Reason string }
 
 func (e *Error) Error() string        { return e.Reason }
-func (e *Error) Is(target error) bool { return target == ErrInvalid }
+func (e *Error) Is(target error) bool { return target == fail.Invalid }
 
 func invalid(format string, args ...any) error { return &Error{fmt.Sprintf(format, args...)} }
 

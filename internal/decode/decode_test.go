@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/stockflow/stockflow/internal/decode"
+	"github.com/stockflow/stockflow/internal/fail"
 )
 
 type inner struct {
@@ -129,7 +130,7 @@ func TestObject(t *testing.T) {
 			if err.Error() != tt.wantErr {
 				t.Errorf("Object(%s) error\n got: %s\nwant: %s", tt.data, err, tt.wantErr)
 			}
-			if !errors.Is(err, decode.ErrInvalid) {
+			if !errors.Is(err, fail.Invalid) {
 				t.Errorf("errors.Is(%v, ErrInvalid) = false", err)
 			}
 			var de *decode.Error
@@ -137,7 +138,7 @@ func TestObject(t *testing.T) {
 				t.Errorf("errors.As(%v, *decode.Error) = %v, %+v", err, de != nil, de)
 			}
 			// Wrapped, it still matches.
-			if !errors.Is(fmt.Errorf("handling request: %w", err), decode.ErrInvalid) {
+			if !errors.Is(fmt.Errorf("handling request: %w", err), fail.Invalid) {
 				t.Errorf("wrapped error does not match ErrInvalid")
 			}
 		})
@@ -177,7 +178,7 @@ func TestObjectCustomUnmarshaler(t *testing.T) {
 		t.Fatalf("Object = %v, %+v", err, dst)
 	}
 	err := decode.Object([]byte(`{"f":"bad"}`), &dst, "f")
-	if err == nil || err.Error() != `value "bad" must start with ok` || !errors.Is(err, decode.ErrInvalid) {
+	if err == nil || err.Error() != `value "bad" must start with ok` || !errors.Is(err, fail.Invalid) {
 		t.Errorf("Object with a refusing field = %v, want its own message, matching ErrInvalid", err)
 	}
 }
@@ -197,13 +198,13 @@ func TestErrorType(t *testing.T) {
 	if e.Error() != e.Reason {
 		t.Errorf("Error() = %q", e.Error())
 	}
-	if !errors.Is(e, decode.ErrInvalid) {
+	if !errors.Is(e, fail.Invalid) {
 		t.Errorf("*Error does not match ErrInvalid")
 	}
 	if errors.Is(e, io.EOF) {
 		t.Errorf("*Error matches io.EOF")
 	}
-	if errors.Is(errors.New("invalid message"), decode.ErrInvalid) {
+	if errors.Is(errors.New("invalid message"), fail.Invalid) {
 		t.Errorf("an unrelated error matches ErrInvalid")
 	}
 }
@@ -239,7 +240,7 @@ func TestReader(t *testing.T) {
 			if err == nil || err.Error() != tt.wantErr {
 				t.Errorf("Reader error = %v, want %q", err, tt.wantErr)
 			}
-			if errors.Is(err, decode.ErrInvalid) != tt.invalid {
+			if errors.Is(err, fail.Invalid) != tt.invalid {
 				t.Errorf("errors.Is(%v, ErrInvalid) = %v, want %v", err, !tt.invalid, tt.invalid)
 			}
 		})
@@ -286,7 +287,7 @@ func FuzzObject(f *testing.F) {
 		var got item
 		err := decode.Object(data, &got, "sku")
 		if err != nil {
-			if !errors.Is(err, decode.ErrInvalid) {
+			if !errors.Is(err, fail.Invalid) {
 				t.Fatalf("Object(%q) = %v (%T), which does not match ErrInvalid", data, err, err)
 			}
 			if err.Error() == "" {
@@ -313,7 +314,7 @@ func FuzzObject(f *testing.F) {
 
 		// Into a map too: no panic, and only ErrInvalid errors.
 		var m map[string]any
-		if err := decode.Object(data, &m); err != nil && !errors.Is(err, decode.ErrInvalid) {
+		if err := decode.Object(data, &m); err != nil && !errors.Is(err, fail.Invalid) {
 			t.Fatalf("Object(%q, map) = %v, which does not match ErrInvalid", data, err)
 		}
 	})

@@ -12,22 +12,10 @@ package docstore
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/stockflow/stockflow/internal/messaging"
-)
-
-var (
-	// ErrNotFound: no document of that kind has that id.
-	ErrNotFound = errors.New("not found")
-	// ErrConflict: another transaction changed the document first. Store
-	// retries the transaction; a caller sees it only when retries ran out.
-	ErrConflict = errors.New("concurrent update")
-	// ErrAlreadyHandled: the consumer the context names already handled
-	// the message it carries (the inbox); nothing was changed.
-	ErrAlreadyHandled = errors.New("message already handled")
 )
 
 // Doc is a stored document.
@@ -44,12 +32,12 @@ type Doc struct {
 
 // Tx is one transaction's view of the store.
 type Tx interface {
-	// Get returns the document kind/id, or ErrNotFound.
+	// Get returns the document kind/id, or an error of kind fail.NotFound.
 	Get(ctx context.Context, kind, id string) (Doc, error)
 	// Put stores d.Body as the document d.Kind/d.ID at d.Version+1, d.Version
 	// being the version it was read at (0 for a new document); it fails
-	// with ErrConflict at commit or before when another transaction
-	// stored that version first.
+	// with messaging.ErrConcurrentUpdate at commit or before when another
+	// transaction stored that version first.
 	Put(ctx context.Context, d Doc) error
 	// Raise stores the messages in the outbox with the transaction.
 	Raise(msgs ...messaging.Raised)
@@ -57,13 +45,11 @@ type Tx interface {
 
 // Store is a service's documents and messaging tables.
 type Store interface {
-	// Transact runs fn in one transaction and returns the messages it
-	// raised, once committed. When fn fails with ErrConflict (or the store
-	// sees a conflict) the transaction is run again, fn included, a few
-	// times. When the context names a consumer and a message
-	// (messaging.Meta), the message is recorded as handled in the same
-	// transaction, and Transact returns ErrAlreadyHandled, changing
-	// nothing, if it already was.
+	// Transact runs fn in one transaction, the unit of work
+	// (messaging.UnitOfWork): it returns the messages fn raised, once
+	// committed; it runs fn again when it lost a race; it returns
+	// messaging.ErrAlreadyHandled, changing nothing, when the context names
+	// a message its consumer handled already.
 	Transact(ctx context.Context, fn func(context.Context, Tx) error) ([]messaging.Raised, error)
 	// Get reads a committed document.
 	Get(ctx context.Context, kind, id string) (Doc, error)
@@ -77,9 +63,6 @@ type Store interface {
 	Ping(ctx context.Context) error
 	Close()
 }
-
-// MaxAttempts bounds the runs of a transaction that keeps losing races.
-const MaxAttempts = 10
 
 // Load decodes the document kind/id of tx into a T, and returns it with its
 // version.
@@ -117,11 +100,29 @@ func Decode[T any](docs []Doc) ([]T, error) {
 	return out, nil
 }
 
-// Envelopes returns the envelopes of raised messages.
-func Envelopes(raised []messaging.Raised) []messaging.Envelope {
-	envs := make([]messaging.Envelope, len(raised))
-	for i, r := range raised {
-		envs[i] = r.Envelope
+// Aggregate is what a service keeps in a document store: it knows whether
+// it changed since it was loaded, and the events it raised meanwhile.
+type Aggregate interface {
+	Changed() bool
+	Events() []any
+}
+
+// SaveAggregate stores a, if it changed, as the document kind/id read at
+// version (0: new), found by index, with the events it raised, enveloped
+// by reg, in the outbox of the same transaction.
+func SaveAggregate(ctx context.Context, tx Tx, reg *messaging.Registry, kind, id string, version int64, index string, a Aggregate) error {
+	if !a.Changed() {
+		return nil
 	}
-	return envs
+	if err := Save(ctx, tx, kind, id, version, index, a); err != nil {
+		return err
+	}
+	for _, ev := range a.Events() {
+		env, err := reg.Envelope(ctx, ev)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", kind, id, err)
+		}
+		tx.Raise(messaging.Raised{Envelope: env, Event: ev})
+	}
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stockflow/stockflow/internal/decode"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
 	"github.com/stockflow/stockflow/internal/valid"
 )
@@ -46,7 +47,7 @@ func Error(w http.ResponseWriter, status int, msg string) {
 var ErrTooLarge = errors.New("request body larger than 1 MiB")
 
 // Decode reads the request's JSON object body into dst, requiring fields.
-// Its errors wrap decode.ErrInvalid or ErrTooLarge.
+// Its errors wrap fail.Invalid or ErrTooLarge.
 func Decode(r *http.Request, dst any, required ...string) error {
 	if r.ContentLength > MaxBody {
 		return ErrTooLarge
@@ -178,27 +179,50 @@ func Serve(ctx context.Context, srv *http.Server, grace time.Duration) error {
 	return srv.Shutdown(sctx)
 }
 
-// Fail answers err: 400 for invalid input (decode.ErrInvalid,
-// valid.ErrInvalid), 413 for a body too large, 404 for valid.ErrNotFound,
-// 409 for valid.ErrConflict, each with the error's text; anything else is
-// logged and answered 500 without details.
+// Fail answers err by its kind (package fail), the one mapping for every
+// service: invalid input 400, not found 404, conflict 409, unavailable 503
+// (with Retry-After), each with the error's text; anything else is logged
+// and answered 500 "internal error". A body too large is 413, a request
+// its client gave up on 499.
 func Fail(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	switch {
 	case errors.Is(err, ErrTooLarge):
 		Error(w, http.StatusRequestEntityTooLarge, err.Error())
-	case errors.Is(err, decode.ErrInvalid), errors.Is(err, valid.ErrInvalid):
-		Error(w, http.StatusBadRequest, err.Error())
-	case errors.Is(err, valid.ErrNotFound):
-		Error(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, valid.ErrConflict):
-		Error(w, http.StatusConflict, err.Error())
+		return
 	case errors.Is(err, context.Canceled):
 		Error(w, 499, "request cancelled")
-	default:
-		log.ErrorContext(r.Context(), "request failed", "err", err, "path", r.URL.Path,
-			"correlation_id", r.Header.Get(CorrelationHeader))
-		Error(w, http.StatusInternalServerError, "internal error")
+		return
 	}
+	kind := fail.KindOf(err)
+	status := Status(kind)
+	if kind == fail.Internal || kind == fail.Unavailable {
+		log.ErrorContext(r.Context(), "request failed", "err", err, "kind", kind.String(), "path", r.URL.Path,
+			"correlation_id", r.Header.Get(CorrelationHeader))
+	}
+	switch kind {
+	case fail.Internal:
+		Error(w, status, "internal error")
+	case fail.Unavailable:
+		w.Header().Set("Retry-After", "1")
+		Error(w, status, err.Error())
+	default:
+		Error(w, status, err.Error())
+	}
+}
+
+// Status is the HTTP status of an error of kind.
+func Status(kind fail.Kind) int {
+	switch kind {
+	case fail.Invalid:
+		return http.StatusBadRequest
+	case fail.NotFound:
+		return http.StatusNotFound
+	case fail.Conflict:
+		return http.StatusConflict
+	case fail.Unavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
 }
 
 // PathRef returns the path value name, checked as an identifier.
@@ -216,7 +240,7 @@ func QueryInt(r *http.Request, name string, def int) (int, error) {
 	}
 	n, err := strconv.Atoi(q.Get(name))
 	if err != nil {
-		return 0, valid.Invalid("%s must be an integer, got %q", name, q.Get(name))
+		return 0, fail.Errorf(fail.Invalid, "%s must be an integer, got %q", name, q.Get(name))
 	}
 	return n, nil
 }

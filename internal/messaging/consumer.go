@@ -8,19 +8,27 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/stockflow/stockflow/internal/fail"
 )
 
 // Consumer feeds deliveries from a transport to a bus, as one consumer
-// group:
-//   - a message that cannot be decoded, or that its handler refuses for good
-//     (a Permanent error, or one Consumer.Permanent recognises), goes to the
-//     dead letters with its reason, and is acknowledged;
-//   - a message whose handler fails otherwise is delivered again, and after
-//     MaxAttempts deliveries goes to the dead letters;
-//   - each message is handled under the consumer's name, so that units of
-//     work skip a message they already handled (the inbox);
-//   - a handler (or decoder) that panics fails that attempt like any error
-//     (see PanicError): the process goes on, whatever the transport.
+// group. Whatever the transport, each delivery goes through the same
+// pipeline of small steps (Handle):
+//
+//	observe     log and count how the message ended (metrics)
+//	settle      dead-letter it, or ask the transport to hand it again
+//	recovered   a panic is a failed attempt like any error (PanicError)
+//	dispatch    decode, validate, hand to the bus under the consumer's name
+//
+// settle decides with the error taxonomy: nil or an outcome
+// (fail.IsSettled: out of stock, told by the events raised) is handled; an
+// error no retry mends (IsPermanent: an undecodable or invalid message, one
+// naming what does not exist, a conflict) goes to the dead letters at once;
+// any other is retried, the transport handing the message again after the
+// Backoff's delay (Redeliver), and dead-lettered after MaxAttempts. A
+// dead letter is acknowledged only once it is kept. The units of work skip
+// a message the consumer already handled (the inbox).
 //
 // Commands go to Bus.Handle, events to Bus.Dispatch's handlers.
 type Consumer struct {
@@ -32,12 +40,9 @@ type Consumer struct {
 	Log         *slog.Logger
 	// MaxAttempts bounds the deliveries of a failing message (default 5).
 	MaxAttempts int
-	// Permanent reports whether a handler's error is the message's fault.
-	Permanent func(error) bool
-	// Outcome reports whether a handler's error is an outcome rather than a
-	// failure (out of stock, say: the events tell whoever sent the
-	// message): the message is handled.
-	Outcome func(error) bool
+	// Backoff spaces the deliveries of a failing message (default
+	// DefaultBackoff).
+	Backoff Backoff
 	Metrics ConsumerMetrics
 
 	failing sync.Map // message id -> when it first failed, while it is retried
@@ -55,46 +60,62 @@ func (c *Consumer) Run(ctx context.Context, sub Subscriber, channels ...string) 
 	return sub.Subscribe(ctx, c.Name, channels, c.Handle)
 }
 
-// Handle handles one delivery; it returns an error only when the message
-// must be delivered again.
-func (c *Consumer) Handle(ctx context.Context, d Delivery) (err error) {
+// Handle handles one delivery through the pipeline; it returns an error
+// only when the message must be delivered again (see Redeliver).
+func (c *Consumer) Handle(ctx context.Context, d Delivery) error {
 	if d.ID == "" {
 		d.ID = NewID() // a message from outside that carries no id: it starts a flow
 	}
 	ctx = WithMeta(ctx, metaOf(d.Envelope, c.Name+"/"+d.Channel))
-	defer func() {
-		if c.Metrics != nil {
-			c.Metrics.Consumed(d.Channel, err)
-		}
-	}()
-	var msg any
-	err = recovered(func() (err error) { msg, err = c.Registry.Decode(d.Envelope); return err })
+	return c.observe(ctx, d, c.settle(ctx, d, recovered(func() error { return c.dispatch(ctx, d) })))
+}
+
+// dispatch decodes the message, checks it and hands it to the bus.
+func (c *Consumer) dispatch(ctx context.Context, d Delivery) error {
+	msg, err := c.Registry.Decode(d.Envelope)
 	if err != nil {
-		return c.deadLetter(ctx, d, fmt.Errorf("undecodable message: %w", err))
+		return Permanent(fmt.Errorf("undecodable message: %w", err))
 	}
 	if v, ok := msg.(interface{ Validate() error }); ok {
 		if err := v.Validate(); err != nil {
-			return c.deadLetter(ctx, d, err)
+			return Permanent(err)
 		}
 	}
 	if c.Bus.IsCommand(msg) {
 		_, err = c.Bus.Handle(ctx, msg)
-	} else {
-		err = c.Bus.dispatchEvents(ctx, []Raised{{Envelope: d.Envelope, Event: msg}}, false)
+		return err
 	}
+	return c.Bus.dispatchEvents(ctx, []Raised{{Envelope: d.Envelope, Event: msg}}, false)
+}
+
+// settle turns the handler's error into the delivery's end: nil when the
+// message is handled or kept as a dead letter, a Redeliver error when the
+// transport must hand it again.
+func (c *Consumer) settle(ctx context.Context, d Delivery, err error) error {
 	switch {
-	case err == nil, c.Outcome != nil && c.Outcome(err):
+	case err == nil, fail.IsSettled(err):
 		if d.Attempt > 1 {
 			c.failing.Delete(d.ID)
 		}
 		return nil
-	case IsPermanent(err) || (c.Permanent != nil && c.Permanent(err)):
+	case IsPermanent(err):
 		return c.deadLetter(ctx, d, err)
 	case d.Attempt >= c.maxAttempts():
 		return c.deadLetter(ctx, d, fmt.Errorf("gave up after %d attempts: %w", d.Attempt, err))
 	}
 	c.failing.LoadOrStore(d.ID, time.Now().UTC())
-	c.Log.WarnContext(ctx, "message failed, will be delivered again", "channel", d.Channel, "message_id", d.ID, "attempt", d.Attempt, "err", err)
+	return Redeliver(err, c.backoff().Delay(d.Attempt))
+}
+
+// observe logs and counts how the delivery ended.
+func (c *Consumer) observe(ctx context.Context, d Delivery, err error) error {
+	if err != nil {
+		c.Log.WarnContext(ctx, "message failed, will be delivered again", "channel", d.Channel, "message_id", d.ID,
+			"attempt", d.Attempt, "retry_in", RedeliveryDelay(err, d.Attempt, Backoff{}), "err", err)
+	}
+	if c.Metrics != nil {
+		c.Metrics.Consumed(d.Channel, err)
+	}
 	return err
 }
 
@@ -103,6 +124,13 @@ func (c *Consumer) maxAttempts() int {
 		return c.MaxAttempts
 	}
 	return 5
+}
+
+func (c *Consumer) backoff() Backoff {
+	if c.Backoff.Initial > 0 {
+		return c.Backoff
+	}
+	return DefaultBackoff
 }
 
 // deadLetter keeps d with reason; the message is acknowledged only once it
@@ -137,7 +165,7 @@ func (c *Consumer) deadLetter(ctx context.Context, d Delivery, reason error) err
 		FailedAt:      now,
 	})
 	if err != nil {
-		return errors.Join(fmt.Errorf("keeping dead letter: %w", err), reason)
+		return Redeliver(errors.Join(fmt.Errorf("keeping dead letter: %w", err), reason), c.backoff().Delay(d.Attempt))
 	}
 	return nil
 }

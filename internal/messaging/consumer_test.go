@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
 )
 
@@ -80,7 +81,6 @@ func TestConsumerHandle(t *testing.T) {
 		name        string
 		d           messaging.Delivery
 		handlerErr  error
-		permanent   func(error) bool
 		maxAttempts int
 		wantErr     error // nil: acknowledged
 		wantCalls   int
@@ -136,18 +136,16 @@ func TestConsumerHandle(t *testing.T) {
 			wantReason: "wrapped: no such batch",
 		},
 		{
-			name:       "error Consumer.Permanent recognises",
+			name:       "error of a kind no retry mends (not found)",
 			d:          delivery("place_order", good, 1),
-			handlerErr: errDomain,
-			permanent:  func(err error) bool { return errors.Is(err, errDomain) },
+			handlerErr: fail.Wrap(fail.NotFound, errDomain),
 			wantCalls:  1,
 			wantReason: "no such batch",
 		},
 		{
-			name:       "error Consumer.Permanent does not recognise",
+			name:       "error of no kind: worth retrying",
 			d:          delivery("place_order", good, 1),
 			handlerErr: transient,
-			permanent:  func(err error) bool { return errors.Is(err, errDomain) },
 			wantCalls:  1,
 			wantErr:    transient,
 		},
@@ -201,7 +199,6 @@ func TestConsumerHandle(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newConsumer(t, func(int) error { return tt.handlerErr })
-			f.c.Permanent = tt.permanent
 			f.c.MaxAttempts = tt.maxAttempts
 			start := time.Now()
 			err := f.c.Handle(context.Background(), tt.d)
@@ -550,14 +547,43 @@ func TestConsumerRun(t *testing.T) {
 // An error the consumer knows as an outcome (out of stock, say) is not a
 // failure: the message is handled, neither redelivered nor dead-lettered.
 func TestConsumerOutcome(t *testing.T) {
-	soldOut := errors.New("out of stock")
+	soldOut := fail.Outcome(fail.Conflict, "out of stock")
 	f := newConsumer(t, func(int) error { return errors.Join(errors.New("allocating"), soldOut) })
-	f.c.Outcome = func(err error) bool { return errors.Is(err, soldOut) }
-	f.c.Permanent = func(error) bool { return true } // would dead-letter, were it not an outcome
 	if err := f.c.Handle(context.Background(), delivery("place_order", `{"sku": "LAMP", "qty": 1}`, 1)); err != nil {
 		t.Fatalf("Handle = %v, want nil", err)
 	}
 	if f.calls != 1 || len(f.dead.all()) != 0 {
 		t.Errorf("%d calls and %d dead letters, want 1 and 0", f.calls, len(f.dead.all()))
+	}
+}
+
+// A failed attempt asks the transport for redelivery after the consumer's
+// backoff: the one retry policy of every transport.
+func TestConsumerAsksForRedeliveryAfterItsBackoff(t *testing.T) {
+	transient := errors.New("database is locked")
+	tests := []struct {
+		attempt int
+		want    time.Duration
+	}{
+		{1, 10 * time.Millisecond},
+		{2, 20 * time.Millisecond},
+		{3, 25 * time.Millisecond},
+		{4, 25 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		f := newConsumer(t, func(int) error { return transient })
+		f.c.Backoff = messaging.Backoff{Initial: 10 * time.Millisecond, Max: 25 * time.Millisecond}
+		f.c.MaxAttempts = 10
+		err := f.c.Handle(context.Background(), delivery("place_order", `{"sku":"LAMP","qty":2}`, tt.attempt))
+		if !errors.Is(err, transient) {
+			t.Fatalf("attempt %d: Handle = %v, want %v", tt.attempt, err, transient)
+		}
+		if got := messaging.RedeliveryDelay(err, tt.attempt, messaging.Backoff{Initial: time.Hour}); got != tt.want {
+			t.Errorf("attempt %d: redelivery in %v, want %v", tt.attempt, got, tt.want)
+		}
+	}
+	// A handler that names no delay gets the transport's own.
+	if got := messaging.RedeliveryDelay(transient, 2, messaging.Backoff{Initial: time.Second, Max: time.Minute}); got != 2*time.Second {
+		t.Errorf("fallback delay = %v, want 2s", got)
 	}
 }

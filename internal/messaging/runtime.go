@@ -42,8 +42,37 @@ type RuntimeConfig struct {
 	// Replay makes the consumer group read again every message the broker
 	// keeps, from the oldest (a durable transport only).
 	Replay bool
-	// Permanent and Outcome classify handler errors (see Consumer).
-	Permanent, Outcome func(error) bool
+	// Bus is the service's bus, and Dispatched the dispatch log it records
+	// dispatched events in (made with NewDispatchLog over Store).
+	Bus        *Bus
+	Dispatched *BufferedDispatchLog
+	// Wake is rung after each commit that stored messages in the outbox
+	// (the store's unit of work rings it): the relay publishes them.
+	Wake Wake
+	// Metrics, when set, observe the bus, relay and consumer.
+	Metrics RuntimeMetrics
+}
+
+// NewDispatchLog returns the dispatch log to give a service's bus over
+// store; the service's Runtime runs it.
+func NewDispatchLog(store DispatchLog, log *slog.Logger) *BufferedDispatchLog {
+	return NewBufferedDispatchLog(store, 50*time.Millisecond, log)
+}
+
+// Wake is a doorbell: a store rings it after a commit that stored
+// messages, and the relay, listening, publishes them without waiting for
+// its next poll.
+type Wake chan struct{}
+
+// NewWake returns a doorbell.
+func NewWake() Wake { return make(Wake, 1) }
+
+// Notify rings the doorbell; it never blocks.
+func (w Wake) Notify() {
+	select {
+	case w <- struct{}{}:
+	default:
+	}
 }
 
 // RuntimeMetrics observes a runtime's bus, relay and consumer.
@@ -60,44 +89,39 @@ type RuntimeMetrics interface {
 type Runtime struct {
 	Relay    *Relay
 	Consumer *Consumer
-	// Dispatched is the dispatch log to give the service's bus.
+	// Dispatched is the dispatch log of the service's bus.
 	Dispatched *BufferedDispatchLog
 
 	cfg RuntimeConfig
 	bus *Bus
 }
 
-// NewRuntime returns the runtime of a service; Attach its bus before Run.
+// NewRuntime returns the runtime of a service, around its bus.
 func NewRuntime(cfg RuntimeConfig) (*Runtime, error) {
 	if _, ok := cfg.Transport.(Rewinder); cfg.Replay && !ok {
 		return nil, fmt.Errorf("%s: --replay: the broker keeps no history to replay", cfg.Name)
 	}
-	r := &Runtime{cfg: cfg}
-	r.Dispatched = NewBufferedDispatchLog(cfg.Store, 50*time.Millisecond, cfg.Log)
-	r.Relay = NewRelay(relayOutbox{cfg.Store, r.Dispatched}, cfg.Transport, cfg.Log)
+	if cfg.Bus == nil || cfg.Dispatched == nil {
+		return nil, fmt.Errorf("%s: a runtime needs its bus and dispatch log", cfg.Name)
+	}
+	if cfg.Wake == nil {
+		cfg.Wake = NewWake()
+	}
+	r := &Runtime{cfg: cfg, bus: cfg.Bus, Dispatched: cfg.Dispatched}
+	r.Relay = &Relay{Outbox: relayOutbox{cfg.Store, cfg.Dispatched}, Publisher: cfg.Transport, Log: cfg.Log, wake: cfg.Wake}
 	r.Consumer = &Consumer{
 		Name:        cfg.Name,
 		Registry:    cfg.Registry,
-		DeadLetters: relayedDeadLetters{cfg.Store, r.Relay},
+		Bus:         cfg.Bus,
+		DeadLetters: relayedDeadLetters{cfg.Store, cfg.Wake},
 		Log:         cfg.Log,
-		Permanent:   cfg.Permanent,
-		Outcome:     cfg.Outcome,
+	}
+	if m := cfg.Metrics; m != nil {
+		cfg.Bus.SetMetrics(m)
+		r.Relay.Metrics = m
+		r.Consumer.Metrics = m
 	}
 	return r, nil
-}
-
-// Attach makes bus the one the runtime's consumer and housekeeping hand
-// messages to.
-func (r *Runtime) Attach(bus *Bus) {
-	r.bus = bus
-	r.Consumer.Bus = bus
-}
-
-// SetMetrics makes the bus, relay and consumer report to m.
-func (r *Runtime) SetMetrics(m RuntimeMetrics) {
-	r.bus.SetMetrics(m)
-	r.Relay.Metrics = m
-	r.Consumer.Metrics = m
 }
 
 // Recover hands the events a crash left undispatched, committed at least
@@ -223,7 +247,7 @@ func (r *Runtime) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, err
 // publication on DeadLetterChannel waits in the outbox, like any message.
 type relayedDeadLetters struct {
 	store DeadLetters
-	relay *Relay
+	wake  Wake
 }
 
 func (d relayedDeadLetters) DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error) {
@@ -233,7 +257,7 @@ func (d relayedDeadLetters) DeadLetters(ctx context.Context, limit int) ([]DeadL
 func (d relayedDeadLetters) AddDeadLetter(ctx context.Context, dl DeadLetter) error {
 	err := d.store.AddDeadLetter(ctx, dl)
 	if err == nil {
-		d.relay.Notify()
+		d.wake.Notify()
 	}
 	return err
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"time"
+
+	"github.com/stockflow/stockflow/internal/fail"
 )
 
 // Publisher sends messages to a broker. Publish returns once the broker has
@@ -122,8 +124,65 @@ func Permanent(err error) error {
 	return permanent{err}
 }
 
-// IsPermanent reports whether err was marked Permanent.
+// IsPermanent reports whether no retry will mend err, so that the message
+// goes to the dead letters at once: err was marked Permanent, or its kind
+// is one a retry is refused the same way (fail.Retryable: invalid input,
+// not found, conflict), and it is not an outcome (fail.IsSettled). This
+// is the one mapping from an error to "dead
+// letter now" for every service.
 func IsPermanent(err error) bool {
 	var p permanent
-	return errors.As(err, &p)
+	return err != nil && !fail.IsSettled(err) && (errors.As(err, &p) || !fail.Retryable(err))
+}
+
+// Backoff spaces the deliveries of a failing message: Initial before the
+// second, doubling up to Max.
+type Backoff struct {
+	Initial, Max time.Duration
+}
+
+// DefaultBackoff is the consumers' backoff unless they name another.
+var DefaultBackoff = Backoff{Initial: 50 * time.Millisecond, Max: 5 * time.Second}
+
+// Delay returns the wait before the delivery after attempt (from 1).
+func (b Backoff) Delay(attempt int) time.Duration {
+	if b.Initial <= 0 {
+		b = DefaultBackoff
+	}
+	d := b.Initial
+	for i := 1; i < attempt && d < b.Max; i++ {
+		d *= 2
+	}
+	return min(d, max(b.Max, b.Initial))
+}
+
+// redeliver is a handler's request to hand its message again after a
+// delay: the nack of every transport.
+type redeliver struct {
+	err   error
+	after time.Duration
+}
+
+func (r *redeliver) Error() string { return r.err.Error() }
+func (r *redeliver) Unwrap() error { return r.err }
+
+// Redeliver returns err as a request to hand the message again after the
+// delay after; nil stays nil.
+func Redeliver(err error, after time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return &redeliver{err, after}
+}
+
+// RedeliveryDelay returns how long a transport waits before handing again
+// a message its handler failed with err, at attempt: the delay the
+// consumer pipeline asked for (Redeliver), else fallback's (a handler of
+// the transport's own tests).
+func RedeliveryDelay(err error, attempt int, fallback Backoff) time.Duration {
+	var r *redeliver
+	if errors.As(err, &r) {
+		return r.after
+	}
+	return fallback.Delay(attempt)
 }

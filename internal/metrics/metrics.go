@@ -85,9 +85,15 @@ type Depth interface {
 }
 
 // Service returns the metrics of one service.
-func (m *Metrics) Service(name string, outbox Depth) *Service {
-	s := &Service{m: m, name: name}
-	if outbox != nil {
+func (m *Metrics) Service(name string) *Service {
+	return &Service{m: m, name: name}
+}
+
+// WatchOutbox adds the gauges of the service's outbox: its depth and the
+// age of its oldest message.
+func (s *Service) WatchOutbox(outbox Depth) {
+	m, name := s.m, s.name
+	{
 		// Both gauges read one query: a scrape asks them one after the other.
 		var mu sync.Mutex
 		var at time.Time
@@ -120,7 +126,6 @@ func (m *Metrics) Service(name string, outbox Depth) *Service {
 			return 0
 		}))
 	}
-	return s
 }
 
 // Service is one service's metrics; it observes its bus, relay and

@@ -19,7 +19,6 @@ import (
 	"net/http"
 
 	"github.com/stockflow/stockflow/internal/docstore"
-	"github.com/stockflow/stockflow/internal/messaging"
 	notificationshttp "github.com/stockflow/stockflow/internal/notifications/adapters/http"
 	"github.com/stockflow/stockflow/internal/notifications/adapters/smtp"
 	"github.com/stockflow/stockflow/internal/notifications/service"
@@ -58,8 +57,7 @@ func (m Mail) validate() error {
 
 // Service is a running notifications service.
 type Service struct {
-	*platform.Base
-	Handlers *service.Handlers
+	*platform.Base[docstore.Store, *service.Handlers]
 	// Sender sends the notifications; nil without a mail server.
 	Sender *service.Sender
 	cfg    platform.Config
@@ -74,15 +72,16 @@ func Open(ctx context.Context, cfg platform.Config, mail Mail) (*Service, error)
 		return nil, fmt.Errorf("%s: mail: %w", Name, err)
 	}
 	s := &Service{cfg: cfg}
-	base, err := platform.NewBase(ctx, cfg, platform.Spec{
-		Name: Name, Registry: service.Messages(), Inbound: service.Inbound, Permanent: service.IsPermanent,
-		Bus: func(store docstore.Store, dispatched messaging.DispatchLog) *messaging.Bus {
+	base, err := platform.Assemble(ctx, cfg, platform.Parts[docstore.Store, *service.Handlers]{
+		Name: Name, Registry: service.Messages(), Inbound: service.Inbound,
+		Open: platform.DocStore(Name),
+		Handlers: func(store docstore.Store) *service.Handlers {
 			if mail.SMTP != "" {
 				s.Sender = service.NewSender(store, &smtp.Mailer{Addr: mail.SMTP, From: mail.From}, cfg.Log)
 			}
-			s.Handlers = service.NewHandlers(store, mail.StockTeam, s.Sender)
-			return service.NewBus(s.Handlers, cfg.Log, dispatched)
+			return service.NewHandlers(store, mail.StockTeam, s.Sender)
 		},
+		Bus: service.NewBus,
 	})
 	if err != nil {
 		return nil, err

@@ -14,11 +14,11 @@ import (
 	"time"
 
 	"github.com/stockflow/stockflow/internal/messaging"
-	"github.com/stockflow/stockflow/internal/transport/inproc"
 	"github.com/stockflow/stockflow/internal/notifications"
 	"github.com/stockflow/stockflow/internal/notifications/domain"
 	"github.com/stockflow/stockflow/internal/platform"
 	"github.com/stockflow/stockflow/internal/testenv"
+	"github.com/stockflow/stockflow/internal/transport/inproc"
 )
 
 var team = []string{"stock@shop.example", "buyer@shop.example"}

@@ -7,7 +7,6 @@ package platform
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -57,26 +56,114 @@ type Service interface {
 	Close()
 }
 
+// StoreHooks are what a service's store calls back, given when it is
+// opened: they are made before it.
+type StoreHooks struct {
+	// Committed is called after each commit that stored messages in the
+	// outbox (it wakes the relay).
+	Committed func()
+	// Retried is called each time a transaction runs again after losing
+	// a race.
+	Retried func()
+}
+
+// Store is what every service's store offers the platform, besides what
+// its own service layer uses.
+type Store interface {
+	// Messaging is the outbox, inbox and dead letters of the same database.
+	Messaging() messaging.Store
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	Close()
+}
+
+// Parts are what a service is assembled from: its name, its messages, its
+// store, its handlers over the store and the bus that routes messages to
+// them. Each service names its own; Assemble puts them together the same
+// way for all five (the book's bootstrap).
+type Parts[S Store, H any] struct {
+	// Name is the service's consumer group, database file and schema.
+	Name     string
+	Registry *messaging.Registry
+	// Inbound are the channels the service consumes.
+	Inbound []string
+	// Open opens the service's store.
+	Open func(ctx context.Context, cfg Config, hooks StoreHooks) (S, error)
+	// Handlers returns the service's handlers over its store.
+	Handlers func(S) H
+	// Bus wires the handlers to a bus that logs to log and records the
+	// events it dispatched in dispatched.
+	Bus func(h H, log *slog.Logger, dispatched messaging.DispatchLog) *messaging.Bus
+}
+
+// Base is an assembled service, but for its HTTP routes: its store,
+// handlers and bus, and the messaging runtime around them.
+type Base[S Store, H any] struct {
+	*messaging.Runtime
+	Store    S
+	Handlers H
+	Bus      *messaging.Bus
+}
+
+// Assemble opens the service's store and builds its handlers, bus and
+// runtime, each from what the ones before it made.
+func Assemble[S Store, H any](ctx context.Context, cfg Config, p Parts[S, H]) (*Base[S, H], error) {
+	wake := messaging.NewWake()
+	var m *metrics.Service
+	hooks := StoreHooks{Committed: wake.Notify}
+	if cfg.Metrics != nil {
+		m = cfg.Metrics.Service(p.Name)
+		hooks.Retried = m.Retried
+	}
+	store, err := p.Open(ctx, cfg, hooks)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p.Name, err)
+	}
+	dispatched := messaging.NewDispatchLog(store.Messaging(), cfg.Log)
+	handlers := p.Handlers(store)
+	bus := p.Bus(handlers, cfg.Log, dispatched)
+	rc := messaging.RuntimeConfig{
+		Name: p.Name, Registry: p.Registry, Store: store.Messaging(), Transport: cfg.Transport,
+		Log: cfg.Log, Inbound: p.Inbound, Replay: cfg.Replay,
+		Bus: bus, Dispatched: dispatched, Wake: wake,
+	}
+	if m != nil {
+		m.WatchOutbox(store.Messaging())
+		rc.Metrics = m
+	}
+	rt, err := messaging.NewRuntime(rc)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	return &Base[S, H]{Runtime: rt, Store: store, Handlers: handlers, Bus: bus}, nil
+}
+
+// Ready implements Service.
+func (b *Base[S, H]) Ready(ctx context.Context) error { return b.Store.Ping(ctx) }
+
+// Close implements Service.
+func (b *Base[S, H]) Close() { b.Store.Close() }
+
 // OpenDocStore opens the document store of the service name: in the
 // PostgreSQL schema name when cfg.DB is set, else in the SQLite file
-// name.db under cfg.DataDir. notify is called after each commit that
-// stored messages (to wake the relay).
-func OpenDocStore(ctx context.Context, cfg Config, name string) (docstore.Store, *func(), error) {
+// name.db under cfg.DataDir.
+func OpenDocStore(ctx context.Context, cfg Config, name string, hooks StoreHooks) (docstore.Store, error) {
 	if cfg.DB != "" {
-		s, err := docpg.Open(ctx, cfg.DB, name)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", name, err)
-		}
-		return s, &s.OnCommit, nil
+		return docpg.Open(ctx, cfg.DB, name, hooks.Committed)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", name, err)
+		return nil, err
 	}
-	s, err := docsqlite.Open(ctx, filepath.Join(cfg.DataDir, name+".db"))
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	return docsqlite.Open(ctx, filepath.Join(cfg.DataDir, name+".db"), hooks.Committed)
+}
+
+// DocStore returns the Open of Parts for the document store of the service
+// name.
+func DocStore(name string) func(context.Context, Config, StoreHooks) (docstore.Store, error) {
+	return func(ctx context.Context, cfg Config, hooks StoreHooks) (docstore.Store, error) {
+		return OpenDocStore(ctx, cfg, name, hooks)
 	}
-	return s, &s.OnCommit, nil
 }
 
 // MigrateDocStore creates or upgrades the tables of the service name in
@@ -89,90 +176,6 @@ func MigrateDocStore(ctx context.Context, dbURL, name string) error {
 	defer pool.Close()
 	if err := docpg.Migrate(ctx, pool); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
-	}
-	return nil
-}
-
-// Spec describes a document-store service to NewBase.
-type Spec struct {
-	Name     string
-	Registry *messaging.Registry
-	// Inbound are the channels the service consumes.
-	Inbound []string
-	// Bus wires the service's handlers over store to a bus that records
-	// dispatched events in dispatched.
-	Bus func(store docstore.Store, dispatched messaging.DispatchLog) *messaging.Bus
-	// Permanent reports whether a handler's error is the message's fault.
-	Permanent func(error) bool
-}
-
-// Base is a running document-store service, but for its HTTP routes.
-type Base struct {
-	*messaging.Runtime
-	Store docstore.Store
-	Bus   *messaging.Bus
-}
-
-// NewBase opens the service's store and wires its bus and runtime.
-func NewBase(ctx context.Context, cfg Config, spec Spec) (*Base, error) {
-	store, onCommit, err := OpenDocStore(ctx, cfg, spec.Name)
-	if err != nil {
-		return nil, err
-	}
-	rt, err := messaging.NewRuntime(messaging.RuntimeConfig{
-		Name: spec.Name, Registry: spec.Registry, Store: store.Messaging(), Transport: cfg.Transport,
-		Log: cfg.Log, Inbound: spec.Inbound, Replay: cfg.Replay, Permanent: spec.Permanent,
-	})
-	if err != nil {
-		store.Close()
-		return nil, err
-	}
-	b := &Base{Runtime: rt, Store: store, Bus: spec.Bus(store, rt.Dispatched)}
-	rt.Attach(b.Bus)
-	*onCommit = rt.Relay.Notify
-	if cfg.Metrics != nil {
-		rt.SetMetrics(cfg.Metrics.Service(spec.Name, store.Messaging()))
-	}
-	return b, nil
-}
-
-// Ready implements Service.
-func (b *Base) Ready(ctx context.Context) error { return b.Store.Ping(ctx) }
-
-// Close implements Service.
-func (b *Base) Close() { b.Store.Close() }
-
-// IgnoreHandled treats a message the inbox says was handled as done.
-func IgnoreHandled(raised []messaging.Raised, err error) ([]messaging.Raised, error) {
-	if errors.Is(err, docstore.ErrAlreadyHandled) {
-		return nil, nil
-	}
-	return raised, err
-}
-
-// Aggregate is what a document-store service keeps: it knows whether it
-// changed since it was loaded, and the events it raised meanwhile.
-type Aggregate interface {
-	Changed() bool
-	Events() []any
-}
-
-// Save stores a, if it changed, as the document kind/id read at version
-// (0: new), found by index, with the events it raised, in the outbox of
-// the same transaction.
-func Save(ctx context.Context, tx docstore.Tx, reg *messaging.Registry, kind, id string, version int64, index string, a Aggregate) error {
-	if !a.Changed() {
-		return nil
-	}
-	if err := docstore.Save(ctx, tx, kind, id, version, index, a); err != nil {
-		return err
-	}
-	for _, ev := range a.Events() {
-		env, err := reg.Envelope(ctx, ev)
-		if err != nil {
-			return fmt.Errorf("%s %s: %w", kind, id, err)
-		}
-		tx.Raise(messaging.Raised{Envelope: env, Event: ev})
 	}
 	return nil
 }

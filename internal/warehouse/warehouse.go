@@ -15,7 +15,6 @@ import (
 	"net/http"
 
 	"github.com/stockflow/stockflow/internal/docstore"
-	"github.com/stockflow/stockflow/internal/messaging"
 	"github.com/stockflow/stockflow/internal/platform"
 	warehousehttp "github.com/stockflow/stockflow/internal/warehouse/adapters/http"
 	"github.com/stockflow/stockflow/internal/warehouse/service"
@@ -26,27 +25,23 @@ const Name = "warehouse"
 
 // Service is a running warehouse service.
 type Service struct {
-	*platform.Base
-	Handlers *service.Handlers
-	cfg      platform.Config
+	*platform.Base[docstore.Store, *service.Handlers]
+	cfg platform.Config
 }
 
 // Open opens the service's store and wires it.
 func Open(ctx context.Context, cfg platform.Config) (*Service, error) {
-	s := &Service{cfg: cfg}
 	reg := service.Messages()
-	base, err := platform.NewBase(ctx, cfg, platform.Spec{
-		Name: Name, Registry: reg, Inbound: service.Inbound, Permanent: service.IsPermanent,
-		Bus: func(store docstore.Store, dispatched messaging.DispatchLog) *messaging.Bus {
-			s.Handlers = service.NewHandlers(store, reg)
-			return service.NewBus(s.Handlers, cfg.Log, dispatched)
-		},
+	base, err := platform.Assemble(ctx, cfg, platform.Parts[docstore.Store, *service.Handlers]{
+		Name: Name, Registry: reg, Inbound: service.Inbound,
+		Open:     platform.DocStore(Name),
+		Handlers: func(store docstore.Store) *service.Handlers { return service.NewHandlers(store, reg) },
+		Bus:      service.NewBus,
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.Base = base
-	return s, nil
+	return &Service{Base: base, cfg: cfg}, nil
 }
 
 // Routes adds the service's HTTP routes to mux.

@@ -3,6 +3,7 @@ package domain
 import (
 	"time"
 
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/valid"
 )
 
@@ -13,13 +14,7 @@ type Command interface {
 	Validate() error
 }
 
-// ErrInvalid matches every validation failure (errors.Is).
-var ErrInvalid = valid.ErrInvalid
-
-// InvalidError says what is wrong with a command or a value.
-type InvalidError = valid.Error
-
-func invalid(format string, args ...any) error { return valid.Invalid(format, args...) }
+func invalid(format string, args ...any) error { return fail.Errorf(fail.Invalid, format, args...) }
 
 // MaxRefLen bounds every identifier (order id, sku, batch ref).
 const MaxRefLen = valid.MaxRefLen

@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/stockflow/stockflow/internal/allocation/domain"
+	"github.com/stockflow/stockflow/internal/fail"
 )
 
 func TestCommandValidate(t *testing.T) {
@@ -87,10 +88,10 @@ func TestCommandValidate(t *testing.T) {
 			if err == nil {
 				t.Fatal("Validate() = nil, want an error")
 			}
-			if !errors.Is(err, domain.ErrInvalid) {
+			if !errors.Is(err, fail.Invalid) {
 				t.Errorf("Validate() = %v, want an error wrapping ErrInvalid", err)
 			}
-			if err.Error() == domain.ErrInvalid.Error() {
+			if err.Error() == fail.Invalid.Error() {
 				t.Errorf("Validate() = %q says nothing about what is wrong", err)
 			}
 		})
@@ -110,10 +111,10 @@ func TestCommandLine(t *testing.T) {
 // Identifiers that a database cannot keep as text are refused up front.
 func TestIdentifiersMustBeText(t *testing.T) {
 	for _, id := range []string{"a\x00b", "\xff\xfe", "tab\there", "new\nline"} {
-		if err := (domain.Allocate{OrderID: id, SKU: "S", Qty: 1}).Validate(); !errors.Is(err, domain.ErrInvalid) {
+		if err := (domain.Allocate{OrderID: id, SKU: "S", Qty: 1}).Validate(); !errors.Is(err, fail.Invalid) {
 			t.Errorf("orderid %q: Validate = %v, want ErrInvalid", id, err)
 		}
-		if err := domain.ValidateRef("sku", id); !errors.Is(err, domain.ErrInvalid) {
+		if err := domain.ValidateRef("sku", id); !errors.Is(err, fail.Invalid) {
 			t.Errorf("ValidateRef(%q) = %v, want ErrInvalid", id, err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/stockflow/stockflow/internal/allocation/domain"
+	"github.com/stockflow/stockflow/internal/fail"
 )
 
 func TestParseDate(t *testing.T) {
@@ -45,7 +46,7 @@ func TestParseDate(t *testing.T) {
 		t.Run(tt.in, func(t *testing.T) {
 			got, err := domain.ParseDate(tt.in)
 			if tt.wantErr {
-				if !errors.Is(err, domain.ErrInvalid) {
+				if !errors.Is(err, fail.Invalid) {
 					t.Errorf("ParseDate(%q) error = %v, want one wrapping ErrInvalid", tt.in, err)
 				}
 				if !got.IsZero() {
@@ -142,7 +143,7 @@ func TestDateUnmarshalJSON(t *testing.T) {
 			v := withETA{preset}
 			err := json.Unmarshal([]byte(tt.in), &v)
 			if tt.wantErr {
-				if !errors.Is(err, domain.ErrInvalid) {
+				if !errors.Is(err, fail.Invalid) {
 					t.Errorf("Unmarshal(%s) error = %v, want one wrapping ErrInvalid", tt.in, err)
 				}
 				return
@@ -164,7 +165,7 @@ func TestDateUnmarshalJSONRaw(t *testing.T) {
 		t.Run(in, func(t *testing.T) {
 			d := domain.Date{Time: today}
 			err := d.UnmarshalJSON([]byte(in))
-			if !errors.Is(err, domain.ErrInvalid) {
+			if !errors.Is(err, fail.Invalid) {
 				t.Errorf("UnmarshalJSON(%q) error = %v, want one wrapping ErrInvalid", in, err)
 			}
 			if !d.Equal(today) {
@@ -248,7 +249,7 @@ func FuzzDateUnmarshalJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var d domain.Date
 		if err := d.UnmarshalJSON(in); err != nil {
-			if !errors.Is(err, domain.ErrInvalid) {
+			if !errors.Is(err, fail.Invalid) {
 				t.Fatalf("UnmarshalJSON(%q) error = %v, want one wrapping ErrInvalid", in, err)
 			}
 			if !d.IsZero() {

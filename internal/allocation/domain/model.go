@@ -2,21 +2,25 @@ package domain
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/stockflow/stockflow/internal/fail"
 )
 
 // Errors returned by the aggregate. They describe the caller's mistake or an
-// outcome the caller must learn of; adapters map them to answers.
+// outcome the caller must learn of; their kind (package fail) says how each
+// adapter answers them. Their text is the HTTP API's message, as the book
+// words it ("Out of stock for sku RED-CHAIR").
 var (
-	ErrOutOfStock       = errors.New("out of stock")
-	ErrUnknownBatch     = errors.New("unknown batch")
-	ErrDuplicateBatch   = errors.New("duplicate batch")
-	ErrNotAllocated     = errors.New("order line is not allocated")
-	ErrLineConflict     = errors.New("order line already allocated with another quantity")
-	ErrConcurrentUpdate = errors.New("product was changed concurrently")
+	// ErrOutOfStock is an outcome: the OutOfStock event says so to whoever
+	// sent the command.
+	ErrOutOfStock     = fail.Outcome(fail.Conflict, "Out of stock")
+	ErrUnknownBatch   = fail.New(fail.NotFound, "Unknown batch")
+	ErrDuplicateBatch = fail.New(fail.Conflict, "Duplicate batch")
+	ErrNotAllocated   = fail.New(fail.NotFound, "Order line is not allocated")
+	ErrLineConflict   = fail.New(fail.Conflict, "Order line already allocated with another quantity")
 )
 
 // OrderLine is a value: a quantity of one sku wanted by one order.

@@ -1,10 +1,8 @@
 package service
 
 import (
-	"errors"
 	"log/slog"
 
-	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/messaging"
 )
 
@@ -32,21 +30,3 @@ func NewBus(h *Handlers, log *slog.Logger, dispatched messaging.DispatchLog) *me
 	messaging.HandleEvent(b, "allocation.report_stock", h.ReportStock)
 	return b
 }
-
-// IsPermanent reports whether err is the message's fault, so that retrying
-// it cannot help: it goes to the dead letters.
-func IsPermanent(err error) bool {
-	for _, target := range []error{
-		domain.ErrInvalid, domain.ErrUnknownBatch, domain.ErrDuplicateBatch,
-		domain.ErrNotAllocated, domain.ErrLineConflict, ErrInvalidSKU,
-	} {
-		if errors.Is(err, target) {
-			return true
-		}
-	}
-	return false
-}
-
-// IsOutcome reports whether err is an outcome the sender of a command
-// learns from the events, rather than a failure: running out of stock.
-func IsOutcome(err error) bool { return errors.Is(err, domain.ErrOutOfStock) }

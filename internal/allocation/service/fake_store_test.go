@@ -12,6 +12,7 @@ import (
 
 	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/allocation/service"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
 )
 
@@ -179,8 +180,8 @@ func TestFakeStoreNotFound(t *testing.T) {
 		_, err2 := r.GetForOrder(ctx, "NOPE", "o1")
 		_, err3 := r.GetByBatchRef(ctx, "nope", "")
 		for i, err := range []error{err1, err2, err3} {
-			if !errors.Is(err, service.ErrNotFound) {
-				t.Errorf("load %d: err = %v, want ErrNotFound", i+1, err)
+			if !errors.Is(err, fail.NotFound) {
+				t.Errorf("load %d: err = %v, want fail.NotFound", i+1, err)
 			}
 		}
 		return nil
@@ -290,7 +291,7 @@ func TestFakeStoreVersionCheck(t *testing.T) {
 	t.Run("another transaction changed the product", func(t *testing.T) {
 		s := seed(t)
 		v := s.version("S")
-		_, err := s.Transact(t.Context(), func(ctx context.Context, uow service.UnitOfWork) error {
+		_, err := s.transactOnce(t.Context(), func(ctx context.Context, uow service.UnitOfWork) error {
 			p, err := uow.Products().GetForOrder(ctx, "S", "o8")
 			if err != nil {
 				return err
@@ -307,7 +308,7 @@ func TestFakeStoreVersionCheck(t *testing.T) {
 			_, err = p.Allocate(line("o8", "S", 1))
 			return err
 		})
-		if !errors.Is(err, domain.ErrConcurrentUpdate) {
+		if !errors.Is(err, messaging.ErrConcurrentUpdate) {
 			t.Fatalf("Transact: err = %v, want ErrConcurrentUpdate", err)
 		}
 		if got := s.version("S"); got != v+1 {
@@ -319,7 +320,7 @@ func TestFakeStoreVersionCheck(t *testing.T) {
 	})
 	t.Run("an unchanged product is not checked", func(t *testing.T) {
 		s := seed(t)
-		_, err := s.Transact(t.Context(), func(ctx context.Context, uow service.UnitOfWork) error {
+		_, err := s.transactOnce(t.Context(), func(ctx context.Context, uow service.UnitOfWork) error {
 			if _, err := uow.Products().Get(ctx, "S"); err != nil {
 				return err
 			}
@@ -338,7 +339,7 @@ func TestFakeStoreVersionCheck(t *testing.T) {
 	})
 	t.Run("a product added twice", func(t *testing.T) {
 		s := newFakeStore()
-		_, err := s.Transact(t.Context(), func(ctx context.Context, uow service.UnitOfWork) error {
+		_, err := s.transactOnce(t.Context(), func(ctx context.Context, uow service.UnitOfWork) error {
 			mustTransact(t, s, ctx, func(ctx context.Context, uow service.UnitOfWork) error {
 				q := domain.NewProduct("N", 0)
 				uow.Products().Add(q)
@@ -348,13 +349,13 @@ func TestFakeStoreVersionCheck(t *testing.T) {
 			uow.Products().Add(p)
 			return p.AddBatch("n2", 1, noETA)
 		})
-		if !errors.Is(err, domain.ErrConcurrentUpdate) {
+		if !errors.Is(err, messaging.ErrConcurrentUpdate) {
 			t.Fatalf("Transact: err = %v, want ErrConcurrentUpdate", err)
 		}
 	})
 	t.Run("a batch ref of another sku", func(t *testing.T) {
 		s := seed(t)
-		_, err := s.Transact(t.Context(), func(ctx context.Context, uow service.UnitOfWork) error {
+		_, err := s.transactOnce(t.Context(), func(ctx context.Context, uow service.UnitOfWork) error {
 			p, err := uow.Products().Get(ctx, "T")
 			if err != nil {
 				return err
@@ -369,8 +370,8 @@ func TestFakeStoreVersionCheck(t *testing.T) {
 		s := seed(t)
 		s.injectConflicts(2)
 		noop := func(context.Context, service.UnitOfWork) error { return nil }
-		for i, want := range []error{domain.ErrConcurrentUpdate, domain.ErrConcurrentUpdate, nil} {
-			if _, err := s.Transact(t.Context(), noop); !errors.Is(err, want) {
+		for i, want := range []error{messaging.ErrConcurrentUpdate, messaging.ErrConcurrentUpdate, nil} {
+			if _, err := s.transactOnce(t.Context(), noop); !errors.Is(err, want) {
 				t.Errorf("commit %d: err = %v, want %v", i+1, err, want)
 			}
 		}
@@ -387,7 +388,7 @@ func TestFakeStoreInbox(t *testing.T) {
 		wantCalls int
 		wantErr   error // of the second Transact
 	}{
-		{"same consumer and message", messaging.Meta{Consumer: "c", MessageID: "m"}, messaging.Meta{Consumer: "c", MessageID: "m"}, 1, service.ErrAlreadyHandled},
+		{"same consumer and message", messaging.Meta{Consumer: "c", MessageID: "m"}, messaging.Meta{Consumer: "c", MessageID: "m"}, 1, messaging.ErrAlreadyHandled},
 		{"same message, other consumer", messaging.Meta{Consumer: "c", MessageID: "m"}, messaging.Meta{Consumer: "d", MessageID: "m"}, 2, nil},
 		{"same consumer, other message", messaging.Meta{Consumer: "c", MessageID: "m"}, messaging.Meta{Consumer: "c", MessageID: "n"}, 2, nil},
 		{"no consumer", messaging.Meta{MessageID: "m"}, messaging.Meta{MessageID: "m"}, 2, nil},

@@ -19,6 +19,7 @@ import (
 
 	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/allocation/service"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
 )
 
@@ -45,7 +46,7 @@ type fakeStore struct {
 	committed int       // commits that succeeded
 	attempts  int       // calls of Transact
 	// conflicts is how many commits are still to fail with
-	// domain.ErrConcurrentUpdate, as if another writer won the race.
+	// messaging.ErrConcurrentUpdate, as if another writer won the race.
 	conflicts int
 	// failSetAllocation is how many SetAllocation calls are still to fail.
 	failSetAllocation int
@@ -53,6 +54,11 @@ type fakeStore struct {
 	// beforeCommit, when set, runs once (then is cleared), after fn and
 	// before the commit, without the store's lock: a concurrent writer.
 	beforeCommit func()
+	// onRetry, when set, is called each time the unit of work runs a
+	// transaction again.
+	onRetry func()
+
+	uow *messaging.UnitOfWork[*fakeUoW]
 }
 
 type storedProduct struct {
@@ -67,34 +73,94 @@ type inboxKey struct{ consumer, messageID string }
 type viewRow struct{ orderID, sku, batchRef string }
 
 func newFakeStore() *fakeStore {
-	return &fakeStore{
+	s := &fakeStore{
 		reg:      service.Messages(),
 		products: map[string]*storedProduct{},
 		skuOf:    map[string]string{},
 		inbox:    map[inboxKey]bool{},
 	}
+	s.uow = messaging.NewUnitOfWork(messaging.UnitOfWorkConfig[*fakeUoW]{
+		Begin: s.begin,
+		Retried: func() {
+			s.mu.Lock()
+			f := s.onRetry
+			s.mu.Unlock()
+			if f != nil {
+				f()
+			}
+		},
+	})
+	return s
 }
 
 var _ service.Store = (*fakeStore)(nil)
 
-// Transact implements service.Store.
+// Transact implements service.Store, through the unit of work every store
+// runs (messaging.UnitOfWork), with a fakeUoW as its transaction.
 func (s *fakeStore) Transact(ctx context.Context, fn func(context.Context, service.UnitOfWork) error) ([]messaging.Raised, error) {
+	return s.uow.Transact(ctx, func(ctx context.Context, u *fakeUoW) error { return fn(ctx, u) })
+}
+
+// transactOnce runs fn in one transaction, not again when it lost a race:
+// the tests of the store's own checks see its first answer.
+func (s *fakeStore) transactOnce(ctx context.Context, fn func(context.Context, service.UnitOfWork) error) ([]messaging.Raised, error) {
+	once := messaging.NewUnitOfWork(messaging.UnitOfWorkConfig[*fakeUoW]{Begin: s.begin, MaxAttempts: 1})
+	return once.Transact(ctx, func(ctx context.Context, u *fakeUoW) error { return fn(ctx, u) })
+}
+
+// begin starts a transaction.
+func (s *fakeStore) begin(ctx context.Context) (*fakeUoW, error) {
 	s.mu.Lock()
 	s.attempts++
 	s.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	meta := messaging.MetaFrom(ctx)
-	inbox := meta.Consumer != "" && meta.MessageID != ""
-	key := inboxKey{meta.Consumer, meta.MessageID}
-	if inbox && s.handled(key) {
-		return nil, service.ErrAlreadyHandled
+	return &fakeUoW{s: s}, nil
+}
+
+// Claim implements messaging.Tx; the entry is kept at commit.
+func (u *fakeUoW) Claim(_ context.Context, consumer, id string) (bool, error) {
+	u.s.mu.Lock()
+	defer u.s.mu.Unlock()
+	u.claimed = &inboxKey{consumer, id}
+	return !u.s.inbox[*u.claimed], nil
+}
+
+// Flush implements messaging.Tx: the products' events, in envelopes; the
+// products themselves are checked and stored at commit.
+func (u *fakeUoW) Flush(ctx context.Context) ([]messaging.Raised, error) {
+	var raised []messaging.Raised
+	for _, l := range u.seen {
+		for _, ev := range l.p.Events() {
+			env, err := u.s.reg.Envelope(ctx, ev)
+			if err != nil {
+				return nil, err
+			}
+			raised = append(raised, messaging.Raised{Envelope: env, Event: ev})
+		}
 	}
-	u := &fakeUoW{s: s}
-	if err := fn(ctx, u); err != nil {
-		return nil, err
+	u.raised = raised
+	return raised, nil
+}
+
+// AppendOutbox implements messaging.Tx: the messages Flush returned go to
+// the outbox at commit.
+func (u *fakeUoW) AppendOutbox(_ context.Context, msgs []messaging.Envelope) error {
+	if len(msgs) != len(u.raised) {
+		return fmt.Errorf("outbox: %d messages, %d raised", len(msgs), len(u.raised))
 	}
+	u.appended = true
+	return nil
+}
+
+// Rollback implements messaging.Tx: nothing was stored.
+func (u *fakeUoW) Rollback(context.Context) error { return nil }
+
+// Commit implements messaging.Tx: it runs the beforeCommit hook, then
+// checks and applies the unit of work, all or nothing.
+func (u *fakeUoW) Commit(ctx context.Context) error {
+	s := u.s
 	s.mu.Lock()
 	hook := s.beforeCommit
 	s.beforeCommit = nil
@@ -102,25 +168,14 @@ func (s *fakeStore) Transact(ctx context.Context, fn func(context.Context, servi
 	if hook != nil {
 		hook()
 	}
-	return s.commit(ctx, u, inbox, key)
-}
-
-func (s *fakeStore) handled(k inboxKey) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.inbox[k]
-}
-
-// commit checks and applies the unit of work, all or nothing.
-func (s *fakeStore) commit(ctx context.Context, u *fakeUoW, inbox bool, key inboxKey) ([]messaging.Raised, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conflicts > 0 {
 		s.conflicts--
-		return nil, fmt.Errorf("%w: injected conflict", domain.ErrConcurrentUpdate)
+		return fmt.Errorf("%w: injected conflict", messaging.ErrConcurrentUpdate)
 	}
-	if inbox && s.inbox[key] {
-		return nil, service.ErrAlreadyHandled
+	if u.claimed != nil && s.inbox[*u.claimed] {
+		return messaging.ErrAlreadyHandled
 	}
 
 	// Stage the products, so that a failure leaves the store as it was.
@@ -140,9 +195,9 @@ func (s *fakeStore) commit(ctx context.Context, u *fakeUoW, inbox bool, key inbo
 		cur := current(p.SKU)
 		switch {
 		case p.Version == 0 && cur != nil:
-			return nil, fmt.Errorf("%w: product %s was created meanwhile", domain.ErrConcurrentUpdate, p.SKU)
+			return fmt.Errorf("%w: product %s was created meanwhile", messaging.ErrConcurrentUpdate, p.SKU)
 		case p.Version != 0 && (cur == nil || cur.version != p.Version):
-			return nil, fmt.Errorf("%w: product %s at version %d", domain.ErrConcurrentUpdate, p.SKU, p.Version)
+			return fmt.Errorf("%w: product %s at version %d", messaging.ErrConcurrentUpdate, p.SKU, p.Version)
 		}
 		for _, b := range p.Batches {
 			owner, ok := stagedSKUOf[b.Ref]
@@ -150,26 +205,15 @@ func (s *fakeStore) commit(ctx context.Context, u *fakeUoW, inbox bool, key inbo
 				owner = s.skuOf[b.Ref]
 			}
 			if owner != "" && owner != p.SKU {
-				return nil, fmt.Errorf("%w %s", domain.ErrDuplicateBatch, b.Ref)
+				return fmt.Errorf("%w %s", domain.ErrDuplicateBatch, b.Ref)
 			}
 			stagedSKUOf[b.Ref] = p.SKU
 		}
 		next, err := applyProduct(cur, l)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		staged[p.SKU] = next
-	}
-
-	var raised []messaging.Raised
-	for _, l := range u.seen {
-		for _, ev := range l.p.Events() {
-			env, err := s.reg.Envelope(ctx, ev)
-			if err != nil {
-				return nil, err
-			}
-			raised = append(raised, messaging.Raised{Envelope: env, Event: ev})
-		}
 	}
 
 	view := slices.Clone(s.view)
@@ -185,12 +229,14 @@ func (s *fakeStore) commit(ctx context.Context, u *fakeUoW, inbox bool, key inbo
 		s.skuOf[ref] = sku
 	}
 	s.view = view
-	s.outbox = append(s.outbox, raised...)
-	if inbox {
-		s.inbox[key] = true
+	if u.appended {
+		s.outbox = append(s.outbox, u.raised...)
+	}
+	if u.claimed != nil {
+		s.inbox[*u.claimed] = true
 	}
 	s.committed++
-	return raised, nil
+	return nil
 }
 
 // applyProduct returns the stored product that results from saving the
@@ -275,7 +321,7 @@ func (s *fakeStore) load(sku string, keep func(ref string, l domain.OrderLine) b
 	defer s.mu.Unlock()
 	sp := s.products[sku]
 	if sp == nil {
-		return nil, fmt.Errorf("product %s: %w", sku, service.ErrNotFound)
+		return nil, fmt.Errorf("product %s: %w", sku, fail.NotFound)
 	}
 	batches := make([]*domain.Batch, 0, len(sp.batches))
 	for _, b := range sp.batches {
@@ -294,7 +340,10 @@ func (s *fakeStore) load(sku string, keep func(ref string, l domain.OrderLine) b
 // The unit of work.
 
 type fakeUoW struct {
-	s       *fakeStore
+	s        *fakeStore
+	claimed  *inboxKey          // the message handled, if any
+	raised   []messaging.Raised // by Flush
+	appended bool               // to the outbox
 	seen    []*loadedProduct
 	viewOps []func(rows []viewRow, allocatedTo func(orderID, sku string) string) []viewRow
 }
@@ -334,7 +383,7 @@ func (r *fakeRepo) GetByBatchRef(ctx context.Context, ref, orderID string) (*dom
 	sku, ok := r.s.skuOf[ref]
 	r.s.mu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("batch %s: %w", ref, service.ErrNotFound)
+		return nil, fmt.Errorf("batch %s: %w", ref, fail.NotFound)
 	}
 	return r.load(sku, func(bref string, l domain.OrderLine) bool {
 		return bref == ref || orderID != "" && l.OrderID == orderID
@@ -490,7 +539,9 @@ func (s *fakeStore) viewRows() []viewRow {
 }
 
 func (s *fakeStore) inboxHas(consumer, messageID string) bool {
-	return s.handled(inboxKey{consumer, messageID})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inbox[inboxKey{consumer, messageID}]
 }
 
 // fakeDispatchLog records the ids the bus marks dispatched.
@@ -580,7 +631,7 @@ func newFixtureWith(t *testing.T, log *slog.Logger, dispatch messaging.DispatchL
 	t.Helper()
 	f := &fixture{store: newFakeStore(), retries: new(int), retryMu: &sync.Mutex{}}
 	f.handlers = service.NewHandlers(f.store)
-	f.handlers.OnRetry = func() {
+	f.store.onRetry = func() {
 		f.retryMu.Lock()
 		*f.retries++
 		f.retryMu.Unlock()

@@ -8,19 +8,17 @@ import (
 	"sync"
 
 	"github.com/stockflow/stockflow/internal/allocation/domain"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
 )
 
 // ErrInvalidSKU: a line of a sku that has no batches.
-var ErrInvalidSKU = errors.New("invalid sku")
+var ErrInvalidSKU = fail.New(fail.Invalid, "Invalid sku")
 
 // Handlers handles the allocation service's commands and events.
 type Handlers struct {
 	store Store
 	locks skuLocks
-	// OnRetry, when set, is called each time a transaction is retried
-	// after a version conflict.
-	OnRetry func()
 }
 
 // NewHandlers returns the handlers over store.
@@ -35,11 +33,11 @@ func (h *Handlers) CreateBatch(ctx context.Context, cmd domain.CreateBatch) (any
 	raised, err := h.transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
 		if _, err := uow.Products().GetByBatchRef(ctx, cmd.Ref, ""); err == nil {
 			return fmt.Errorf("%w %s", domain.ErrDuplicateBatch, cmd.Ref)
-		} else if !errors.Is(err, ErrNotFound) {
+		} else if !errors.Is(err, fail.NotFound) {
 			return err
 		}
 		p, err := uow.Products().Get(ctx, cmd.SKU)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, fail.NotFound) {
 			p = domain.NewProduct(cmd.SKU, 0)
 			uow.Products().Add(p)
 		} else if err != nil {
@@ -69,13 +67,13 @@ func (h *Handlers) allocate(ctx context.Context, line domain.OrderLine, unknownO
 	var outOfStock error
 	raised, err := h.transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
 		p, err := uow.Products().GetForOrder(ctx, line.SKU, line.OrderID)
-		if errors.Is(err, ErrNotFound) && unknownOutOfStock {
+		if errors.Is(err, fail.NotFound) && unknownOutOfStock {
 			// A product without batches: it raises OutOfStock, and is not
 			// stored (it did not change).
 			p, err = domain.NewProduct(line.SKU, 0), nil
 			uow.Products().Add(p)
 		}
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, fail.NotFound) {
 			return fmt.Errorf("%w %s", ErrInvalidSKU, line.SKU)
 		} else if err != nil {
 			return err
@@ -100,7 +98,7 @@ func (h *Handlers) ChangeBatchQuantity(ctx context.Context, cmd domain.ChangeBat
 	}
 	raised, err := h.transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
 		p, err := uow.Products().GetByBatchRef(ctx, cmd.Ref, "")
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, fail.NotFound) {
 			return fmt.Errorf("%w %s", domain.ErrUnknownBatch, cmd.Ref)
 		} else if err != nil {
 			return err
@@ -124,7 +122,7 @@ func (h *Handlers) Deallocate(ctx context.Context, cmd domain.Deallocate) (any, 
 	var ref string
 	raised, err := h.transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
 		p, err := uow.Products().GetForOrder(ctx, cmd.SKU, cmd.OrderID)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, fail.NotFound) {
 			return fmt.Errorf("%w: no product %s", domain.ErrNotAllocated, cmd.SKU)
 		} else if err != nil {
 			return err
@@ -184,7 +182,7 @@ func (h *Handlers) DispatchOrder(ctx context.Context, ev GoodsDispatched) ([]mes
 			return uow.Products().GetForOrder(ctx, l.SKU, ev.OrderID)
 		}
 		p, err := uow.Products().GetByBatchRef(ctx, l.BatchRef, ev.OrderID)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, fail.NotFound) {
 			return nil, fmt.Errorf("%w %s", domain.ErrUnknownBatch, l.BatchRef)
 		}
 		return p, err
@@ -202,7 +200,7 @@ func (h *Handlers) DispatchOrder(ctx context.Context, ev GoodsDispatched) ([]mes
 func (h *Handlers) ReportStock(ctx context.Context, ev StockReported) ([]messaging.Raised, error) {
 	return h.transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
 		p, err := uow.Products().GetByBatchRef(ctx, ev.BatchRef, "")
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, fail.NotFound) {
 			return fmt.Errorf("%w %s", domain.ErrUnknownBatch, ev.BatchRef)
 		} else if err != nil {
 			return err
@@ -233,7 +231,7 @@ func (h *Handlers) eachLine(ctx context.Context, orderID string, lines []Item,
 			defer h.locks.lock(l.SKU)()
 			return h.transact(lctx, func(ctx context.Context, uow UnitOfWork) error {
 				p, err := load(ctx, uow, l)
-				if errors.Is(err, ErrNotFound) {
+				if errors.Is(err, fail.NotFound) {
 					return nil
 				} else if err != nil {
 					return err
@@ -286,7 +284,7 @@ func (h *Handlers) Batch(ctx context.Context, ref string) (BatchView, error) {
 	var v BatchView
 	_, err := h.store.Transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
 		p, err := uow.Products().GetByBatchRef(ctx, ref, "")
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, fail.NotFound) {
 			return fmt.Errorf("%w %s", domain.ErrUnknownBatch, ref)
 		} else if err != nil {
 			return err

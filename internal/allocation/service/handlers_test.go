@@ -16,6 +16,8 @@ import (
 
 	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/allocation/service"
+	"github.com/stockflow/stockflow/internal/fail"
+	"github.com/stockflow/stockflow/internal/messaging"
 )
 
 func assertEvents(t *testing.T, got, want []domain.Event) {
@@ -145,10 +147,10 @@ func TestInvalidCommandsCommitNothing(t *testing.T) {
 			committed, attempts, outbox := f.store.committedCount(), f.store.attemptsCount(), f.store.outboxLen()
 
 			_, err := f.bus.Handle(t.Context(), tt.cmd)
-			if !errors.Is(err, domain.ErrInvalid) {
+			if !errors.Is(err, fail.Invalid) {
 				t.Fatalf("Handle: err = %v, want ErrInvalid", err)
 			}
-			if !service.IsPermanent(err) {
+			if !messaging.IsPermanent(err) {
 				t.Errorf("IsPermanent(%v) = false", err)
 			}
 			if got := f.store.committedCount(); got != committed {
@@ -520,8 +522,8 @@ func TestRetriesVersionConflicts(t *testing.T) {
 		{conflicts: 1, wantRetries: 1},
 		{conflicts: 3, wantRetries: 3},
 		{conflicts: 19, wantRetries: 19},
-		{conflicts: 20, wantErr: domain.ErrConcurrentUpdate, wantRetries: 19},
-		{conflicts: 50, wantErr: domain.ErrConcurrentUpdate, wantRetries: 19},
+		{conflicts: 20, wantErr: messaging.ErrConcurrentUpdate, wantRetries: 19},
+		{conflicts: 50, wantErr: messaging.ErrConcurrentUpdate, wantRetries: 19},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%d conflicts", tt.conflicts), func(t *testing.T) {
@@ -539,7 +541,7 @@ func TestRetriesVersionConflicts(t *testing.T) {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("Handle: err = %v, want %v", err, tt.wantErr)
 				}
-				if service.IsPermanent(err) {
+				if messaging.IsPermanent(err) {
 					t.Errorf("IsPermanent(%v) = true; a lost race is worth retrying", err)
 				}
 				if got := f.store.committedCount(); got != committed {
@@ -589,7 +591,7 @@ func TestRetryStopsWhenContextIsDone(t *testing.T) {
 	f.createBatch(t, "b1", "S", 10, noETA)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	f.handlers.OnRetry = cancel
+	f.store.onRetry = cancel
 	f.store.injectConflicts(5)
 
 	_, err := f.bus.Handle(ctx, domain.Allocate{OrderID: "o1", SKU: "S", Qty: 1})
@@ -608,22 +610,24 @@ func TestIsPermanent(t *testing.T) {
 	}{
 		{nil, false},
 		{errors.New("disk on fire"), false},
-		{domain.ErrConcurrentUpdate, false},
-		{fmt.Errorf("%w: product S at version 3", domain.ErrConcurrentUpdate), false},
+		{messaging.ErrConcurrentUpdate, false},
+		{fmt.Errorf("%w: product S at version 3", messaging.ErrConcurrentUpdate), false},
 		{context.Canceled, false},
 		{context.DeadlineExceeded, false},
-		{service.ErrNotFound, false},
-		{service.ErrAlreadyHandled, false},
-		{domain.ErrInvalid, true},
-		{&domain.InvalidError{Reason: "qty must be a positive integer"}, true},
-		{fmt.Errorf("decoding: %w", &domain.InvalidError{Reason: "bad"}), true},
+		// A product that does not exist is refused the same way until
+		// something else creates it: no retry mends it (fail.Retryable).
+		{fail.NotFound, true},
+		{messaging.ErrAlreadyHandled, false},
+		{fail.Invalid, true},
+		{fail.Errorf(fail.Invalid, "qty must be a positive integer"), true},
+		{fmt.Errorf("decoding: %w", fail.Errorf(fail.Invalid, "bad")), true},
 		{domain.ErrUnknownBatch, true},
 		{fmt.Errorf("%w b1", domain.ErrDuplicateBatch), true},
 		{fmt.Errorf("%w: order o1", domain.ErrNotAllocated), true},
 		{domain.ErrLineConflict, true},
 		{fmt.Errorf("%w for sku S", domain.ErrOutOfStock), false}, // an outcome, see IsOutcome
 		{fmt.Errorf("%w S", service.ErrInvalidSKU), true},
-		{errors.Join(errors.New("other"), domain.ErrInvalid), true},
+		{errors.Join(errors.New("other"), fail.Invalid), true},
 	}
 	for _, tt := range tests {
 		name := "nil"
@@ -631,7 +635,7 @@ func TestIsPermanent(t *testing.T) {
 			name = tt.err.Error()
 		}
 		t.Run(name, func(t *testing.T) {
-			if got := service.IsPermanent(tt.err); got != tt.want {
+			if got := messaging.IsPermanent(tt.err); got != tt.want {
 				t.Errorf("IsPermanent(%v) = %v, want %v", tt.err, got, tt.want)
 			}
 		})
@@ -649,7 +653,7 @@ func TestIsOutcome(t *testing.T) {
 		{domain.ErrUnknownBatch, false},
 		{errors.New("disk on fire"), false},
 	} {
-		if got := service.IsOutcome(tt.err); got != tt.want {
+		if got := fail.IsSettled(tt.err); got != tt.want {
 			t.Errorf("IsOutcome(%v) = %v, want %v", tt.err, got, tt.want)
 		}
 	}

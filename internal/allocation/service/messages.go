@@ -5,6 +5,7 @@ import (
 
 	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/decode"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
 	"github.com/stockflow/stockflow/internal/valid"
 )
@@ -77,13 +78,13 @@ func (e StockReported) Validate() error {
 	var err error
 	switch {
 	case e.Kind != domain.ReportCount && e.Kind != domain.ReportDamage:
-		err = valid.Invalid("kind must be %q or %q, got %q", domain.ReportCount, domain.ReportDamage, e.Kind)
+		err = fail.Errorf(fail.Invalid, "kind must be %q or %q, got %q", domain.ReportCount, domain.ReportDamage, e.Kind)
 	case e.Kind == domain.ReportCount && e.Qty < 0, e.Kind == domain.ReportDamage && e.Qty <= 0:
-		err = valid.Invalid("qty of a %s must not be %d", e.Kind, e.Qty)
+		err = fail.Errorf(fail.Invalid, "qty of a %s must not be %d", e.Kind, e.Qty)
 	case e.Seq <= 0:
-		err = valid.Invalid("seq must be positive, got %d", e.Seq)
+		err = fail.Errorf(fail.Invalid, "seq must be positive, got %d", e.Seq)
 	case e.Dispatched < 0:
-		err = valid.Invalid("dispatched must not be negative, got %d", e.Dispatched)
+		err = fail.Errorf(fail.Invalid, "dispatched must not be negative, got %d", e.Dispatched)
 	}
 	return valid.First(domain.ValidateRef("batchref", e.BatchRef), domain.ValidateRef("sku", e.SKU), err)
 }

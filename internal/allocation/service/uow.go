@@ -6,20 +6,10 @@ package service
 
 import (
 	"context"
-	"errors"
-	"math/rand/v2"
-	"time"
 
 	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/messaging"
 )
-
-// ErrNotFound: no product has the sku, or no batch the ref.
-var ErrNotFound = errors.New("not found")
-
-// ErrAlreadyHandled is what a unit of work returns when the consumer the
-// context names already handled the message it carries (the inbox).
-var ErrAlreadyHandled = errors.New("message already handled")
 
 // ProductRepository loads and adds Product aggregates. A product it loaded
 // is saved when the unit of work commits.
@@ -65,43 +55,24 @@ type AllocationView struct {
 // Store is what the allocation service keeps: the unit of work that
 // changes it, and the read model's query side.
 type Store interface {
-	// Transact runs fn in one transaction. When fn returns nil it saves the
-	// products fn loaded or added (failing with domain.ErrConcurrentUpdate
-	// when another transaction changed one first), stores the events they
-	// raised in the outbox, and commits; it returns those events. When the
-	// context names a consumer and a message (messaging.Meta), Transact
-	// records the message as handled, in the same transaction, and returns
-	// ErrAlreadyHandled, changing nothing, if it already was (fn may or may
-	// not have been called).
+	// Transact runs fn in one transaction, the unit of work
+	// (messaging.UnitOfWork). When fn returns nil it saves the products fn
+	// loaded or added, stores the events they raised in the outbox, and
+	// commits; it returns those events. It runs fn again when the
+	// transaction lost a race (another changed a product first), up to
+	// messaging.MaxTransactAttempts times. When the context names a
+	// consumer and a message (messaging.Meta), Transact records the message
+	// as handled, in the same transaction, and returns
+	// messaging.ErrAlreadyHandled, changing nothing, if it already was (fn
+	// may or may not have been called). Products that do not exist are
+	// errors of kind fail.NotFound.
 	Transact(ctx context.Context, fn func(context.Context, UnitOfWork) error) ([]messaging.Raised, error)
 	// Allocations returns the allocations view of an order.
 	Allocations(ctx context.Context, orderID string) ([]AllocationView, error)
 }
 
-// maxAttempts bounds the retries of a transaction that lost a race.
-const maxAttempts = 20
-
-// transact runs fn in a transaction, again when it lost a race for a
-// product, and treats a message already handled as done.
+// transact runs fn in a transaction, and treats a message already handled
+// as done.
 func (h *Handlers) transact(ctx context.Context, fn func(context.Context, UnitOfWork) error) ([]messaging.Raised, error) {
-	for attempt := 1; ; attempt++ {
-		raised, err := h.store.Transact(ctx, fn)
-		switch {
-		case errors.Is(err, ErrAlreadyHandled):
-			return nil, nil
-		case errors.Is(err, domain.ErrConcurrentUpdate) && attempt < maxAttempts:
-			if h.OnRetry != nil {
-				h.OnRetry()
-			}
-			// Back off a little, with jitter, so racing writers part ways.
-			d := time.Duration(rand.Int64N(int64(attempt) * int64(time.Millisecond)))
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(d):
-			}
-			continue
-		}
-		return raised, err
-	}
+	return messaging.IgnoreHandled(h.store.Transact(ctx, fn))
 }

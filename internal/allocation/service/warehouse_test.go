@@ -15,7 +15,7 @@ import (
 
 	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/allocation/service"
-	"github.com/stockflow/stockflow/internal/decode"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
 )
 
@@ -277,7 +277,7 @@ func TestReportStockUnknownBatch(t *testing.T) {
 	if !errors.Is(err, domain.ErrUnknownBatch) {
 		t.Fatalf("err = %v, want ErrUnknownBatch", err)
 	}
-	if !service.IsPermanent(err) {
+	if !messaging.IsPermanent(err) {
 		t.Errorf("IsPermanent(%v) = false", err)
 	}
 	if got := f.store.committedCount(); got != committed {
@@ -323,7 +323,7 @@ func TestStockReportedValidate(t *testing.T) {
 		case tt.want == "" && err != nil:
 			t.Errorf("%s: Validate() = %v, want nil", tt.name, err)
 		case tt.want == "":
-		case !errors.Is(err, domain.ErrInvalid):
+		case !errors.Is(err, fail.Invalid):
 			t.Errorf("%s: Validate() = %v, want ErrInvalid", tt.name, err)
 		case !strings.Contains(err.Error(), tt.want):
 			t.Errorf("%s: Validate() = %q, want it to name %s", tt.name, err, tt.want)
@@ -381,8 +381,8 @@ func TestStockReportedDecode(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, decode.ErrInvalid) {
-				t.Fatalf("Decode = %v, %v; want decode.ErrInvalid", got, err)
+			if !errors.Is(err, fail.Invalid) {
+				t.Fatalf("Decode = %v, %v; want fail.Invalid", got, err)
 			}
 			if !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("Decode error %q does not name %s", err, tt.wantErr)

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/valid"
 )
 
@@ -160,7 +161,7 @@ func (c *Customer) OrderPlaced(p Placement) error {
 func (p Placement) validate() error {
 	err := valid.First(valid.Ref("orderid", p.OrderID), valid.Email("email", p.Email))
 	if err == nil && p.PlacedAt.IsZero() {
-		err = valid.Invalid("placed_at must be set")
+		err = fail.Errorf(fail.Invalid, "placed_at must be set")
 	}
 	for _, l := range p.Lines {
 		if err != nil {
@@ -195,7 +196,7 @@ func (c *Customer) lastPlaced() time.Time {
 func (c *Customer) StatusChanged(orderID string, e Entry) error {
 	err := valid.First(valid.Ref("orderid", orderID), valid.Positive("seq", e.Seq), valid.Ref("status", e.Status))
 	if err == nil && e.At.IsZero() {
-		err = valid.Invalid("at must be set")
+		err = fail.Errorf(fail.Invalid, "at must be set")
 	}
 	if err != nil {
 		return err

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/stockflow/stockflow/internal/crm/domain"
-	"github.com/stockflow/stockflow/internal/valid"
+	"github.com/stockflow/stockflow/internal/fail"
 )
 
 var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
@@ -198,15 +198,15 @@ func TestInvalidNews(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newCustomer(t)
-			if err := tt.do(c); !errors.Is(err, valid.ErrInvalid) {
-				t.Fatalf("error %v, want one matching valid.ErrInvalid", err)
+			if err := tt.do(c); !errors.Is(err, fail.Invalid) {
+				t.Fatalf("error %v, want one matching fail.Invalid", err)
 			}
 			if c.Changed() || len(c.Orders) != 0 {
 				t.Fatalf("invalid news changed the customer: %+v", c)
 			}
 		})
 	}
-	if _, err := domain.NewCustomer(""); !errors.Is(err, valid.ErrInvalid) {
+	if _, err := domain.NewCustomer(""); !errors.Is(err, fail.Invalid) {
 		t.Fatalf("NewCustomer(\"\"): %v", err)
 	}
 }

@@ -8,9 +8,8 @@ import (
 
 	"github.com/stockflow/stockflow/internal/crm/domain"
 	"github.com/stockflow/stockflow/internal/docstore"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
-	"github.com/stockflow/stockflow/internal/platform"
-	"github.com/stockflow/stockflow/internal/valid"
 )
 
 // kind is the document kind customers are kept as.
@@ -58,14 +57,11 @@ func NewBus(h *Handlers, log *slog.Logger, dispatched messaging.DispatchLog) *me
 	return b
 }
 
-// IsPermanent reports whether err is the message's fault.
-func IsPermanent(err error) bool { return errors.Is(err, valid.ErrInvalid) }
-
 // Customer returns the customer id.
 func (h *Handlers) Customer(ctx context.Context, id string) (*domain.Customer, error) {
 	d, err := h.store.Get(ctx, kind, id)
-	if errors.Is(err, docstore.ErrNotFound) {
-		return nil, valid.NotFound("no customer %s", id)
+	if errors.Is(err, fail.NotFound) {
+		return nil, fail.Errorf(fail.NotFound, "no customer %s", id)
 	} else if err != nil {
 		return nil, fmt.Errorf("reading customer %s: %w", id, err)
 	}
@@ -81,9 +77,9 @@ func (h *Handlers) Customer(ctx context.Context, id string) (*domain.Customer, e
 func (h *Handlers) Customers(ctx context.Context, segment string, limit int) ([]*domain.Customer, error) {
 	switch {
 	case segment != SegmentAll && segment != SegmentVIP && segment != SegmentRegular:
-		return nil, valid.Invalid("no segment of customers %q", segment)
+		return nil, fail.Errorf(fail.Invalid, "no segment of customers %q", segment)
 	case limit < 1 || limit > MaxLimit:
-		return nil, valid.Invalid("limit must be between 1 and %d, got %d", MaxLimit, limit)
+		return nil, fail.Errorf(fail.Invalid, "limit must be between 1 and %d, got %d", MaxLimit, limit)
 	}
 	docs, err := h.store.Find(ctx, kind, segment, limit, false)
 	if err != nil {
@@ -111,9 +107,9 @@ func (h *Handlers) OrderStatusChanged(ctx context.Context, e OrderStatusChanged)
 
 // change applies fn to the customer id, new or stored, and stores them.
 func (h *Handlers) change(ctx context.Context, id string, fn func(*domain.Customer) error) ([]messaging.Raised, error) {
-	raised, err := platform.IgnoreHandled(h.store.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
+	raised, err := messaging.IgnoreHandled(h.store.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
 		c, version, err := docstore.Load[*domain.Customer](ctx, tx, kind, id)
-		if errors.Is(err, docstore.ErrNotFound) {
+		if errors.Is(err, fail.NotFound) {
 			c, err = domain.NewCustomer(id)
 		}
 		if err != nil {

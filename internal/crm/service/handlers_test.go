@@ -14,8 +14,8 @@ import (
 	"github.com/stockflow/stockflow/internal/crm/service"
 	"github.com/stockflow/stockflow/internal/docstore"
 	"github.com/stockflow/stockflow/internal/docstore/sqlite"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
-	"github.com/stockflow/stockflow/internal/valid"
 )
 
 var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
@@ -27,7 +27,7 @@ type fixture struct {
 
 func setup(t *testing.T) fixture {
 	t.Helper()
-	store, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "crm.db"))
+	store, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "crm.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestInvalidMessagesArePermanent(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := tt.handle(delivered("bad-"+tt.name, "crm.test"))
-			if !service.IsPermanent(err) {
+			if !messaging.IsPermanent(err) {
 				t.Fatalf("error %v: want a permanent one", err)
 			}
 		})
@@ -251,7 +251,7 @@ func TestInvalidMessagesArePermanent(t *testing.T) {
 	if list, err := f.h.Customers(context.Background(), service.SegmentAll, 10); err != nil || len(list) != 0 {
 		t.Fatalf("customers %v, %v: invalid messages stored some", list, err)
 	}
-	if _, err := f.h.Customer(context.Background(), "alice"); !errors.Is(err, valid.ErrNotFound) {
+	if _, err := f.h.Customer(context.Background(), "alice"); !errors.Is(err, fail.NotFound) {
 		t.Fatalf("Customer(alice) = %v", err)
 	}
 }
@@ -296,7 +296,7 @@ func TestCustomersBySegment(t *testing.T) {
 		segment string
 		limit   int
 	}{{service.SegmentAll, 0}, {service.SegmentAll, service.MaxLimit + 1}, {"gold", 10}} {
-		if _, err := f.h.Customers(context.Background(), bad.segment, bad.limit); !errors.Is(err, valid.ErrInvalid) {
+		if _, err := f.h.Customers(context.Background(), bad.segment, bad.limit); !errors.Is(err, fail.Invalid) {
 			t.Errorf("Customers(%q, %d): %v, want invalid", bad.segment, bad.limit, err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/stockflow/stockflow/internal/docstore"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
 )
 
@@ -29,7 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) docstore.Store) {
 		t.Helper()
 		_, err := s.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
 			_, v, err := docstore.Load[counter](ctx, tx, kind, id)
-			if err != nil && !errors.Is(err, docstore.ErrNotFound) {
+			if err != nil && !errors.Is(err, fail.NotFound) {
 				return err
 			}
 			return docstore.Save(ctx, tx, kind, id, v, index, counter{n})
@@ -41,14 +42,14 @@ func Run(t *testing.T, open func(t *testing.T) docstore.Store) {
 
 	t.Run("GetMissing", func(t *testing.T) {
 		s := open(t)
-		if _, err := s.Get(ctx, "thing", "nope"); !errors.Is(err, docstore.ErrNotFound) {
+		if _, err := s.Get(ctx, "thing", "nope"); !errors.Is(err, fail.NotFound) {
 			t.Fatalf("Get = %v, want ErrNotFound", err)
 		}
 		_, err := s.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
 			_, err := tx.Get(ctx, "thing", "nope")
 			return err
 		})
-		if !errors.Is(err, docstore.ErrNotFound) {
+		if !errors.Is(err, fail.NotFound) {
 			t.Fatalf("Tx.Get = %v, want ErrNotFound", err)
 		}
 	})
@@ -68,7 +69,7 @@ func Run(t *testing.T, open func(t *testing.T) docstore.Store) {
 		if d.Version != 2 || c.N != 2 || d.Kind != "thing" || d.ID != "a" || d.UpdatedAt.IsZero() {
 			t.Fatalf("got %+v (body %s), want version 2 of thing a with n 2", d, d.Body)
 		}
-		if _, err := s.Get(ctx, "other", "a"); !errors.Is(err, docstore.ErrNotFound) {
+		if _, err := s.Get(ctx, "other", "a"); !errors.Is(err, fail.NotFound) {
 			t.Fatalf("kinds are apart: Get(other, a) = %v", err)
 		}
 	})
@@ -82,16 +83,16 @@ func Run(t *testing.T, open func(t *testing.T) docstore.Store) {
 			runs++
 			return docstore.Save(ctx, tx, "thing", "a", 1, "", counter{99})
 		})
-		if !errors.Is(err, docstore.ErrConflict) {
+		if !errors.Is(err, messaging.ErrConcurrentUpdate) {
 			t.Fatalf("Save at a stale version = %v, want ErrConflict", err)
 		}
-		if runs != docstore.MaxAttempts {
-			t.Errorf("fn ran %d times, want %d (retried)", runs, docstore.MaxAttempts)
+		if runs != messaging.MaxTransactAttempts {
+			t.Errorf("fn ran %d times, want %d (retried)", runs, messaging.MaxTransactAttempts)
 		}
 		_, err = s.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
 			return docstore.Save(ctx, tx, "thing", "a", 0, "", counter{99})
 		})
-		if !errors.Is(err, docstore.ErrConflict) {
+		if !errors.Is(err, messaging.ErrConcurrentUpdate) {
 			t.Fatalf("Save of an existing document as new = %v, want ErrConflict", err)
 		}
 		if d, _ := s.Get(ctx, "thing", "a"); d.Version != 2 {
@@ -111,7 +112,7 @@ func Run(t *testing.T, open func(t *testing.T) docstore.Store) {
 				for range each {
 					_, err := s.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
 						c, v, err := docstore.Load[counter](ctx, tx, "counter", "c")
-						if err != nil && !errors.Is(err, docstore.ErrNotFound) {
+						if err != nil && !errors.Is(err, fail.NotFound) {
 							return err
 						}
 						c.N++
@@ -152,7 +153,7 @@ func Run(t *testing.T, open func(t *testing.T) docstore.Store) {
 		if !errors.Is(err, boom) {
 			t.Fatalf("Transact = %v, want fn's error", err)
 		}
-		if _, err := s.Get(ctx, "thing", "a"); !errors.Is(err, docstore.ErrNotFound) {
+		if _, err := s.Get(ctx, "thing", "a"); !errors.Is(err, fail.NotFound) {
 			t.Fatalf("document of a failed transaction: %v", err)
 		}
 		if envs, _ := s.Messaging().Unpublished(ctx, 10); len(envs) != 0 {
@@ -190,7 +191,7 @@ func Run(t *testing.T, open func(t *testing.T) docstore.Store) {
 		incr := func(ctx context.Context) error {
 			_, err := s.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
 				c, v, err := docstore.Load[counter](ctx, tx, "counter", "c")
-				if err != nil && !errors.Is(err, docstore.ErrNotFound) {
+				if err != nil && !errors.Is(err, fail.NotFound) {
 					return err
 				}
 				c.N++
@@ -201,7 +202,7 @@ func Run(t *testing.T, open func(t *testing.T) docstore.Store) {
 		if err := incr(mctx); err != nil {
 			t.Fatal(err)
 		}
-		if err := incr(mctx); !errors.Is(err, docstore.ErrAlreadyHandled) {
+		if err := incr(mctx); !errors.Is(err, messaging.ErrAlreadyHandled) {
 			t.Fatalf("second handling = %v, want ErrAlreadyHandled", err)
 		}
 		other := messaging.WithMeta(ctx, messaging.Meta{MessageID: messaging.MetaFrom(mctx).MessageID, Consumer: "other/chan"})

@@ -8,13 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stockflow/stockflow/internal/docstore"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
 	mpostgres "github.com/stockflow/stockflow/internal/messaging/postgres"
 )
@@ -26,16 +25,16 @@ var migrations embed.FS
 type Store struct {
 	pool   *pgxpool.Pool
 	outbox *mpostgres.Outbox
-	// OnCommit, when set, is called after each commit that stored messages
-	// in the outbox (to wake the relay).
-	OnCommit func()
+	uow    *messaging.UnitOfWork[*tx]
 }
 
 var _ docstore.Store = (*Store)(nil)
 
 // Open connects to the database at url, in the schema of the service
 // name, and applies the migrations of the documents and messaging tables.
-func Open(ctx context.Context, url, name string) (*Store, error) {
+// committed, when not nil, is called after each commit that stored
+// messages in the outbox (to wake the relay).
+func Open(ctx context.Context, url, name string, committed func()) (*Store, error) {
 	pool, err := mpostgres.Connect(ctx, url, name)
 	if err != nil {
 		return nil, err
@@ -44,7 +43,16 @@ func Open(ctx context.Context, url, name string) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{pool: pool, outbox: mpostgres.NewOutbox(pool, name)}, nil
+	s := &Store{pool: pool, outbox: mpostgres.NewOutbox(pool, name)}
+	s.uow = messaging.NewUnitOfWork(messaging.UnitOfWorkConfig[*tx]{
+		Begin: func(ctx context.Context) (*tx, error) {
+			t, err := mpostgres.Begin(ctx, pool)
+			return &tx{Tx: t}, err
+		},
+		Lost:      mpostgres.IsConflict,
+		Committed: committed,
+	})
+	return s, nil
 }
 
 // Migrate creates or upgrades the tables in pool's schema.
@@ -70,56 +78,7 @@ func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
 // Transact implements docstore.Store.
 func (s *Store) Transact(ctx context.Context, fn func(context.Context, docstore.Tx) error) ([]messaging.Raised, error) {
-	for attempt := 1; ; attempt++ {
-		raised, err := s.transact(ctx, fn)
-		if mpostgres.IsConflict(err) {
-			err = fmt.Errorf("%w: %w", docstore.ErrConflict, err)
-		}
-		if !errors.Is(err, docstore.ErrConflict) || attempt == docstore.MaxAttempts {
-			return raised, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Duration(rand.Int64N(int64(attempt) * int64(time.Millisecond)))):
-		}
-	}
-}
-
-func (s *Store) transact(ctx context.Context, fn func(context.Context, docstore.Tx) error) ([]messaging.Raised, error) {
-	pgTx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer pgTx.Rollback(context.WithoutCancel(ctx))
-	if meta := messaging.MetaFrom(ctx); meta.Consumer != "" && meta.MessageID != "" {
-		// First, so that a duplicate handled at once waits on this row.
-		tag, err := pgTx.Exec(ctx, `INSERT INTO inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, meta.Consumer, meta.MessageID)
-		if err != nil {
-			return nil, fmt.Errorf("inbox: %w", err)
-		}
-		if tag.RowsAffected() == 0 {
-			return nil, docstore.ErrAlreadyHandled
-		}
-	}
-	t := &tx{tx: pgTx}
-	if err := fn(ctx, t); err != nil {
-		return nil, err
-	}
-	if len(t.raised) > 0 {
-		b := &pgx.Batch{}
-		mpostgres.QueueOutbox(b, docstore.Envelopes(t.raised))
-		if err := pgTx.SendBatch(ctx, b).Close(); err != nil {
-			return nil, fmt.Errorf("outbox: %w", err)
-		}
-	}
-	if err := pgTx.Commit(ctx); err != nil {
-		return nil, err
-	}
-	if len(t.raised) > 0 && s.OnCommit != nil {
-		s.OnCommit()
-	}
-	return t.raised, nil
+	return s.uow.Transact(ctx, func(ctx context.Context, t *tx) error { return fn(ctx, t) })
 }
 
 const columns = `kind, id, version, idx, body, updated_at`
@@ -140,7 +99,7 @@ type queryer interface {
 func get(ctx context.Context, q queryer, kind, id, lock string) (docstore.Doc, error) {
 	d, err := scan(q.QueryRow(ctx, `SELECT `+columns+` FROM documents WHERE kind = $1 AND id = $2`+lock, kind, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return d, fmt.Errorf("%s %s: %w", kind, id, docstore.ErrNotFound)
+		return d, fmt.Errorf("%s %s: %w", kind, id, fail.NotFound)
 	} else if err != nil {
 		return d, fmt.Errorf("reading %s %s: %w", kind, id, err)
 	}
@@ -170,8 +129,10 @@ func (s *Store) Find(ctx context.Context, kind, index string, limit int, newestF
 	return docs, nil
 }
 
+// tx is a transaction of the store: the documents it stores, and the
+// messages raised meanwhile.
 type tx struct {
-	tx     pgx.Tx
+	mpostgres.Tx
 	raised []messaging.Raised
 }
 
@@ -179,30 +140,33 @@ type tx struct {
 // reads what it is about to write, so racing writers of one document
 // queue rather than fail at Put and start over.
 func (t *tx) Get(ctx context.Context, kind, id string) (docstore.Doc, error) {
-	return get(ctx, t.tx, kind, id, " FOR UPDATE")
+	return get(ctx, t.Tx, kind, id, " FOR UPDATE")
 }
 
 func (t *tx) Put(ctx context.Context, d docstore.Doc) error {
 	if d.Version == 0 {
-		tag, err := t.tx.Exec(ctx, `INSERT INTO documents (kind, id, version, idx, body) VALUES ($1, $2, 1, $3, $4)
+		tag, err := t.Exec(ctx, `INSERT INTO documents (kind, id, version, idx, body) VALUES ($1, $2, 1, $3, $4)
 			ON CONFLICT DO NOTHING`, d.Kind, d.ID, d.Index, string(d.Body))
 		if err != nil {
 			return fmt.Errorf("storing %s %s: %w", d.Kind, d.ID, err)
 		}
 		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("%w: %s %s was created meanwhile", docstore.ErrConflict, d.Kind, d.ID)
+			return fmt.Errorf("%w: %s %s was created meanwhile", messaging.ErrConcurrentUpdate, d.Kind, d.ID)
 		}
 		return nil
 	}
-	tag, err := t.tx.Exec(ctx, `UPDATE documents SET version = version + 1, idx = $3, body = $4, updated_at = now()
+	tag, err := t.Exec(ctx, `UPDATE documents SET version = version + 1, idx = $3, body = $4, updated_at = now()
 		WHERE kind = $1 AND id = $2 AND version = $5`, d.Kind, d.ID, d.Index, string(d.Body), d.Version)
 	if err != nil {
 		return fmt.Errorf("storing %s %s: %w", d.Kind, d.ID, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("%w: %s %s at version %d", docstore.ErrConflict, d.Kind, d.ID, d.Version)
+		return fmt.Errorf("%w: %s %s at version %d", messaging.ErrConcurrentUpdate, d.Kind, d.ID, d.Version)
 	}
 	return nil
 }
 
 func (t *tx) Raise(msgs ...messaging.Raised) { t.raised = append(t.raised, msgs...) }
+
+// Flush implements messaging.Tx: Put stored the documents already.
+func (t *tx) Flush(context.Context) ([]messaging.Raised, error) { return t.raised, nil }

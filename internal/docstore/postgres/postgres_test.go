@@ -14,7 +14,7 @@ func TestContract(t *testing.T) {
 	url := testenv.Postgres(t)
 	docstoretest.Run(t, func(t *testing.T) docstore.Store {
 		name := testenv.Name("docstore")
-		s, err := postgres.Open(context.Background(), url, name)
+		s, err := postgres.Open(context.Background(), url, name, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,10 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"time"
 
 	"github.com/stockflow/stockflow/internal/docstore"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
 	msqlite "github.com/stockflow/stockflow/internal/messaging/sqlite"
 )
@@ -24,16 +24,16 @@ var migrations embed.FS
 type Store struct {
 	db     *msqlite.DB
 	outbox *msqlite.Outbox
-	// OnCommit, when set, is called after each commit that stored messages
-	// in the outbox (to wake the relay).
-	OnCommit func()
+	uow    *messaging.UnitOfWork[*tx]
 }
 
 var _ docstore.Store = (*Store)(nil)
 
 // Open opens (creating it if need be) the database file at file, applying
-// the migrations of the documents and messaging tables.
-func Open(ctx context.Context, file string) (*Store, error) {
+// the migrations of the documents and messaging tables. committed, when
+// not nil, is called after each commit that stored messages in the outbox
+// (to wake the relay).
+func Open(ctx context.Context, file string, committed func()) (*Store, error) {
 	db, err := msqlite.Open(file)
 	if err != nil {
 		return nil, err
@@ -47,7 +47,16 @@ func Open(ctx context.Context, file string) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Store{db: db, outbox: msqlite.NewOutbox(db)}, nil
+	s := &Store{db: db, outbox: msqlite.NewOutbox(db)}
+	s.uow = messaging.NewUnitOfWork(messaging.UnitOfWorkConfig[*tx]{
+		Begin: func(ctx context.Context) (*tx, error) {
+			t, err := db.Begin(ctx)
+			return &tx{Tx: t}, err
+		},
+		Lost:      msqlite.IsBusy,
+		Committed: committed,
+	})
+	return s, nil
 }
 
 // Close closes the database.
@@ -61,64 +70,7 @@ func (s *Store) Ping(ctx context.Context) error { return s.db.R.PingContext(ctx)
 
 // Transact implements docstore.Store.
 func (s *Store) Transact(ctx context.Context, fn func(context.Context, docstore.Tx) error) ([]messaging.Raised, error) {
-	for attempt := 1; ; attempt++ {
-		raised, err := s.transact(ctx, fn)
-		if !errors.Is(err, docstore.ErrConflict) || attempt == docstore.MaxAttempts {
-			return raised, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Duration(rand.Int64N(int64(attempt) * int64(time.Millisecond)))):
-		}
-	}
-}
-
-func (s *Store) transact(ctx context.Context, fn func(context.Context, docstore.Tx) error) ([]messaging.Raised, error) {
-	sqlTx, err := s.db.W.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	defer sqlTx.Rollback()
-	meta := messaging.MetaFrom(ctx)
-	inbox := meta.Consumer != "" && meta.MessageID != ""
-	if inbox {
-		handled, err := msqlite.Handled(ctx, sqlTx, meta.Consumer, meta.MessageID)
-		if err != nil {
-			return nil, err
-		}
-		if handled {
-			return nil, docstore.ErrAlreadyHandled
-		}
-	}
-	t := &tx{tx: sqlTx}
-	if err := fn(ctx, t); err != nil {
-		return nil, err
-	}
-	if err := msqlite.AppendOutbox(ctx, sqlTx, docstore.Envelopes(t.raised)); err != nil {
-		return nil, err
-	}
-	if inbox {
-		if err := msqlite.RecordHandled(ctx, sqlTx, meta.Consumer, meta.MessageID); err != nil {
-			return nil, mapErr(err)
-		}
-	}
-	if err := sqlTx.Commit(); err != nil {
-		return nil, mapErr(err)
-	}
-	if len(t.raised) > 0 && s.OnCommit != nil {
-		s.OnCommit()
-	}
-	return t.raised, nil
-}
-
-// mapErr turns another process holding the database's lock into a
-// conflict, to retry.
-func mapErr(err error) error {
-	if msqlite.IsBusy(err) {
-		return fmt.Errorf("%w: %w", docstore.ErrConflict, err)
-	}
-	return err
+	return s.uow.Transact(ctx, func(ctx context.Context, t *tx) error { return fn(ctx, t) })
 }
 
 const columns = `kind, id, version, idx, body, updated_at`
@@ -144,7 +96,7 @@ type queryer interface {
 func get(ctx context.Context, q queryer, kind, id string) (docstore.Doc, error) {
 	d, err := scan(q.QueryRowContext(ctx, `SELECT `+columns+` FROM documents WHERE kind = ? AND id = ?`, kind, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return d, fmt.Errorf("%s %s: %w", kind, id, docstore.ErrNotFound)
+		return d, fmt.Errorf("%s %s: %w", kind, id, fail.NotFound)
 	} else if err != nil {
 		return d, fmt.Errorf("reading %s %s: %w", kind, id, err)
 	}
@@ -179,35 +131,40 @@ func (s *Store) Find(ctx context.Context, kind, index string, limit int, newestF
 	return out, rows.Err()
 }
 
+// tx is a transaction of the store: the documents it stores, and the
+// messages raised meanwhile.
 type tx struct {
-	tx     *sql.Tx
+	msqlite.Tx
 	raised []messaging.Raised
 }
 
 func (t *tx) Get(ctx context.Context, kind, id string) (docstore.Doc, error) {
-	return get(ctx, t.tx, kind, id)
+	return get(ctx, t.Tx, kind, id)
 }
 
 func (t *tx) Put(ctx context.Context, d docstore.Doc) error {
 	now := time.Now().UnixMicro()
 	if d.Version == 0 {
-		_, err := t.tx.ExecContext(ctx, `INSERT INTO documents (`+columns+`) VALUES (?, ?, 1, ?, ?, ?)`, d.Kind, d.ID, d.Index, string(d.Body), now)
+		_, err := t.ExecContext(ctx, `INSERT INTO documents (`+columns+`) VALUES (?, ?, 1, ?, ?, ?)`, d.Kind, d.ID, d.Index, string(d.Body), now)
 		if msqlite.IsUniqueViolation(err) {
-			return fmt.Errorf("%w: %s %s was created meanwhile", docstore.ErrConflict, d.Kind, d.ID)
+			return fmt.Errorf("%w: %s %s was created meanwhile", messaging.ErrConcurrentUpdate, d.Kind, d.ID)
 		} else if err != nil {
-			return fmt.Errorf("storing %s %s: %w", d.Kind, d.ID, mapErr(err))
+			return fmt.Errorf("storing %s %s: %w", d.Kind, d.ID, err)
 		}
 		return nil
 	}
-	res, err := t.tx.ExecContext(ctx, `UPDATE documents SET version = version + 1, idx = ?, body = ?, updated_at = ?
+	res, err := t.ExecContext(ctx, `UPDATE documents SET version = version + 1, idx = ?, body = ?, updated_at = ?
 		WHERE kind = ? AND id = ? AND version = ?`, d.Index, string(d.Body), now, d.Kind, d.ID, d.Version)
 	if err != nil {
-		return fmt.Errorf("storing %s %s: %w", d.Kind, d.ID, mapErr(err))
+		return fmt.Errorf("storing %s %s: %w", d.Kind, d.ID, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%w: %s %s at version %d", docstore.ErrConflict, d.Kind, d.ID, d.Version)
+		return fmt.Errorf("%w: %s %s at version %d", messaging.ErrConcurrentUpdate, d.Kind, d.ID, d.Version)
 	}
 	return nil
 }
 
 func (t *tx) Raise(msgs ...messaging.Raised) { t.raised = append(t.raised, msgs...) }
+
+// Flush implements messaging.Tx: Put stored the documents already.
+func (t *tx) Flush(context.Context) ([]messaging.Raised, error) { return t.raised, nil }

@@ -12,7 +12,7 @@ import (
 
 func TestContract(t *testing.T) {
 	docstoretest.Run(t, func(t *testing.T) docstore.Store {
-		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "test.db"))
+		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "test.db"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -34,6 +34,38 @@ func QueueHandled(b *pgx.Batch, consumer, id string) {
 	b.Queue(`INSERT INTO inbox (consumer, message_id) VALUES ($1, $2)`, consumer, id)
 }
 
+// Tx is a transaction of a PostgreSQL store, with the outbox and inbox
+// rows of messaging.Tx. A store's own transaction embeds it and adds its
+// aggregates (Flush).
+type Tx struct{ pgx.Tx }
+
+// Begin starts a transaction on pool.
+func Begin(ctx context.Context, pool *pgxpool.Pool) (Tx, error) {
+	tx, err := pool.Begin(ctx)
+	return Tx{tx}, err
+}
+
+// AppendOutbox stores envs in the outbox.
+func (tx Tx) AppendOutbox(ctx context.Context, envs []messaging.Envelope) error {
+	if len(envs) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	QueueOutbox(b, envs)
+	return tx.SendBatch(ctx, b).Close()
+}
+
+// Claim records that consumer handled message id, unless the inbox has it
+// already (false). A transaction handling the same message at the same
+// time waits for this one to end.
+func (tx Tx) Claim(ctx context.Context, consumer, id string) (bool, error) {
+	tag, err := tx.Exec(ctx, `INSERT INTO inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, consumer, id)
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
 // Outbox is the outbox, inbox and dead letters of one schema, as the
 // relay, the message bus and consumers see them. Of several instances'
 // relays on one database, one at a time publishes: the one holding the

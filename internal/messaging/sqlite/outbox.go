@@ -9,6 +9,22 @@ import (
 	"github.com/stockflow/stockflow/internal/messaging"
 )
 
+// Tx is a transaction of a SQLite store, with the outbox and inbox rows
+// of messaging.Tx. A store's own transaction embeds it and adds its
+// aggregates (Flush).
+type Tx struct{ *sql.Tx }
+
+// Begin starts a write transaction on db.
+func (db *DB) Begin(ctx context.Context) (Tx, error) {
+	tx, err := db.W.BeginTx(ctx, nil)
+	return Tx{tx}, err
+}
+
+// AppendOutbox stores envs in the outbox.
+func (tx Tx) AppendOutbox(ctx context.Context, envs []messaging.Envelope) error {
+	return AppendOutbox(ctx, tx.Tx, envs)
+}
+
 // AppendOutbox stores envs in the outbox, in tx.
 func AppendOutbox(ctx context.Context, tx *sql.Tx, envs []messaging.Envelope) error {
 	if len(envs) == 0 {
@@ -18,35 +34,34 @@ func AppendOutbox(ctx context.Context, tx *sql.Tx, envs []messaging.Envelope) er
 		(id, channel, msg_key, correlation_id, causation_id, occurred_at, payload)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
-		return fmt.Errorf("outbox: %w", err)
+		return err
 	}
 	defer stmt.Close()
 	for _, e := range envs {
 		if _, err := stmt.ExecContext(ctx, e.ID, e.Channel, e.Key, e.CorrelationID, e.CausationID, e.OccurredAt.UnixMicro(), []byte(e.Payload)); err != nil {
-			return fmt.Errorf("outbox: %w", err)
+			return err
 		}
 	}
 	return nil
 }
 
-// Handled reports whether consumer already handled message id, in tx.
-func Handled(ctx context.Context, tx *sql.Tx, consumer, id string) (bool, error) {
-	var n int
-	err := tx.QueryRowContext(ctx, `SELECT count(*) FROM inbox WHERE consumer = ? AND message_id = ?`, consumer, id).Scan(&n)
+// Claim records that consumer handled message id, unless the inbox has it
+// already (false).
+func (tx Tx) Claim(ctx context.Context, consumer, id string) (bool, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO inbox (consumer, message_id, handled_at) VALUES (?, ?, ?)
+		ON CONFLICT DO NOTHING`, consumer, id, time.Now().UnixMicro())
 	if err != nil {
-		return false, fmt.Errorf("inbox: %w", err)
+		return false, err
 	}
-	return n > 0, nil
+	n, err := res.RowsAffected()
+	return n == 1, err
 }
 
-// RecordHandled records that consumer handled message id, in tx.
-func RecordHandled(ctx context.Context, tx *sql.Tx, consumer, id string) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO inbox (consumer, message_id, handled_at) VALUES (?, ?, ?)`, consumer, id, time.Now().UnixMicro())
-	if err != nil {
-		return fmt.Errorf("inbox: %w", err)
-	}
-	return nil
-}
+// Commit commits the transaction.
+func (tx Tx) Commit(context.Context) error { return tx.Tx.Commit() }
+
+// Rollback abandons the transaction, unless it was committed.
+func (tx Tx) Rollback(context.Context) error { return tx.Tx.Rollback() }
 
 // Outbox is the outbox, inbox and dead letters of one database, as the
 // relay, the message bus and consumers see them.

@@ -2,7 +2,6 @@ package sqlite_test
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -13,25 +12,26 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/stockflow/stockflow/internal/messaging"
-	msqlite "github.com/stockflow/stockflow/internal/messaging/sqlite"
 	"io/fs"
 	"testing/fstest"
+
+	"github.com/stockflow/stockflow/internal/messaging"
+	msqlite "github.com/stockflow/stockflow/internal/messaging/sqlite"
 )
 
 // append stores envs in the outbox in one committed transaction.
 func appendOutbox(t *testing.T, db *msqlite.DB, envs ...messaging.Envelope) {
 	t.Helper()
 	ctx := context.Background()
-	tx, err := db.W.BeginTx(ctx, nil)
+	tx, err := db.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tx.Rollback()
-	if err := msqlite.AppendOutbox(ctx, tx, envs); err != nil {
+	defer tx.Rollback(ctx)
+	if err := tx.AppendOutbox(ctx, envs); err != nil {
 		t.Fatalf("AppendOutbox: %v", err)
 	}
-	if err := tx.Commit(); err != nil {
+	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -539,39 +539,39 @@ func TestUndispatchedCancelled(t *testing.T) {
 func TestInbox(t *testing.T) {
 	ctx := context.Background()
 	db := migratedDB(t)
-	inTx := func(f func(tx *sql.Tx) error) error {
-		tx, err := db.W.BeginTx(ctx, nil)
+	inTx := func(f func(tx msqlite.Tx) error) error {
+		tx, err := db.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer tx.Rollback()
+		defer tx.Rollback(ctx)
 		if err := f(tx); err != nil {
 			return err
 		}
-		return tx.Commit()
+		return tx.Commit(ctx)
 	}
+	// handled reports whether the inbox has the message, claiming it in a
+	// transaction rolled back.
 	handled := func(consumer, id string) bool {
-		var got bool
-		if err := inTx(func(tx *sql.Tx) error {
-			var err error
-			got, err = msqlite.Handled(ctx, tx, consumer, id)
-			return err
-		}); err != nil {
-			t.Fatalf("Handled: %v", err)
+		tx, err := db.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return got
+		defer tx.Rollback(ctx)
+		claimed, err := tx.Claim(ctx, consumer, id)
+		if err != nil {
+			t.Fatalf("Claim: %v", err)
+		}
+		return !claimed
 	}
 
 	// Recorded in the unit of work's transaction, seen in it and after.
-	err := inTx(func(tx *sql.Tx) error {
-		if h, err := msqlite.Handled(ctx, tx, "allocation", "m1"); err != nil || h {
-			t.Errorf("Handled before = %v, %v", h, err)
+	err := inTx(func(tx msqlite.Tx) error {
+		if c, err := tx.Claim(ctx, "allocation", "m1"); err != nil || !c {
+			t.Errorf("first Claim = %v, %v; want true", c, err)
 		}
-		if err := msqlite.RecordHandled(ctx, tx, "allocation", "m1"); err != nil {
-			return err
-		}
-		if h, err := msqlite.Handled(ctx, tx, "allocation", "m1"); err != nil || !h {
-			t.Errorf("Handled in the tx after recording = %v, %v", h, err)
+		if c, err := tx.Claim(ctx, "allocation", "m1"); err != nil || c {
+			t.Errorf("Claim in the tx after claiming = %v, %v; want false", c, err)
 		}
 		return nil
 	})
@@ -589,38 +589,32 @@ func TestInbox(t *testing.T) {
 	}
 	for _, tt := range tests {
 		if got := handled(tt.consumer, tt.id); got != tt.want {
-			t.Errorf("Handled(%s, %s) = %v, want %v", tt.consumer, tt.id, got, tt.want)
+			t.Errorf("handled(%s, %s) = %v, want %v", tt.consumer, tt.id, got, tt.want)
 		}
 	}
 
-	// A second record is a unique violation: the unit of work's cue that
-	// another delivery got there first.
-	err = inTx(func(tx *sql.Tx) error { return msqlite.RecordHandled(ctx, tx, "allocation", "m1") })
-	if err == nil {
-		t.Fatal("second RecordHandled = nil error")
-	}
-	if !msqlite.IsUniqueViolation(err) {
-		t.Errorf("IsUniqueViolation(%v) = false", err)
-	}
 	// The same message for another consumer is fine.
-	if err := inTx(func(tx *sql.Tx) error { return msqlite.RecordHandled(ctx, tx, "other", "m1") }); err != nil {
-		t.Errorf("RecordHandled for another consumer: %v", err)
+	if err := inTx(func(tx msqlite.Tx) error {
+		c, err := tx.Claim(ctx, "other", "m1")
+		if !c {
+			t.Errorf("Claim for another consumer = false")
+		}
+		return err
+	}); err != nil {
+		t.Errorf("Claim for another consumer: %v", err)
 	}
-	// A rolled-back record is forgotten.
-	tx, _ := db.W.BeginTx(ctx, nil)
-	if err := msqlite.RecordHandled(ctx, tx, "allocation", "m3"); err != nil {
+	// A rolled-back claim is forgotten.
+	tx, _ := db.Begin(ctx)
+	if _, err := tx.Claim(ctx, "allocation", "m3"); err != nil {
 		t.Fatal(err)
 	}
-	tx.Rollback()
+	tx.Rollback(ctx)
 	if handled("allocation", "m3") {
-		t.Errorf("rolled-back record kept")
+		t.Errorf("rolled-back claim kept")
 	}
-	// In a finished tx both fail.
-	if _, err := msqlite.Handled(ctx, tx, "a", "b"); err == nil {
-		t.Errorf("Handled in a finished tx = nil error")
-	}
-	if err := msqlite.RecordHandled(ctx, tx, "a", "b"); err == nil {
-		t.Errorf("RecordHandled in a finished tx = nil error")
+	// In a finished tx it fails.
+	if _, err := tx.Claim(ctx, "a", "b"); err == nil {
+		t.Errorf("Claim in a finished tx = nil error")
 	}
 }
 
@@ -628,13 +622,13 @@ func TestForgetHandled(t *testing.T) {
 	ctx := context.Background()
 	db := migratedDB(t)
 	ob := msqlite.NewOutbox(db)
-	tx, _ := db.W.BeginTx(ctx, nil)
+	tx, _ := db.Begin(ctx)
 	for _, id := range []string{"old", "older", "new"} {
-		if err := msqlite.RecordHandled(ctx, tx, "c", id); err != nil {
+		if _, err := tx.Claim(ctx, "c", id); err != nil {
 			t.Fatal(err)
 		}
 	}
-	tx.Commit()
+	tx.Commit(ctx)
 	ages := map[string]time.Duration{"old": 25 * time.Hour, "older": 30 * 24 * time.Hour}
 	for id, age := range ages {
 		if _, err := db.W.Exec(`UPDATE inbox SET handled_at = ? WHERE message_id = ?`, time.Now().Add(-age).UnixMicro(), id); err != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/valid"
 )
 
@@ -46,7 +47,7 @@ func OutOfStock(sku, orderID string, qty int, stockTeam []string) (Content, erro
 		err = valid.Ref("orderid", orderID)
 	}
 	if err == nil && qty < 0 {
-		err = valid.Invalid("qty must not be negative, got %d", qty)
+		err = fail.Errorf(fail.Invalid, "qty must not be negative, got %d", qty)
 	}
 	if err != nil {
 		return Content{}, err

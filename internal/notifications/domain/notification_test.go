@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/notifications/domain"
-	"github.com/stockflow/stockflow/internal/valid"
 )
 
 var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
@@ -69,8 +69,8 @@ func TestInvalidContent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := tt.make(); !errors.Is(err, valid.ErrInvalid) {
-				t.Fatalf("error %v, want one matching valid.ErrInvalid", err)
+			if _, err := tt.make(); !errors.Is(err, fail.Invalid) {
+				t.Fatalf("error %v, want one matching fail.Invalid", err)
 			}
 		})
 	}

@@ -8,10 +8,9 @@ import (
 	"time"
 
 	"github.com/stockflow/stockflow/internal/docstore"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
 	"github.com/stockflow/stockflow/internal/notifications/domain"
-	"github.com/stockflow/stockflow/internal/platform"
-	"github.com/stockflow/stockflow/internal/valid"
 )
 
 // kind is the document kind notifications are kept as, indexed by their
@@ -49,14 +48,11 @@ func NewBus(h *Handlers, log *slog.Logger, dispatched messaging.DispatchLog) *me
 	return b
 }
 
-// IsPermanent reports whether err is the message's fault.
-func IsPermanent(err error) bool { return errors.Is(err, valid.ErrInvalid) }
-
 // Notification returns the notification id.
 func (h *Handlers) Notification(ctx context.Context, id string) (*domain.Notification, error) {
 	d, err := h.store.Get(ctx, kind, id)
-	if errors.Is(err, docstore.ErrNotFound) {
-		return nil, valid.NotFound("no notification %s", id)
+	if errors.Is(err, fail.NotFound) {
+		return nil, fail.Errorf(fail.NotFound, "no notification %s", id)
 	} else if err != nil {
 		return nil, fmt.Errorf("reading notification %s: %w", id, err)
 	}
@@ -70,7 +66,7 @@ func (h *Handlers) Notification(ctx context.Context, id string) (*domain.Notific
 // Notifications lists the latest limit notifications, newest first.
 func (h *Handlers) Notifications(ctx context.Context, limit int) ([]*domain.Notification, error) {
 	if limit < 1 || limit > MaxLimit {
-		return nil, valid.Invalid("limit must be between 1 and %d, got %d", MaxLimit, limit)
+		return nil, fail.Errorf(fail.Invalid, "limit must be between 1 and %d, got %d", MaxLimit, limit)
 	}
 	docs, err := h.store.Find(ctx, kind, "", limit, true)
 	if err != nil {
@@ -108,11 +104,11 @@ func (h *Handlers) record(ctx context.Context, c domain.Content) error {
 		id = messaging.NewID()
 	}
 	var n *domain.Notification
-	_, err := platform.IgnoreHandled(h.store.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
+	_, err := messaging.IgnoreHandled(h.store.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
 		n = nil
 		if _, err := tx.Get(ctx, kind, id); err == nil {
 			return nil // stored already
-		} else if !errors.Is(err, docstore.ErrNotFound) {
+		} else if !errors.Is(err, fail.NotFound) {
 			return err
 		}
 		n = domain.New(id, msg, c, h.sender != nil, h.Now())

@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
 	"github.com/stockflow/stockflow/internal/notifications/domain"
 	"github.com/stockflow/stockflow/internal/notifications/service"
-	"github.com/stockflow/stockflow/internal/valid"
 )
 
 func TestNotificationsOfEvents(t *testing.T) {
@@ -82,7 +82,7 @@ func TestInvalidMessagesArePermanent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := tt.handle(delivered(tt.name, "notifications.test")); !service.IsPermanent(err) {
+			if _, err := tt.handle(delivered(tt.name, "notifications.test")); !messaging.IsPermanent(err) {
 				t.Fatalf("error %v, want a permanent one", err)
 			}
 		})
@@ -116,11 +116,11 @@ func TestListNewestFirst(t *testing.T) {
 		}
 	}
 	for _, limit := range []int{0, -1, service.MaxLimit + 1} {
-		if _, err := f.h.Notifications(context.Background(), limit); !errors.Is(err, valid.ErrInvalid) {
+		if _, err := f.h.Notifications(context.Background(), limit); !errors.Is(err, fail.Invalid) {
 			t.Errorf("Notifications(%d): %v, want invalid", limit, err)
 		}
 	}
-	if _, err := f.h.Notification(context.Background(), "nope"); !errors.Is(err, valid.ErrNotFound) {
+	if _, err := f.h.Notification(context.Background(), "nope"); !errors.Is(err, fail.NotFound) {
 		t.Errorf("Notification(nope): %v, want not found", err)
 	}
 }

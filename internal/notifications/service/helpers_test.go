@@ -95,7 +95,7 @@ type fixture struct {
 
 func setup(t *testing.T, withMail bool) fixture {
 	t.Helper()
-	store, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "notifications.db"))
+	store, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "notifications.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

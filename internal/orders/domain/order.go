@@ -7,17 +7,18 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/valid"
 )
 
 // Errors the order's methods return; the HTTP API answers ErrConflict
 // with a 409.
 var (
-	ErrPlaced     = valid.Conflict("the order is placed: its items can no longer change")
-	ErrCancelled  = valid.Conflict("the order is cancelled")
-	ErrDispatched = valid.Conflict("the order is dispatched: it can no longer be cancelled")
-	ErrEmpty      = valid.Conflict("the cart is empty: add an item before placing the order")
-	ErrItemInCart = valid.Conflict("the sku is in the cart already")
+	ErrPlaced     = fail.Errorf(fail.Conflict, "the order is placed: its items can no longer change")
+	ErrCancelled  = fail.Errorf(fail.Conflict, "the order is cancelled")
+	ErrDispatched = fail.Errorf(fail.Conflict, "the order is dispatched: it can no longer be cancelled")
+	ErrEmpty      = fail.Errorf(fail.Conflict, "the cart is empty: add an item before placing the order")
+	ErrItemInCart = fail.Errorf(fail.Conflict, "the sku is in the cart already")
 )
 
 // The states of a line: its stock, as the allocation service and the

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/orders/domain"
-	"github.com/stockflow/stockflow/internal/valid"
 )
 
 var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
@@ -38,7 +38,7 @@ func TestNewOrderValidates(t *testing.T) {
 		{"o1", "alice", "a b@example.com"},
 		{"o1", "al\x00ice", "a@example.com"},
 	} {
-		if _, err := domain.NewOrder(c.id, c.customer, c.email, t0); !errors.Is(err, valid.ErrInvalid) {
+		if _, err := domain.NewOrder(c.id, c.customer, c.email, t0); !errors.Is(err, fail.Invalid) {
 			t.Errorf("NewOrder(%q, %q, %q) = %v, want ErrInvalid", c.id, c.customer, c.email, err)
 		}
 	}
@@ -119,8 +119,8 @@ func TestRefusals(t *testing.T) {
 		{"add to a cancelled cart", []step{add("LAMP", 1), cancel}, add("SOFA", 1), domain.ErrCancelled},
 		{"place a cancelled order", []step{add("LAMP", 1), cancel}, place, domain.ErrCancelled},
 		{"cancel a dispatched order", []step{add("LAMP", 1), allocated("LAMP", "b1"), place, dispatched}, cancel, domain.ErrDispatched},
-		{"zero quantity", nil, add("LAMP", 0), valid.ErrInvalid},
-		{"empty sku", nil, add(" ", 1), valid.ErrInvalid},
+		{"zero quantity", nil, add("LAMP", 0), fail.Invalid},
+		{"empty sku", nil, add(" ", 1), fail.Invalid},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			o := newOrder(t)
@@ -133,8 +133,8 @@ func TestRefusals(t *testing.T) {
 			if !errors.Is(err, c.want) {
 				t.Fatalf("got %v, want %v", err, c.want)
 			}
-			if errors.Is(c.want, valid.ErrConflict) && !errors.Is(err, valid.ErrConflict) {
-				t.Errorf("%v does not match valid.ErrConflict (409)", err)
+			if errors.Is(c.want, fail.Conflict) && !errors.Is(err, fail.Conflict) {
+				t.Errorf("%v does not match fail.Conflict (409)", err)
 			}
 		})
 	}

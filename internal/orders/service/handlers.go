@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/stockflow/stockflow/internal/docstore"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
 	"github.com/stockflow/stockflow/internal/orders/domain"
-	"github.com/stockflow/stockflow/internal/platform"
 	"github.com/stockflow/stockflow/internal/valid"
 )
 
@@ -52,14 +52,11 @@ func NewBus(h *Handlers, log *slog.Logger, dispatched messaging.DispatchLog) *me
 	return b
 }
 
-// IsPermanent reports whether err is the message's fault.
-func IsPermanent(err error) bool { return errors.Is(err, valid.ErrInvalid) }
-
 // Order returns the order id.
 func (h *Handlers) Order(ctx context.Context, id string) (View, error) {
 	d, err := h.store.Get(ctx, kind, id)
-	if errors.Is(err, docstore.ErrNotFound) {
-		return View{}, valid.NotFound("no order %s", id)
+	if errors.Is(err, fail.NotFound) {
+		return View{}, fail.Errorf(fail.NotFound, "no order %s", id)
 	} else if err != nil {
 		return View{}, err
 	}
@@ -132,8 +129,8 @@ func (h *Handlers) command(ctx context.Context, id string, fn func(*domain.Order
 	var v View
 	raised, err := h.store.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
 		o, version, err := docstore.Load[*domain.Order](ctx, tx, kind, id)
-		if errors.Is(err, docstore.ErrNotFound) {
-			return valid.NotFound("no order %s", id)
+		if errors.Is(err, fail.NotFound) {
+			return fail.Errorf(fail.NotFound, "no order %s", id)
 		} else if err != nil {
 			return err
 		}
@@ -155,14 +152,14 @@ func (h *Handlers) follow(ctx context.Context, id string, fn func(*domain.Order)
 	// Most lines allocated are no cart's (POST /allocate, the allocate
 	// channel): a read tells, without a write transaction and an inbox
 	// entry for each. Orders are made here, before any news of them.
-	if _, err := h.store.Get(ctx, kind, id); errors.Is(err, docstore.ErrNotFound) {
+	if _, err := h.store.Get(ctx, kind, id); errors.Is(err, fail.NotFound) {
 		return nil, nil
 	} else if err != nil {
 		return nil, err
 	}
-	return platform.IgnoreHandled(h.store.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
+	return messaging.IgnoreHandled(h.store.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
 		o, version, err := docstore.Load[*domain.Order](ctx, tx, kind, id)
-		if errors.Is(err, docstore.ErrNotFound) {
+		if errors.Is(err, fail.NotFound) {
 			return nil
 		} else if err != nil {
 			return err
@@ -174,5 +171,5 @@ func (h *Handlers) follow(ctx context.Context, id string, fn func(*domain.Order)
 
 // save stores the order, if it changed, with the events it raised.
 func (h *Handlers) save(ctx context.Context, tx docstore.Tx, o *domain.Order, version int64) error {
-	return platform.Save(ctx, tx, h.registry, kind, o.ID, version, o.Status(), o)
+	return docstore.SaveAggregate(ctx, tx, h.registry, kind, o.ID, version, o.Status(), o)
 }

@@ -10,11 +10,11 @@ import (
 	"time"
 
 	docsqlite "github.com/stockflow/stockflow/internal/docstore/sqlite"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
 	"github.com/stockflow/stockflow/internal/orders/domain"
 	"github.com/stockflow/stockflow/internal/orders/service"
 	"github.com/stockflow/stockflow/internal/testenv"
-	"github.com/stockflow/stockflow/internal/valid"
 )
 
 type fixture struct {
@@ -26,7 +26,7 @@ type fixture struct {
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
-	store, err := docsqlite.Open(context.Background(), filepath.Join(t.TempDir(), "orders.db"))
+	store, err := docsqlite.Open(context.Background(), filepath.Join(t.TempDir(), "orders.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func setup(t *testing.T) *fixture {
 	log := testenv.Logger(t, slog.LevelWarn)
 	bus := service.NewBus(h, log, nil)
 	return &fixture{store: store, bus: bus, h: h, consumer: &messaging.Consumer{
-		Name: "orders", Registry: reg, Bus: bus, DeadLetters: store.Messaging(), Log: log, Permanent: service.IsPermanent,
+		Name: "orders", Registry: reg, Bus: bus, DeadLetters: store.Messaging(), Log: log,
 	}}
 }
 
@@ -96,7 +96,7 @@ func TestCartToDispatchFollowsEvents(t *testing.T) {
 	if v.Status != domain.StatusDispatched {
 		t.Fatalf("status %s, want dispatched", v.Status)
 	}
-	if _, err := f.bus.Handle(context.Background(), domain.CancelOrder{OrderID: o.ID}); !errors.Is(err, valid.ErrConflict) {
+	if _, err := f.bus.Handle(context.Background(), domain.CancelOrder{OrderID: o.ID}); !errors.Is(err, fail.Conflict) {
 		t.Fatalf("cancelling a dispatched order: %v, want a conflict", err)
 	}
 }
@@ -132,7 +132,7 @@ func TestNewsOfOtherOrdersIsIgnored(t *testing.T) {
 	f := setup(t)
 	f.deliver(t, "m1", service.ChannelLineAllocated, map[string]any{"orderid": "not-a-cart", "sku": "LAMP", "qty": 1, "batchref": "b1"})
 	f.deliver(t, "m2", service.ChannelOutOfStock, map[string]any{"sku": "LAMP"})
-	if _, err := f.h.Order(context.Background(), "not-a-cart"); !errors.Is(err, valid.ErrNotFound) {
+	if _, err := f.h.Order(context.Background(), "not-a-cart"); !errors.Is(err, fail.NotFound) {
 		t.Fatalf("an order appeared from another's news: %v", err)
 	}
 }

@@ -17,8 +17,9 @@ import (
 
 // Transport is the in-process transport.
 type Transport struct {
-	// Retry is the wait before delivering a failed message again; it
-	// doubles with each attempt (default 10ms).
+	// Retry is the wait before delivering again a message whose handler
+	// failed without naming one (messaging.Redeliver names it); it doubles
+	// with each attempt (default 10ms).
 	Retry time.Duration
 	// MaxAttempts bounds deliveries of one message to one group; a handler
 	// is expected to dead-letter before then (default 10).
@@ -64,9 +65,9 @@ func (t *Transport) Publish(ctx context.Context, msgs ...messaging.Envelope) err
 func (t *Transport) deliver(ctx context.Context, s *subscription, m messaging.Envelope) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	wait, max := t.Retry, t.MaxAttempts
-	if wait <= 0 {
-		wait = 10 * time.Millisecond
+	fallback, max := messaging.Backoff{Initial: t.Retry, Max: time.Second}, t.MaxAttempts
+	if fallback.Initial <= 0 {
+		fallback.Initial = 10 * time.Millisecond
 	}
 	if max <= 0 {
 		max = 10
@@ -87,9 +88,8 @@ func (t *Transport) deliver(ctx context.Context, s *subscription, m messaging.En
 			return ctx.Err()
 		case <-s.ctx.Done():
 			return nil // the group left; it will not see the message
-		case <-time.After(wait):
+		case <-time.After(messaging.RedeliveryDelay(err, attempt, fallback)):
 		}
-		wait *= 2
 	}
 	return fmt.Errorf("inproc: group %s did not take message %s after %d attempts: %w", s.group, m.ID, max, err)
 }

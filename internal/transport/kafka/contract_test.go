@@ -12,9 +12,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stockflow/stockflow/internal/messaging"
+	"github.com/stockflow/stockflow/internal/testenv"
 	"github.com/stockflow/stockflow/internal/transport/kafka"
 	"github.com/stockflow/stockflow/internal/transport/transporttest"
-	"github.com/stockflow/stockflow/internal/testenv"
 )
 
 // TestContract runs the transport contract on one kfake broker that keeps

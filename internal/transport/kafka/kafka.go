@@ -135,7 +135,9 @@ func Partitions(n int32) Option { return func(c *config) { c.partitions = n } }
 func ReplicationFactor(n int16) Option { return func(c *config) { c.replication = n } }
 
 // RetryBackoff sets the wait before handing a failed message again: min
-// before the second attempt, doubling up to max (default 100ms, 5s).
+// before the second attempt, doubling up to max (default 100ms, 5s). The
+// consumer pipeline names its own delay (messaging.Redeliver); this serves
+// a handler that names none.
 func RetryBackoff(min, max time.Duration) Option {
 	return func(c *config) { c.retryMin, c.retryMax = min, max }
 }

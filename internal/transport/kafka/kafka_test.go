@@ -20,8 +20,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stockflow/stockflow/internal/messaging"
-	"github.com/stockflow/stockflow/internal/transport/kafka"
 	"github.com/stockflow/stockflow/internal/testenv"
+	"github.com/stockflow/stockflow/internal/transport/kafka"
 )
 
 const waitFor = 20 * time.Second

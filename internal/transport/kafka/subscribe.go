@@ -221,13 +221,12 @@ func (s *subscription) deliver(r *kgo.Record) bool {
 	k := s.k
 	id := recordID{s.group, r.Topic, r.Partition, r.Offset}
 	env := k.envelopeOf(r)
-	wait := time.Duration(0)
 	for {
 		if s.ctx.Err() != nil {
 			return false
 		}
 		attempt := k.attempt(id)
-		err := s.call(messaging.Delivery{Envelope: env, Attempt: attempt})
+		err := s.h(s.ctx, messaging.Delivery{Envelope: env, Attempt: attempt})
 		if err == nil {
 			k.acknowledged(id)
 			return true
@@ -235,24 +234,13 @@ func (s *subscription) deliver(r *kgo.Record) bool {
 		if s.ctx.Err() != nil {
 			return false
 		}
-		wait = min(max(2*wait, k.cfg.retryMin), k.cfg.retryMax)
+		wait := messaging.RedeliveryDelay(err, attempt, messaging.Backoff{Initial: k.cfg.retryMin, Max: k.cfg.retryMax})
 		k.log.DebugContext(s.ctx, "kafka message failed, handing it again", "group", s.group, "channel", env.Channel,
 			"message_id", env.ID, "partition", r.Partition, "offset", r.Offset, "attempt", attempt, "retry_in", wait, "err", err)
 		if !sleep(s.ctx, wait) {
 			return false
 		}
 	}
-}
-
-// call calls h, turning a panic into an error: a message that makes its
-// handler panic is handed again rather than killing the process.
-func (s *subscription) call(d messaging.Delivery) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("handler panicked: %v", p)
-		}
-	}()
-	return s.h(s.ctx, d)
 }
 
 // ack notes that h acknowledged r.

@@ -6,9 +6,9 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/stockflow/stockflow/internal/testenv"
 	"github.com/stockflow/stockflow/internal/transport/nats"
 	"github.com/stockflow/stockflow/internal/transport/transporttest"
-	"github.com/stockflow/stockflow/internal/testenv"
 )
 
 // go test -run '^$' -bench EndToEnd -benchtime 20000x ./internal/transport/nats/

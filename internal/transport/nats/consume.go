@@ -217,7 +217,7 @@ func (s *session) handle(ctx context.Context, d *delivery, gen uint64) {
 	t := pt.t
 	env := t.envelopeOf(pt.channel, d.msg, d.meta)
 	for {
-		err := pt.safeHandle(ctx, messaging.Delivery{Envelope: env, Attempt: d.times})
+		err := pt.h(ctx, messaging.Delivery{Envelope: env, Attempt: d.times})
 		if err == nil {
 			s.mu.Lock()
 			var reply string
@@ -242,7 +242,7 @@ func (s *session) handle(ctx context.Context, d *delivery, gen uint64) {
 			return
 		}
 		s.flushAck() // the messages handled before wait no more
-		delay := pt.redeliveryDelay(d.times)
+		delay := messaging.RedeliveryDelay(err, d.times, messaging.Backoff{Initial: t.cfg.backoffBase, Max: t.cfg.backoffMax})
 		t.log.DebugContext(ctx, "nats message failed, will be handed again", "channel", pt.channel, "message_id", env.ID, "attempt", d.times, "retry_in", delay, "err", err)
 		select {
 		case <-ctx.Done():
@@ -911,26 +911,6 @@ func (pt *partition) ensureConsumer(ctx context.Context) (c jetstream.Consumer, 
 		return nil, false, fmt.Errorf("creating consumer %s: %w", pt.name, err)
 	}
 	return c, created, nil
-}
-
-// safeHandle calls h, turning a panic into an error.
-func (pt *partition) safeHandle(ctx context.Context, d messaging.Delivery) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("handler panicked: %v", r)
-			pt.t.log.ErrorContext(ctx, "nats handler panicked", "channel", d.Channel, "message_id", d.ID, "panic", r)
-		}
-	}()
-	return pt.h(ctx, d)
-}
-
-// redeliveryDelay returns the delay before attempt+1.
-func (pt *partition) redeliveryDelay(attempt int) time.Duration {
-	d := pt.t.cfg.backoffBase
-	for i := 1; i < attempt && d < pt.t.cfg.backoffMax; i++ {
-		d *= 2
-	}
-	return min(d, pt.t.cfg.backoffMax)
 }
 
 // register records s as the session of consumer name, for Rewind.

@@ -5,9 +5,9 @@ import (
 	"testing"
 
 	"github.com/stockflow/stockflow/internal/messaging"
+	"github.com/stockflow/stockflow/internal/testenv"
 	"github.com/stockflow/stockflow/internal/transport/nats"
 	"github.com/stockflow/stockflow/internal/transport/transporttest"
-	"github.com/stockflow/stockflow/internal/testenv"
 )
 
 // The transport contract, on a nats-server of the test's own (so that

@@ -271,7 +271,8 @@ func WithLeaseTTL(d time.Duration) Option { return func(c *config) { c.leaseTTL 
 
 // WithRedeliveryBackoff sets the delay before a message its handler failed
 // is handed again: base after the first attempt, doubling with each attempt,
-// at most max (defaults 250ms and 30s).
+// at most max (defaults 250ms and 30s). The consumer pipeline names its
+// own delay (messaging.Redeliver); this serves a handler that names none.
 func WithRedeliveryBackoff(base, max time.Duration) Option {
 	return func(c *config) { c.backoffBase, c.backoffMax = base, max }
 }

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stockflow/stockflow/internal/transport/transporttest"
 	"github.com/stockflow/stockflow/internal/testenv"
+	"github.com/stockflow/stockflow/internal/transport/transporttest"
 )
 
 // go test -run '^$' -bench EndToEnd -benchtime 20000x ./internal/transport/redis/

@@ -10,8 +10,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/stockflow/stockflow/internal/messaging"
-	"github.com/stockflow/stockflow/internal/transport/transporttest"
 	"github.com/stockflow/stockflow/internal/testenv"
+	"github.com/stockflow/stockflow/internal/transport/transporttest"
 )
 
 // The contract suite runs twice per transport: on the test Redis

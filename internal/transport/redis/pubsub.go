@@ -124,17 +124,17 @@ func (p *PubSub) deliver(ctx context.Context, h messaging.Handler, env messaging
 	if max <= 0 {
 		max = 10
 	}
-	wait := 20 * time.Millisecond
 	for attempt := 1; attempt <= max; attempt++ {
-		if err := h(ctx, messaging.Delivery{Envelope: env, Attempt: attempt}); err == nil {
+		err := h(ctx, messaging.Delivery{Envelope: env, Attempt: attempt})
+		if err == nil {
 			return
 		}
+		// Pub/sub cannot hand a message again: it is retried in place.
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
+		case <-time.After(messaging.RedeliveryDelay(err, attempt, messaging.Backoff{Initial: 20 * time.Millisecond, Max: time.Second})):
 		}
-		wait = min(2*wait, time.Second)
 	}
 	p.log.ErrorContext(ctx, "message dropped: its handler failed every attempt", "channel", env.Channel, "message_id", env.ID)
 }

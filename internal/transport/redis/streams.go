@@ -139,7 +139,9 @@ type Streams struct {
 	// acknowledgements otherwise go with the partition's next read.
 	AckInterval time.Duration
 	// RetryBackoff is the wait before handing a failed entry again; it
-	// doubles up to MaxRetryBackoff (defaults 100ms and 10s).
+	// doubles up to MaxRetryBackoff (defaults 100ms and 10s). The consumer
+	// pipeline names its own delay (messaging.Redeliver); these serve a
+	// handler that names none.
 	RetryBackoff, MaxRetryBackoff time.Duration
 
 	opts     *redis.Options
@@ -825,7 +827,7 @@ func (w *worker) handle(ctx context.Context, m redis.XMessage, attempt int) bool
 		return true
 	}
 	env := w.envelope(m)
-	wait, most := w.s.retryBackoff()
+	first, most := w.s.retryBackoff()
 	for {
 		err := w.h(ctx, messaging.Delivery{Envelope: env, Attempt: attempt})
 		if err == nil {
@@ -835,13 +837,13 @@ func (w *worker) handle(ctx context.Context, m redis.XMessage, attempt int) bool
 		if ctx.Err() != nil {
 			return false // pending: handed again to the partition's next holder
 		}
+		wait := messaging.RedeliveryDelay(err, attempt, messaging.Backoff{Initial: first, Max: most})
 		w.log.DebugContext(ctx, "redis streams: handler failed, handing the message again", "message_id", env.ID, "attempt", attempt, "err", err, "retry_in", wait)
 		// What h took before does not wait for this one.
 		w.flush(ctx)
 		if !sleep(ctx, wait) {
 			return false
 		}
-		wait = min(2*wait, most)
 		attempt++
 		// Record the attempt in the pending list, so that a crash does not
 		// start the count again.

@@ -61,22 +61,19 @@ func EndToEnd(b *testing.B, t messaging.Transport, rate int) {
 			}
 			return nil
 		}
-		tx, err := db.W.BeginTx(ctx, nil)
+		tx, err := db.Begin(ctx)
 		if err != nil {
 			return err
 		}
-		defer tx.Rollback()
-		seen, err := msqlite.Handled(ctx, tx, group, d.ID)
-		if err != nil || seen {
-			return err
-		}
-		if err := msqlite.RecordHandled(ctx, tx, group, d.ID); err != nil {
+		defer tx.Rollback(ctx)
+		claimed, err := tx.Claim(ctx, group, d.ID)
+		if err != nil || !claimed {
 			return err
 		}
 		if _, err := tx.Exec(`INSERT INTO effects (id, n) VALUES (?, 1)`, d.ID); err != nil {
 			return err
 		}
-		if err := tx.Commit(); err != nil {
+		if err := tx.Commit(ctx); err != nil {
 			return err
 		}
 		lat := time.Since(d.OccurredAt)
@@ -111,7 +108,7 @@ func EndToEnd(b *testing.B, t messaging.Transport, rate int) {
 		if tick != nil {
 			<-tick.C
 		}
-		tx, err := db.W.BeginTx(ctx, nil)
+		tx, err := db.Begin(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -123,10 +120,10 @@ func EndToEnd(b *testing.B, t messaging.Transport, rate int) {
 				CorrelationID: "bench", OccurredAt: now, Payload: []byte(fmt.Sprintf(`{"seq":%d}`, j)),
 			})
 		}
-		if err := msqlite.AppendOutbox(ctx, tx, envs); err != nil {
+		if err := tx.AppendOutbox(ctx, envs); err != nil {
 			b.Fatal(err)
 		}
-		if err := tx.Commit(); err != nil {
+		if err := tx.Commit(ctx); err != nil {
 			b.Fatal(err)
 		}
 		relay.Notify()

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/valid"
 )
 
@@ -146,7 +147,7 @@ func (b *Batch) reckon() {
 // Count records a stock count of qty units.
 func (b *Batch) Count(qty int, note string, at time.Time) error {
 	if qty < 0 {
-		return valid.Invalid("qty must not be negative, got %d", qty)
+		return fail.Errorf(fail.Invalid, "qty must not be negative, got %d", qty)
 	}
 	return b.report(Report{At: at, Kind: ReportCount, Qty: qty, Result: qty, Note: note})
 }
@@ -158,7 +159,7 @@ func (b *Batch) Damage(qty int, note string, at time.Time) error {
 		return err
 	}
 	if qty > b.Qty {
-		return valid.Conflict("batch %s holds %s: %d cannot be damaged", b.Ref, units(b.Qty), qty)
+		return fail.Errorf(fail.Conflict, "batch %s holds %s: %d cannot be damaged", b.Ref, units(b.Qty), qty)
 	}
 	return b.report(Report{At: at, Kind: ReportDamage, Qty: qty, Result: b.Qty - qty, Note: note})
 }
@@ -172,7 +173,7 @@ func units(n int) string {
 
 func (b *Batch) report(r Report) error {
 	if len(r.Note) > 1000 {
-		return valid.Invalid("note is longer than 1000 bytes")
+		return fail.Errorf(fail.Invalid, "note is longer than 1000 bytes")
 	}
 	r.Seq, r.Dispatched = 1, b.Dispatched
 	if n := len(b.Reports); n > 0 {

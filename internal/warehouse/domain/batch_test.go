@@ -7,7 +7,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/stockflow/stockflow/internal/valid"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/warehouse/domain"
 )
 
@@ -154,10 +154,10 @@ func TestReportsAreNumbered(t *testing.T) {
 	if err := b.Damage(1, "leak", t0); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Damage(7, "", t0); !errors.Is(err, valid.ErrConflict) { // 6 left
+	if err := b.Damage(7, "", t0); !errors.Is(err, fail.Conflict) { // 6 left
 		t.Fatalf("damaging 7 of 6: %v, want a conflict", err)
 	}
-	if err := b.Count(-1, "", t0); !errors.Is(err, valid.ErrInvalid) {
+	if err := b.Count(-1, "", t0); !errors.Is(err, fail.Invalid) {
 		t.Fatalf("negative count: %v", err)
 	}
 	ship(t, b, 2)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stockflow/stockflow/internal/valid"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/warehouse/domain"
 )
 
@@ -345,11 +345,11 @@ func TestBatchReports(t *testing.T) {
 		{"count", domain.ReportCount, 7, 7, nil},
 		{"count to zero", domain.ReportCount, 0, 0, nil},
 		{"count more", domain.ReportCount, 12, 12, nil},
-		{"negative count", domain.ReportCount, -1, 10, valid.ErrInvalid},
+		{"negative count", domain.ReportCount, -1, 10, fail.Invalid},
 		{"damage", domain.ReportDamage, 4, 6, nil},
 		{"all damaged", domain.ReportDamage, 10, 0, nil},
-		{"more damaged than there is", domain.ReportDamage, 11, 10, valid.ErrConflict},
-		{"no damage", domain.ReportDamage, 0, 10, valid.ErrInvalid},
+		{"more damaged than there is", domain.ReportDamage, 11, 10, fail.Conflict},
+		{"no damage", domain.ReportDamage, 0, 10, fail.Invalid},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b := stocked("b1", "LAMP", 10)

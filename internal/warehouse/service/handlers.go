@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/stockflow/stockflow/internal/docstore"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
-	"github.com/stockflow/stockflow/internal/platform"
 	"github.com/stockflow/stockflow/internal/valid"
 	"github.com/stockflow/stockflow/internal/warehouse/domain"
 )
@@ -54,9 +54,6 @@ func NewBus(h *Handlers, log *slog.Logger, dispatched messaging.DispatchLog) *me
 	return b
 }
 
-// IsPermanent reports whether err is the message's fault.
-func IsPermanent(err error) bool { return errors.Is(err, valid.ErrInvalid) }
-
 // ReportStock records a worker's report, and announces it on
 // stock_reported for the allocation service; it returns the batch. A
 // count that finds more than the warehouse reckoned tries the orders held
@@ -73,7 +70,7 @@ func (h *Handlers) ReportStock(ctx context.Context, c ReportStock) (any, []messa
 			return err
 		}
 		if b == nil {
-			return valid.NotFound("the warehouse knows no batch %s", c.BatchRef)
+			return fail.Errorf(fail.NotFound, "the warehouse knows no batch %s", c.BatchRef)
 		}
 		before := b.Qty
 		switch c.Kind {
@@ -82,7 +79,7 @@ func (h *Handlers) ReportStock(ctx context.Context, c ReportStock) (any, []messa
 		case domain.ReportDamage:
 			err = b.Damage(c.Qty, c.Note, h.Now())
 		default:
-			err = valid.Invalid("unknown report %q", c.Kind)
+			err = fail.Errorf(fail.Invalid, "unknown report %q", c.Kind)
 		}
 		if err != nil {
 			return err
@@ -117,8 +114,8 @@ func (h *Handlers) Batch(ctx context.Context, ref string) (*domain.Batch, error)
 
 func get[T any](ctx context.Context, store docstore.Store, kind, id, notFound string) (*T, error) {
 	d, err := store.Get(ctx, kind, id)
-	if errors.Is(err, docstore.ErrNotFound) {
-		return nil, valid.NotFound(notFound, id)
+	if errors.Is(err, fail.NotFound) {
+		return nil, fail.Errorf(fail.NotFound, notFound, id)
 	} else if err != nil {
 		return nil, err
 	}
@@ -168,7 +165,7 @@ func (h *Handlers) BatchQuantityChanged(ctx context.Context, e BatchQuantityChan
 // announced records the allocation service's announcement of a batch, and
 // tries the orders held for its goods again when it has more of them.
 func (h *Handlers) announced(ctx context.Context, ref, sku string, a domain.Announcement) ([]messaging.Raised, error) {
-	return platform.IgnoreHandled(h.store.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
+	return messaging.IgnoreHandled(h.store.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
 		u := h.unit(tx)
 		b, err := u.batch(ctx, ref)
 		if err != nil {
@@ -189,7 +186,7 @@ func (h *Handlers) announced(ctx context.Context, ref, sku string, a domain.Anno
 // shipment changes the shipment of an order with fn, creating it when the
 // warehouse first hears of the order, and dispatches it if it is ready.
 func (h *Handlers) shipment(ctx context.Context, orderID string, fn func(*domain.Shipment)) ([]messaging.Raised, error) {
-	return platform.IgnoreHandled(h.store.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
+	return messaging.IgnoreHandled(h.store.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
 		u := h.unit(tx)
 		s, err := u.shipment(ctx, orderID)
 		if err != nil {
@@ -213,7 +210,7 @@ type unitOfWork struct {
 	order     []func(context.Context) error // saves, in the order loaded
 }
 
-type loaded[T platform.Aggregate] struct {
+type loaded[T docstore.Aggregate] struct {
 	v       T
 	version int64
 }
@@ -228,7 +225,7 @@ func (u *unitOfWork) shipment(ctx context.Context, orderID string) (*domain.Ship
 		return l.v, nil
 	}
 	s, version, err := docstore.Load[*domain.Shipment](ctx, u.tx, kindShipment, orderID)
-	if errors.Is(err, docstore.ErrNotFound) {
+	if errors.Is(err, fail.NotFound) {
 		s, err = domain.NewShipment(orderID), nil
 	}
 	if err != nil {
@@ -248,7 +245,7 @@ func (u *unitOfWork) batch(ctx context.Context, ref string) (*domain.Batch, erro
 		return l.v, nil
 	}
 	b, version, err := docstore.Load[*domain.Batch](ctx, u.tx, kindBatch, ref)
-	if errors.Is(err, docstore.ErrNotFound) {
+	if errors.Is(err, fail.NotFound) {
 		return nil, nil
 	} else if err != nil {
 		return nil, err
@@ -324,6 +321,6 @@ func (u *unitOfWork) save(ctx context.Context) error {
 }
 
 // save stores an aggregate, if it changed, with the events it raised.
-func (h *Handlers) save(ctx context.Context, tx docstore.Tx, kind, id string, version int64, index string, a platform.Aggregate) error {
-	return platform.Save(ctx, tx, h.registry, kind, id, version, index, a)
+func (h *Handlers) save(ctx context.Context, tx docstore.Tx, kind, id string, version int64, index string, a docstore.Aggregate) error {
+	return docstore.SaveAggregate(ctx, tx, h.registry, kind, id, version, index, a)
 }

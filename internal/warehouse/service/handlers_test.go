@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	docsqlite "github.com/stockflow/stockflow/internal/docstore/sqlite"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
 	"github.com/stockflow/stockflow/internal/testenv"
-	"github.com/stockflow/stockflow/internal/valid"
 	"github.com/stockflow/stockflow/internal/warehouse/domain"
 	"github.com/stockflow/stockflow/internal/warehouse/service"
 )
@@ -25,7 +25,7 @@ type fixture struct {
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
-	store, err := docsqlite.Open(context.Background(), filepath.Join(t.TempDir(), "warehouse.db"))
+	store, err := docsqlite.Open(context.Background(), filepath.Join(t.TempDir(), "warehouse.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func setup(t *testing.T) *fixture {
 	log := testenv.Logger(t, slog.LevelWarn)
 	bus := service.NewBus(h, log, nil)
 	return &fixture{store: store, bus: bus, h: h, consumer: &messaging.Consumer{
-		Name: "warehouse", Registry: reg, Bus: bus, DeadLetters: store.Messaging(), Log: log, Permanent: service.IsPermanent,
+		Name: "warehouse", Registry: reg, Bus: bus, DeadLetters: store.Messaging(), Log: log,
 	}}
 }
 
@@ -51,7 +51,7 @@ func (f *fixture) deliver(t *testing.T, id, channel string, payload any) {
 func (f *fixture) batch(t *testing.T, ref string) *domain.Batch {
 	t.Helper()
 	b, err := f.h.Batch(context.Background(), ref)
-	if errors.Is(err, valid.ErrNotFound) {
+	if errors.Is(err, fail.NotFound) {
 		return nil
 	}
 	if err != nil {
@@ -91,7 +91,7 @@ func TestDamageGoesOutAsStockReported(t *testing.T) {
 	if b := f.batch(t, "b1"); b.Qty != 6 {
 		t.Fatalf("qty %d after the damage, want 6", b.Qty)
 	}
-	if _, err := f.bus.Handle(context.Background(), service.ReportStock{BatchRef: "nope", Kind: domain.ReportCount, Qty: 1}); !errors.Is(err, valid.ErrNotFound) {
+	if _, err := f.bus.Handle(context.Background(), service.ReportStock{BatchRef: "nope", Kind: domain.ReportCount, Qty: 1}); !errors.Is(err, fail.NotFound) {
 		t.Fatalf("report on an unknown batch: %v, want not found", err)
 	}
 	// The allocation service's announcement sets the quantity again; one

@@ -7,7 +7,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/stockflow/stockflow/internal/valid"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/warehouse/domain"
 	"github.com/stockflow/stockflow/internal/warehouse/service"
 )
@@ -127,7 +127,7 @@ func TestScenarioADamageAfterDispatch(t *testing.T) {
 			}
 			f.qty(t, "b1", 6, "1 damaged")
 			// Damage beyond what the warehouse reckons on the shelf: a conflict.
-			if _, err := f.bus.Handle(context.Background(), service.ReportStock{BatchRef: "b1", Kind: domain.ReportDamage, Qty: 7}); !errors.Is(err, valid.ErrConflict) {
+			if _, err := f.bus.Handle(context.Background(), service.ReportStock{BatchRef: "b1", Kind: domain.ReportDamage, Qty: 7}); !errors.Is(err, fail.Conflict) {
 				t.Fatalf("damaging 7 of 6: %v, want a conflict", err)
 			}
 

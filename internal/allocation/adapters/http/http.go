@@ -4,16 +4,13 @@ package http
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 
 	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/allocation/service"
-	"github.com/stockflow/stockflow/internal/decode"
 	"github.com/stockflow/stockflow/internal/httpx"
-	"github.com/stockflow/stockflow/internal/messaging"
 )
 
 // Bus is the message bus the API sends commands to.
@@ -59,7 +56,7 @@ func (a *API) addBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	cmd := domain.CreateBatch{Ref: b.Ref, SKU: b.SKU, Qty: b.Qty, ETA: b.ETA.Time}
 	if _, err := a.Bus.Handle(r.Context(), cmd); err != nil {
-		a.fail(w, r, err, "")
+		httpx.Fail(w, r, a.Log, err)
 		return
 	}
 	httpx.JSON(w, http.StatusCreated, b)
@@ -83,7 +80,7 @@ func (a *API) allocate(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := a.Bus.Handle(r.Context(), domain.Allocate{OrderID: l.OrderID, SKU: l.SKU, Qty: l.Qty})
 	if err != nil {
-		a.fail(w, r, err, l.SKU)
+		httpx.Fail(w, r, a.Log, err)
 		return
 	}
 	httpx.JSON(w, http.StatusCreated, batchRefBody{res.(string)})
@@ -99,7 +96,7 @@ func (a *API) changeBatchQuantity(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := a.Bus.Handle(r.Context(), domain.ChangeBatchQuantity{Ref: b.BatchRef, Qty: b.Qty}); err != nil {
-		a.fail(w, r, err, "")
+		httpx.Fail(w, r, a.Log, err)
 		return
 	}
 	httpx.JSON(w, http.StatusOK, b)
@@ -113,7 +110,7 @@ func (a *API) deallocate(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := a.Bus.Handle(r.Context(), domain.Deallocate{OrderID: l.OrderID, SKU: l.SKU, Qty: l.Qty})
 	if err != nil {
-		a.fail(w, r, err, l.SKU)
+		httpx.Fail(w, r, a.Log, err)
 		return
 	}
 	httpx.JSON(w, http.StatusOK, batchRefBody{res.(string)})
@@ -127,7 +124,7 @@ func (a *API) allocations(w http.ResponseWriter, r *http.Request) {
 	}
 	views, err := a.Views.Allocations(r.Context(), orderID)
 	if err != nil {
-		a.fail(w, r, err, "")
+		httpx.Fail(w, r, a.Log, err)
 		return
 	}
 	if len(views) == 0 {
@@ -145,40 +142,8 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 	}
 	v, err := a.Views.Batch(r.Context(), ref)
 	if err != nil {
-		a.fail(w, r, err, "")
+		httpx.Fail(w, r, a.Log, err)
 		return
 	}
 	httpx.JSON(w, http.StatusOK, v)
-}
-
-// fail answers err: the caller's mistakes and the outcomes they must learn
-// of with a 4xx and what happened, anything else with a 500.
-func (a *API) fail(w http.ResponseWriter, r *http.Request, err error, sku string) {
-	status := http.StatusInternalServerError
-	msg := "internal error"
-	switch {
-	case errors.Is(err, decode.ErrInvalid), errors.Is(err, domain.ErrInvalid):
-		status, msg = http.StatusBadRequest, err.Error()
-	case errors.Is(err, service.ErrInvalidSKU):
-		status, msg = http.StatusBadRequest, "Invalid sku "+sku
-	case errors.Is(err, domain.ErrOutOfStock):
-		status, msg = http.StatusConflict, "Out of stock for sku "+sku
-	case errors.Is(err, domain.ErrDuplicateBatch), errors.Is(err, domain.ErrLineConflict):
-		status, msg = http.StatusConflict, capitalize(err.Error())
-	case errors.Is(err, domain.ErrUnknownBatch), errors.Is(err, domain.ErrNotAllocated):
-		status, msg = http.StatusNotFound, capitalize(err.Error())
-	case errors.Is(err, context.Canceled):
-		status, msg = 499, "request cancelled"
-	default:
-		a.Log.ErrorContext(r.Context(), "request failed", "err", err, "path", r.URL.Path,
-			"correlation_id", messaging.MetaFrom(r.Context()).CorrelationID)
-	}
-	httpx.Error(w, status, msg)
-}
-
-func capitalize(s string) string {
-	if s == "" || s[0] < 'a' || s[0] > 'z' {
-		return s
-	}
-	return string(s[0]-'a'+'A') + s[1:]
 }

@@ -30,8 +30,8 @@ func newPool(t testing.TB) *pgxpool.Pool {
 	return pool
 }
 
-func newStore(t testing.TB) *allocpg.Store {
-	s, err := allocpg.Open(context.Background(), newPool(t), service.Messages())
+func newStore(t testing.TB, committed func()) *allocpg.Store {
+	s, err := allocpg.Open(context.Background(), newPool(t), service.Messages(), committed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,11 @@ func newStore(t testing.TB) *allocpg.Store {
 }
 
 func TestContract(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) service.Store { return newStore(t) })
+	storetest.Run(t, func(t *testing.T) service.Store { return newStore(t, nil) })
+}
+
+func TestHooks(t *testing.T) {
+	storetest.RunHooks(t, func(t *testing.T, committed func()) service.Store { return newStore(t, committed) })
 }
 
 // Instances starting at once migrate once.

@@ -29,7 +29,7 @@ func BenchmarkAllocate(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer db.Close()
-			store, err := allocsqlite.Open(ctx, db, service.Messages())
+			store, err := allocsqlite.Open(ctx, db, allocsqlite.Config{Registry: service.Messages()})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/allocation/service"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
 	msqlite "github.com/stockflow/stockflow/internal/messaging/sqlite"
 )
@@ -22,16 +23,26 @@ var migrations embed.FS
 
 // Store is the allocation store on a SQLite database.
 type Store struct {
-	db       *msqlite.DB
-	registry *messaging.Registry
-	// OnCommit, when set, is called after each commit that stored messages
-	// in the outbox (to wake the relay).
-	OnCommit func()
+	db     *msqlite.DB
+	outbox *msqlite.Outbox
+	uow    *messaging.UnitOfWork[*unitOfWork]
+}
+
+// Config is what a Store needs besides its database.
+type Config struct {
+	// Registry names the events the products raise.
+	Registry *messaging.Registry
+	// Committed, when set, is called after each commit that stored
+	// messages in the outbox (to wake the relay).
+	Committed func()
+	// Retried, when set, is called each time a transaction runs again
+	// after losing a race.
+	Retried func()
 }
 
 // Open opens the store in db, applying its migrations and the messaging
 // tables'.
-func Open(ctx context.Context, db *msqlite.DB, registry *messaging.Registry) (*Store, error) {
+func Open(ctx context.Context, db *msqlite.DB, cfg Config) (*Store, error) {
 	if err := db.Migrate(ctx, "messaging", msqlite.Migrations()); err != nil {
 		return nil, err
 	}
@@ -39,61 +50,30 @@ func Open(ctx context.Context, db *msqlite.DB, registry *messaging.Registry) (*S
 	if err := db.Migrate(ctx, "allocation", sub); err != nil {
 		return nil, err
 	}
-	return &Store{db: db, registry: registry}, nil
+	uow := messaging.NewUnitOfWork(messaging.UnitOfWorkConfig[*unitOfWork]{
+		Begin: func(ctx context.Context) (*unitOfWork, error) {
+			tx, err := db.Begin(ctx)
+			return &unitOfWork{Tx: tx, registry: cfg.Registry}, err
+		},
+		Lost:      msqlite.IsBusy,
+		Committed: cfg.Committed,
+		Retried:   cfg.Retried,
+	})
+	return &Store{db: db, outbox: msqlite.NewOutbox(db), uow: uow}, nil
 }
+
+// Messaging returns the outbox, inbox and dead letters of the database.
+func (s *Store) Messaging() messaging.Store { return s.outbox }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.db.R.PingContext(ctx) }
+
+// Close closes the database.
+func (s *Store) Close() { s.db.Close() }
 
 // Transact implements service.Store.
 func (s *Store) Transact(ctx context.Context, fn func(context.Context, service.UnitOfWork) error) ([]messaging.Raised, error) {
-	tx, err := s.db.W.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	defer tx.Rollback()
-	meta := messaging.MetaFrom(ctx)
-	inbox := meta.Consumer != "" && meta.MessageID != ""
-	if inbox {
-		handled, err := msqlite.Handled(ctx, tx, meta.Consumer, meta.MessageID)
-		if err != nil {
-			return nil, err
-		}
-		if handled {
-			return nil, service.ErrAlreadyHandled
-		}
-	}
-	uow := &unitOfWork{tx: tx}
-	if err := fn(ctx, uow); err != nil {
-		return nil, err
-	}
-	var raised []messaging.Raised
-	var envs []messaging.Envelope
-	for _, p := range uow.seen {
-		if err := save(ctx, tx, p); err != nil {
-			return nil, err
-		}
-		for _, ev := range p.Events() {
-			env, err := s.registry.Envelope(ctx, ev)
-			if err != nil {
-				return nil, err
-			}
-			envs = append(envs, env)
-			raised = append(raised, messaging.Raised{Envelope: env, Event: ev})
-		}
-	}
-	if err := msqlite.AppendOutbox(ctx, tx, envs); err != nil {
-		return nil, err
-	}
-	if inbox {
-		if err := msqlite.RecordHandled(ctx, tx, meta.Consumer, meta.MessageID); err != nil {
-			return nil, mapErr(err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, mapErr(err)
-	}
-	if len(envs) > 0 && s.OnCommit != nil {
-		s.OnCommit()
-	}
-	return raised, nil
+	return s.uow.Transact(ctx, func(ctx context.Context, u *unitOfWork) error { return fn(ctx, u) })
 }
 
 // Allocations implements service.Store.
@@ -114,17 +94,31 @@ func (s *Store) Allocations(ctx context.Context, orderID string) ([]service.Allo
 	return out, rows.Err()
 }
 
-// mapErr turns lost races into domain.ErrConcurrentUpdate.
-func mapErr(err error) error {
-	if msqlite.IsBusy(err) {
-		return fmt.Errorf("%w: %w", domain.ErrConcurrentUpdate, err)
-	}
-	return err
+// unitOfWork is a transaction of the store: the products it loaded or
+// added, saved by Flush.
+type unitOfWork struct {
+	msqlite.Tx
+	registry *messaging.Registry
+	seen     []*domain.Product
 }
 
-type unitOfWork struct {
-	tx   *sql.Tx
-	seen []*domain.Product
+// Flush implements messaging.Tx: it saves the products that changed and
+// returns their events.
+func (u *unitOfWork) Flush(ctx context.Context) ([]messaging.Raised, error) {
+	var raised []messaging.Raised
+	for _, p := range u.seen {
+		if err := save(ctx, u.Tx, p); err != nil {
+			return nil, err
+		}
+		for _, ev := range p.Events() {
+			env, err := u.registry.Envelope(ctx, ev)
+			if err != nil {
+				return nil, err
+			}
+			raised = append(raised, messaging.Raised{Envelope: env, Event: ev})
+		}
+	}
+	return raised, nil
 }
 
 func (u *unitOfWork) Products() service.ProductRepository { return (*repository)(u) }
@@ -133,14 +127,14 @@ func (u *unitOfWork) ReadModel() service.ReadModel        { return (*readModel)(
 type readModel unitOfWork
 
 func (r *readModel) SetAllocation(ctx context.Context, orderID, sku, batchRef string) error {
-	_, err := r.tx.ExecContext(ctx, `INSERT INTO allocations_view (orderid, sku, batchref)
+	_, err := r.ExecContext(ctx, `INSERT INTO allocations_view (orderid, sku, batchref)
 		SELECT orderid, sku, batchref FROM allocations WHERE orderid = ? AND sku = ? AND batchref = ?
 		ON CONFLICT (orderid, sku) DO UPDATE SET batchref = excluded.batchref`, orderID, sku, batchRef)
 	return err
 }
 
 func (r *readModel) RemoveAllocation(ctx context.Context, orderID, sku, batchRef string) error {
-	_, err := r.tx.ExecContext(ctx, `DELETE FROM allocations_view WHERE orderid = ?1 AND sku = ?2 AND batchref = ?3
+	_, err := r.ExecContext(ctx, `DELETE FROM allocations_view WHERE orderid = ?1 AND sku = ?2 AND batchref = ?3
 		AND NOT EXISTS (SELECT 1 FROM allocations WHERE orderid = ?1 AND sku = ?2 AND batchref = ?3)`, orderID, sku, batchRef)
 	return err
 }
@@ -164,7 +158,7 @@ func (r *repository) GetForOrder(ctx context.Context, sku, orderID string) (*dom
 	if err != nil {
 		return nil, err
 	}
-	rows, err := r.tx.QueryContext(ctx, `SELECT batchref, qty FROM allocations WHERE orderid = ? AND sku = ? ORDER BY id`, orderID, sku)
+	rows, err := r.QueryContext(ctx, `SELECT batchref, qty FROM allocations WHERE orderid = ? AND sku = ? ORDER BY id`, orderID, sku)
 	if err != nil {
 		return nil, fmt.Errorf("loading order %s: %w", orderID, err)
 	}
@@ -188,9 +182,9 @@ func (r *repository) GetForOrder(ctx context.Context, sku, orderID string) (*dom
 
 func (r *repository) GetByBatchRef(ctx context.Context, ref, orderID string) (*domain.Product, error) {
 	var sku string
-	err := r.tx.QueryRowContext(ctx, `SELECT sku FROM batches WHERE ref = ?`, ref).Scan(&sku)
+	err := r.QueryRowContext(ctx, `SELECT sku FROM batches WHERE ref = ?`, ref).Scan(&sku)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("batch %s: %w", ref, service.ErrNotFound)
+		return nil, fmt.Errorf("batch %s: %w", ref, fail.NotFound)
 	} else if err != nil {
 		return nil, fmt.Errorf("loading batch %s: %w", ref, err)
 	}
@@ -199,7 +193,7 @@ func (r *repository) GetByBatchRef(ctx context.Context, ref, orderID string) (*d
 		return nil, err
 	}
 	// The batch's lines, and the order's elsewhere, in allocation order.
-	rows, err := r.tx.QueryContext(ctx, `SELECT batchref, orderid, qty FROM allocations
+	rows, err := r.QueryContext(ctx, `SELECT batchref, orderid, qty FROM allocations
 		WHERE batchref = ?1 OR (orderid = ?2 AND sku = ?3 AND batchref <> ?1) ORDER BY id`, ref, orderID, sku)
 	if err != nil {
 		return nil, fmt.Errorf("loading batch %s: %w", ref, err)
@@ -225,13 +219,13 @@ func (r *repository) GetByBatchRef(ctx context.Context, ref, orderID string) (*d
 // load reads the product and its batches, without order lines.
 func (r *repository) load(ctx context.Context, sku string) (*domain.Product, error) {
 	var version int
-	err := r.tx.QueryRowContext(ctx, `SELECT version FROM products WHERE sku = ?`, sku).Scan(&version)
+	err := r.QueryRowContext(ctx, `SELECT version FROM products WHERE sku = ?`, sku).Scan(&version)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("product %s: %w", sku, service.ErrNotFound)
+		return nil, fmt.Errorf("product %s: %w", sku, fail.NotFound)
 	} else if err != nil {
 		return nil, fmt.Errorf("loading product %s: %w", sku, err)
 	}
-	rows, err := r.tx.QueryContext(ctx, `SELECT ref, purchased, eta, allocated, dispatched, report_seq FROM batches WHERE sku = ?`, sku)
+	rows, err := r.QueryContext(ctx, `SELECT ref, purchased, eta, allocated, dispatched, report_seq FROM batches WHERE sku = ?`, sku)
 	if err != nil {
 		return nil, fmt.Errorf("loading product %s: %w", sku, err)
 	}
@@ -260,14 +254,14 @@ func (r *repository) load(ctx context.Context, sku string) (*domain.Product, err
 
 // save writes what changed in p: its version, checked against the one it
 // was loaded at, and the changes its events record.
-func save(ctx context.Context, tx *sql.Tx, p *domain.Product) error {
+func save(ctx context.Context, tx msqlite.Tx, p *domain.Product) error {
 	if !p.Changed() {
 		return nil
 	}
 	if p.Version == 0 {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO products (sku, version) VALUES (?, 1)`, p.SKU); err != nil {
 			if msqlite.IsUniqueViolation(err) {
-				return fmt.Errorf("%w: product %s was created meanwhile", domain.ErrConcurrentUpdate, p.SKU)
+				return fmt.Errorf("%w: product %s was created meanwhile", messaging.ErrConcurrentUpdate, p.SKU)
 			}
 			return err
 		}
@@ -277,7 +271,7 @@ func save(ctx context.Context, tx *sql.Tx, p *domain.Product) error {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("%w: product %s at version %d", domain.ErrConcurrentUpdate, p.SKU, p.Version)
+			return fmt.Errorf("%w: product %s at version %d", messaging.ErrConcurrentUpdate, p.SKU, p.Version)
 		}
 	}
 	for _, ev := range p.Events() {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/allocation/service"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
 )
 
@@ -63,7 +64,7 @@ func addBatches(t *testing.T, s service.Store, sku string, batches ...domain.Bat
 	t.Helper()
 	_, err := s.Transact(ctx, func(ctx context.Context, uow service.UnitOfWork) error {
 		p, err := uow.Products().Get(ctx, sku)
-		if errors.Is(err, service.ErrNotFound) {
+		if errors.Is(err, fail.NotFound) {
 			p = domain.NewProduct(sku, 0)
 			uow.Products().Add(p)
 		} else if err != nil {
@@ -185,13 +186,13 @@ func testAddAndGet(t *testing.T, s service.Store) {
 
 func testGetMissing(t *testing.T, s service.Store) {
 	_, err := s.Transact(ctx, func(ctx context.Context, uow service.UnitOfWork) error {
-		if _, err := uow.Products().Get(ctx, "NOPE"); !errors.Is(err, service.ErrNotFound) {
+		if _, err := uow.Products().Get(ctx, "NOPE"); !errors.Is(err, fail.NotFound) {
 			return fmt.Errorf("Get of a missing sku: %v, want ErrNotFound", err)
 		}
-		if _, err := uow.Products().GetForOrder(ctx, "NOPE", "o1"); !errors.Is(err, service.ErrNotFound) {
+		if _, err := uow.Products().GetForOrder(ctx, "NOPE", "o1"); !errors.Is(err, fail.NotFound) {
 			return fmt.Errorf("GetForOrder of a missing sku: %v, want ErrNotFound", err)
 		}
-		if _, err := uow.Products().GetByBatchRef(ctx, "nope", ""); !errors.Is(err, service.ErrNotFound) {
+		if _, err := uow.Products().GetByBatchRef(ctx, "nope", ""); !errors.Is(err, fail.NotFound) {
 			return fmt.Errorf("GetByBatchRef of a missing batch: %v, want ErrNotFound", err)
 		}
 		return nil
@@ -292,7 +293,7 @@ func testGetByBatchRefForOrder(t *testing.T, s service.Store) {
 		_, err := uow.Products().GetByBatchRef(ctx, "nope", "o")
 		return err
 	})
-	if !errors.Is(err, service.ErrNotFound) {
+	if !errors.Is(err, fail.NotFound) {
 		t.Errorf("GetByBatchRef of a missing batch, for an order: %v, want ErrNotFound", err)
 	}
 }
@@ -331,7 +332,7 @@ func testStaleVersion(t *testing.T, s service.Store) {
 		_, err = p.Allocate(domain.OrderLine{OrderID: "o2", SKU: "TABLE", Qty: 1})
 		return err
 	})
-	if !errors.Is(err, domain.ErrConcurrentUpdate) {
+	if !errors.Is(err, messaging.ErrConcurrentUpdate) {
 		t.Fatalf("saving at a stale version: %v, want ErrConcurrentUpdate", err)
 	}
 	if got := load(t, s, get("TABLE")); got.Batches[0].Allocated != 1 || got.Version != 2 {
@@ -343,7 +344,7 @@ func testStaleVersion(t *testing.T, s service.Store) {
 		uow.Products().Add(p)
 		return p.AddBatch("t2", 1, time.Time{})
 	})
-	if !errors.Is(err, domain.ErrConcurrentUpdate) {
+	if !errors.Is(err, messaging.ErrConcurrentUpdate) {
 		t.Fatalf("adding an existing product: %v, want ErrConcurrentUpdate", err)
 	}
 }
@@ -412,7 +413,7 @@ func testInbox(t *testing.T, s service.Store) {
 	if _, err := s.Transact(mctx, fn); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Transact(mctx, fn); !errors.Is(err, service.ErrAlreadyHandled) {
+	if _, err := s.Transact(mctx, fn); !errors.Is(err, messaging.ErrAlreadyHandled) {
 		t.Fatalf("second handling: %v, want ErrAlreadyHandled", err)
 	}
 	other := messaging.WithMeta(ctx, messaging.Meta{MessageID: "m-1", CorrelationID: "m-1", Consumer: "test/other"})
@@ -425,7 +426,7 @@ func testInbox(t *testing.T, s service.Store) {
 	// A message handled already that now fails (its effect makes it fail:
 	// a deallocation delivered again) is reported as handled.
 	refused := errors.New("refused: applied already")
-	if _, err := s.Transact(mctx, func(context.Context, service.UnitOfWork) error { return refused }); !errors.Is(err, service.ErrAlreadyHandled) {
+	if _, err := s.Transact(mctx, func(context.Context, service.UnitOfWork) error { return refused }); !errors.Is(err, messaging.ErrAlreadyHandled) {
 		t.Errorf("a handled message whose handler now fails: %v, want ErrAlreadyHandled", err)
 	}
 	// A failed handling is not recorded: the message is handled again.
@@ -696,5 +697,35 @@ func testDispatchMovedLine(t *testing.T, s service.Store) {
 	}
 	if ref := allocate(t, s, domain.OrderLine{OrderID: "o1", SKU: "LAMP", Qty: 2}); ref != "m2" {
 		t.Errorf("o1 allocated again to %s, want m2", ref)
+	}
+}
+
+// RunHooks checks what every store calls back: committed after a commit
+// that stored messages in the outbox (to wake the relay), and only then.
+// newStore returns a store that calls committed.
+func RunHooks(t *testing.T, newStore func(t *testing.T, committed func()) service.Store) {
+	var calls atomic.Int64
+	s := newStore(t, func() { calls.Add(1) })
+	ctx := context.Background()
+	_, err := s.Transact(ctx, func(ctx context.Context, uow service.UnitOfWork) error {
+		p := domain.NewProduct("LAMP", 0)
+		uow.Products().Add(p)
+		return p.AddBatch("b1", 10, time.Time{})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := calls.Load(); got != 1 {
+		t.Fatalf("committed called %d times after a commit that raised an event, want 1", got)
+	}
+	_, err = s.Transact(ctx, func(ctx context.Context, uow service.UnitOfWork) error {
+		_, err := uow.Products().Get(ctx, "LAMP")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := calls.Load(); got != 1 {
+		t.Errorf("committed called %d times in all after a commit that raised nothing, want 1", got)
 	}
 }

@@ -9,8 +9,8 @@ import (
 
 	"github.com/stockflow/stockflow/internal/crm/domain"
 	"github.com/stockflow/stockflow/internal/crm/service"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/httpx"
-	"github.com/stockflow/stockflow/internal/valid"
 )
 
 // Customers reads customers.
@@ -58,7 +58,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 	case vip == "false":
 		segment = service.SegmentRegular
 	default:
-		httpx.Fail(w, r, a.Log, valid.Invalid("vip must be true or false, got %q", vip))
+		httpx.Fail(w, r, a.Log, fail.Errorf(fail.Invalid, "vip must be true or false, got %q", vip))
 		return
 	}
 	limit, err := httpx.QueryInt(r, "limit", service.DefaultLimit)

@@ -25,7 +25,7 @@ import (
 func server(t *testing.T) *httptest.Server {
 	t.Helper()
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "crm.db"))
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "crm.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ import (
 // server).
 func server(t *testing.T, ids ...string) *httptest.Server {
 	t.Helper()
-	store, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "notifications.db"))
+	store, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "notifications.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package postgres_test
+package pggroup_test
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stockflow/stockflow/internal/allocation/adapters/pggroup"
 	allocpg "github.com/stockflow/stockflow/internal/allocation/adapters/postgres"
 	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/allocation/service"
@@ -18,7 +19,7 @@ import (
 func TestCache(t *testing.T) {
 	type instances struct {
 		a, b   *service.Handlers
-		storeA *allocpg.Store
+		storeA *pggroup.Store
 	}
 	allocate := func(t *testing.T, h *service.Handlers, order string, qty int) (string, error) {
 		t.Helper()
@@ -101,12 +102,13 @@ func TestCache(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			pool := newPool(t)
-			var stores [2]*allocpg.Store
+			var stores [2]*pggroup.Store
 			for i := range stores {
-				s, err := allocpg.Open(context.Background(), pool, service.Messages())
+				plain, err := allocpg.Open(context.Background(), pool, service.Messages(), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
+				s := pggroup.New(plain, pggroup.Config{})
 				t.Cleanup(s.Close)
 				stores[i] = s
 			}
@@ -120,7 +122,7 @@ func TestCache(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if _, ok := allocpg.CachedVersion(stores[0], "LAMP"); !ok {
+			if _, ok := pggroup.CachedVersion(stores[0], "LAMP"); !ok {
 				t.Fatal("the first instance does not remember LAMP: its cache would not be used")
 			}
 			tt.run(t, instances{a: a, b: b, storeA: stores[0]})
@@ -129,7 +131,7 @@ func TestCache(t *testing.T) {
 }
 
 // allocated reads a batch's allocated quantity from the database.
-func allocated(t *testing.T, s *allocpg.Store, ref string) int {
+func allocated(t *testing.T, s *pggroup.Store, ref string) int {
 	t.Helper()
 	var n int
 	_, err := s.Transact(context.Background(), func(ctx context.Context, uow service.UnitOfWork) error {

@@ -1,4 +1,4 @@
-package postgres
+package pggroup
 
 // CachedVersion returns the version of sku the store's cache holds.
 func CachedVersion(s *Store, sku string) (int, bool) {
