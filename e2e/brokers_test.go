@@ -27,11 +27,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/stockflow/stockflow/internal/messaging"
+	"github.com/stockflow/stockflow/internal/testenv"
 	"github.com/stockflow/stockflow/internal/transport/broker"
 	"github.com/stockflow/stockflow/internal/transport/kafka"
 	"github.com/stockflow/stockflow/internal/transport/nats"
 	"github.com/stockflow/stockflow/internal/transport/redis"
-	"github.com/stockflow/stockflow/internal/testenv"
 )
 
 // Channels of the allocation service, besides those of services_test.go.

@@ -102,9 +102,10 @@ func TestConcurrentAllocation(t *testing.T) {
 }
 
 // TestCorrelationID: the X-Correlation-ID a request carries comes back in
-// its answer and in its log line; without one, the answer carries a new one.
+// its answer and in its log line (a debug line); without one, the answer
+// carries a new one.
 func TestCorrelationID(t *testing.T) {
-	s := start(t)
+	s := startWith(t, options{Args: []string{"up", "--log-level", "debug"}})
 	sku := uniq("sku")
 	s.addBatch(t, uniq("batch"), sku, 10, "")
 

@@ -5,6 +5,7 @@
 //	stockflow migrate        create or upgrade the PostgreSQL schemas
 //	stockflow dead-letters   list messages that could not be handled
 //	stockflow load           measure a running stockflow
+//	stockflow version        show the version
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -34,9 +36,13 @@ Commands:
   migrate        create or upgrade the PostgreSQL schemas, then exit
   dead-letters   list the messages that could not be handled, newest first
   load           drive a running stockflow with allocations and measure it
+  status         ask a running stockflow whether it and what it needs answer
+  version        show the version, the commit it was built from, and Go's
   help           show this help, or a command's: stockflow help up
 
-Run "stockflow <command> --help" for a command's flags.
+Run "stockflow <command> --help" for a command's flags. Every flag can be
+set by an environment variable instead: --smtp-from by STOCKFLOW_SMTP_FROM,
+and so on; the command line wins.
 `
 
 func main() {
@@ -46,7 +52,9 @@ func main() {
 		if errors.Is(err, flag.ErrHelp) {
 			return // the help was asked for, and shown
 		}
-		fmt.Fprintln(os.Stderr, "stockflow:", err)
+		if !slices.ContainsFunc(silent, func(s error) bool { return errors.Is(err, s) }) {
+			fmt.Fprintln(os.Stderr, "stockflow:", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }
@@ -60,6 +68,17 @@ func exitCode(err error) int {
 	}
 	return 1
 }
+
+func init() {
+	// stockflow status prints its report, then exits 1 without more words.
+	silent = append(silent, errNotReady)
+}
+
+// silent are errors whose story was told already.
+var silent []error
+
+// commands are the command names, for suggestions.
+var commands = []string{"up", "serve", "migrate", "dead-letters", "load", "status", "version", "help"}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -78,12 +97,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return deadLetters(ctx, rest, stdout, stderr)
 	case "load":
 		return load(ctx, rest, stdout, stderr)
+	case "status":
+		return status(ctx, rest, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, versionLine())
+		return nil
 	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 {
 			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)
 		}
 		fmt.Fprint(stdout, usage)
 		return nil
+	}
+	if near := nearest(cmd, commands); near != "" {
+		return usageError{fmt.Errorf("unknown command %q; did you mean %q? (stockflow help lists the commands)", cmd, near)}
 	}
 	fmt.Fprint(stderr, usage)
 	return usageError{fmt.Errorf("unknown command %q", cmd)}
@@ -95,7 +122,7 @@ func flagSet(command, about string, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(command, flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: stockflow %s [flags]\n\n%s\n\nFlags:\n", command, about)
+		fmt.Fprintf(fs.Output(), "Usage: stockflow %s [flags]\n\n%s\n\nFlags:\n", command, about)
 		fs.PrintDefaults()
 	}
 	return fs
@@ -120,17 +147,4 @@ func logFlags(fs *flag.FlagSet, out io.Writer) func() (*slog.Logger, error) {
 		}
 		return nil, usageError{fmt.Errorf("--log-format: %q is neither json nor text", *format)}
 	}
-}
-
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
-	}
-	return nil
 }

@@ -19,9 +19,9 @@ import (
 
 	"github.com/stockflow/stockflow/internal/httpx"
 	"github.com/stockflow/stockflow/internal/messaging"
-	"github.com/stockflow/stockflow/internal/transport/broker"
 	"github.com/stockflow/stockflow/internal/metrics"
 	"github.com/stockflow/stockflow/internal/platform"
+	"github.com/stockflow/stockflow/internal/transport/broker"
 )
 
 const upAbout = `Runs every stockflow service in one process behind one HTTP listener.
@@ -35,35 +35,29 @@ one broker; on the embedded default, give each process the same --data).
 Services: allocation, orders, warehouse, crm, notifications. Several names,
 comma-separated, run several in one process. Flags as for "stockflow up".`
 
-// serverFlags are the flags of up and serve; each has an environment
-// variable, and the flag wins.
+// serverFlags are the flags of up and serve (each has an environment
+// variable: applyEnv).
 type serverFlags struct {
 	http, data, db, broker string
 	// The notifications service's mail.
 	smtp, smtpFrom, stockTeam string
 	replay                    bool
-	grace                     time.Duration
+	grace, connectTimeout     time.Duration
 	logger                    func() (*slog.Logger, error)
-}
-
-func env(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok {
-		return v
-	}
-	return def
 }
 
 func addServerFlags(fs *flag.FlagSet, stderr io.Writer) *serverFlags {
 	f := &serverFlags{}
-	fs.StringVar(&f.http, "http", env("STOCKFLOW_HTTP", "127.0.0.1:5005"), "`address` the HTTP API listens on (env STOCKFLOW_HTTP)")
-	fs.StringVar(&f.data, "data", env("STOCKFLOW_DATA", "./stockflow-data"), "`directory` of the SQLite databases, when --db is not given (env STOCKFLOW_DATA)")
-	fs.StringVar(&f.db, "db", env("STOCKFLOW_DB", ""), "PostgreSQL `URL` (postgres://user@host:port/db); empty: SQLite under --data (env STOCKFLOW_DB)")
-	fs.StringVar(&f.broker, "broker", env("STOCKFLOW_BROKER", ""), "message broker `URL`: "+broker.Schemes+" (env STOCKFLOW_BROKER)")
-	fs.StringVar(&f.smtp, "smtp", env("STOCKFLOW_SMTP", ""), "SMTP server `host:port` the notifications are sent through; empty: recorded only, listed by GET /notifications (env STOCKFLOW_SMTP)")
-	fs.StringVar(&f.smtpFrom, "smtp-from", env("STOCKFLOW_SMTP_FROM", "stockflow@localhost"), "sender `address` of the notifications (env STOCKFLOW_SMTP_FROM)")
-	fs.StringVar(&f.stockTeam, "stock-team", env("STOCKFLOW_STOCK_TEAM", "stock-team@localhost"), "`addresses` of the stock team, comma-separated, told when a sku runs out (env STOCKFLOW_STOCK_TEAM)")
+	fs.StringVar(&f.http, "http", "127.0.0.1:5005", "`address` the HTTP API listens on")
+	fs.StringVar(&f.data, "data", "./stockflow-data", "`directory` of the SQLite databases, when --db is not given")
+	fs.StringVar(&f.db, "db", "", "PostgreSQL `URL` (postgres://user@host:port/db); empty: SQLite under --data")
+	fs.StringVar(&f.broker, "broker", "", "message broker `URL`: "+broker.Schemes+"")
+	fs.StringVar(&f.smtp, "smtp", "", "SMTP server `host:port` the notifications are sent through; empty: recorded only, listed by GET /notifications")
+	fs.StringVar(&f.smtpFrom, "smtp-from", "stockflow@localhost", "sender `address` of the notifications")
+	fs.StringVar(&f.stockTeam, "stock-team", "stock-team@localhost", "`addresses` of the stock team, comma-separated, told when a sku runs out")
 	fs.BoolVar(&f.replay, "replay", false, "consume again every message the broker keeps, from the oldest (durable brokers only)")
 	fs.DurationVar(&f.grace, "grace", 15*time.Second, "how long requests in flight may take to finish at shutdown")
+	fs.DurationVar(&f.connectTimeout, "connect-timeout", 5*time.Second, "how long to try reaching the database and the broker at start before giving up")
 	f.logger = logFlags(fs, stderr)
 	return f
 }
@@ -74,7 +68,7 @@ func up(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	return serveServices(ctx, f, services)
+	return serveServices(ctx, f, services, true)
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
@@ -94,14 +88,34 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	return serveServices(ctx, f, defs)
+	return serveServices(ctx, f, defs, false)
 }
 
-// serveServices runs the named services behind one HTTP listener until ctx
-// is done.
-func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef) error {
+// serveServices runs the named services (all of them: all) behind one HTTP
+// listener until ctx is done. What can fail is checked before anything is
+// created: the URLs, the port, the data directory, and whether the
+// database and the broker answer.
+func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all bool) error {
 	log, err := f.logger()
 	if err != nil {
+		return err
+	}
+	if err := checkDB(f.db); err != nil {
+		return err
+	}
+	if err := broker.Check(f.broker); err != nil {
+		return usageError{err}
+	}
+	ln, err := net.Listen("tcp", f.http)
+	if err != nil {
+		return fmt.Errorf("--http: %w", err)
+	}
+	defer ln.Close()
+	if f.db == "" {
+		if err := checkDataDir(f.data, true); err != nil {
+			return err
+		}
+	} else if err := reach(ctx, "PostgreSQL at "+dbHost(f.db), f.connectTimeout, func(ctx context.Context) error { return pingPostgres(ctx, f.db) }); err != nil {
 		return err
 	}
 	tuneGC()
@@ -110,6 +124,15 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef) error
 		return usageError{err}
 	}
 	defer transport.Close()
+	if p, ok := transport.(messaging.Pinger); ok {
+		if err := reach(ctx, "the broker at "+redacted(f.broker), f.connectTimeout, p.Ping); err != nil {
+			return err
+		}
+	}
+	if f.broker == "" && !all {
+		log.Warn("no --broker: messages travel in this process only, and reach no service running in another; give every process the same --broker",
+			"services", names(defs))
+	}
 	m := metrics.New()
 	cfg := platform.Config{DB: f.db, DataDir: f.data, Transport: transport, Log: log, Metrics: m, Replay: f.replay}
 	var svcs []platform.Service
@@ -129,23 +152,23 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef) error
 		}
 	}
 
-	ln, err := net.Listen("tcp", f.http)
-	if err != nil {
-		return err
-	}
 	mux := http.NewServeMux()
 	for _, svc := range svcs {
 		svc.Routes(mux)
 	}
+	// Liveness: the process serves. Readiness: what it needs answers.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		for i, svc := range svcs {
-			if err := svc.Ready(r.Context()); err != nil {
-				httpx.Error(w, http.StatusServiceUnavailable, defs[i].name+" not ready: "+err.Error())
-				return
-			}
-		}
 		httpx.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	var checks []check
+	for i, svc := range svcs {
+		checks = append(checks, check{name: defs[i].name + " store", needed: true, probe: svc.Ready})
+	}
+	checks = append(checks, brokerCheck(redacted(f.broker), transport)...)
+	if slices.ContainsFunc(defs, func(d serviceDef) bool { return d.name == "notifications" }) {
+		checks = append(checks, smtpCheck(f.smtp)...)
+	}
+	mux.Handle("GET /readyz", newReadiness(checks))
 	mux.Handle("GET /metrics", m.Handler())
 	srv := &http.Server{
 		Handler:           httpx.Handler(mux, log, m.ObserveRequest),
@@ -170,11 +193,7 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef) error
 	if f.db != "" {
 		store = "postgres"
 	}
-	names := make([]string, len(defs))
-	for i, d := range defs {
-		names[i] = d.name
-	}
-	log.Info("stockflow up", "services", names, "http", ln.Addr().String(), "store", store, "broker", brokerName(f.broker))
+	log.Info("stockflow up", "services", names(defs), "http", ln.Addr().String(), "store", store, "broker", redacted(f.broker), "version", versionLine())
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	select {
@@ -208,11 +227,13 @@ func tuneGC() {
 	}
 }
 
-func brokerName(u string) string {
-	if u == "" {
-		return "inproc"
+// names returns the services' names.
+func names(defs []serviceDef) []string {
+	out := make([]string, len(defs))
+	for i, d := range defs {
+		out[i] = d.name
 	}
-	return u
+	return out
 }
 
 const migrateAbout = `Creates or upgrades the PostgreSQL schemas of every service, then exits.
@@ -221,7 +242,7 @@ deployment, say). Safe when several instances migrate at once.`
 
 func migrate(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flagSet("migrate", migrateAbout, stderr)
-	db := fs.String("db", env("STOCKFLOW_DB", ""), "PostgreSQL `URL` (env STOCKFLOW_DB)")
+	db := fs.String("db", "", "PostgreSQL `URL`")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -242,8 +263,8 @@ lines: the consumer, the channel, the raw payload, the reason and the time.`
 
 func deadLetters(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flagSet("dead-letters", deadLettersAbout, stderr)
-	data := fs.String("data", env("STOCKFLOW_DATA", "./stockflow-data"), "`directory` of the SQLite databases, when --db is not given (env STOCKFLOW_DATA)")
-	db := fs.String("db", env("STOCKFLOW_DB", ""), "PostgreSQL `URL` (env STOCKFLOW_DB)")
+	data := fs.String("data", "./stockflow-data", "`directory` of the SQLite databases, when --db is not given")
+	db := fs.String("db", "", "PostgreSQL `URL`")
 	only := fs.String("service", "", "list only the dead letters of these `services` (comma-separated; default all)")
 	limit := fs.Int("limit", 100, "how many to list")
 	if err := parse(fs, args); err != nil {
@@ -256,6 +277,20 @@ func deadLetters(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	defs, err := lookup(names)
 	if err != nil {
 		return err
+	}
+	if err := checkDB(*db); err != nil {
+		return err
+	}
+	if *db == "" {
+		// Read what is there: a directory or database that does not exist
+		// is not created.
+		if err := checkDataDir(*data, false); err != nil {
+			return err
+		}
+		defs = slices.DeleteFunc(slices.Clone(defs), func(d serviceDef) bool {
+			_, err := os.Stat(sqliteFile(*data, d.name))
+			return err != nil
+		})
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	transport, _ := broker.Open("", log)

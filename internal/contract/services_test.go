@@ -19,10 +19,10 @@ import (
 	"github.com/stockflow/stockflow/internal/allocation"
 	"github.com/stockflow/stockflow/internal/crm"
 	"github.com/stockflow/stockflow/internal/messaging"
-	"github.com/stockflow/stockflow/internal/transport/inproc"
 	"github.com/stockflow/stockflow/internal/notifications"
 	"github.com/stockflow/stockflow/internal/orders"
 	"github.com/stockflow/stockflow/internal/platform"
+	"github.com/stockflow/stockflow/internal/transport/inproc"
 	"github.com/stockflow/stockflow/internal/warehouse"
 )
 

@@ -18,6 +18,17 @@ import (
 	"github.com/stockflow/stockflow/internal/messaging"
 )
 
+// Query asks Find for up to Limit documents of Kind whose Index is Index
+// (any index when Index is ""), by id, descending when NewestFirst (ids
+// made by messaging.NewID sort by time). After, when set, is the last id of
+// the page before: the page starts past it.
+type Query struct {
+	Kind, Index string
+	After       string
+	Limit       int
+	NewestFirst bool
+}
+
 // Doc is a stored document.
 type Doc struct {
 	Kind    string
@@ -53,10 +64,8 @@ type Store interface {
 	Transact(ctx context.Context, fn func(context.Context, Tx) error) ([]messaging.Raised, error)
 	// Get reads a committed document.
 	Get(ctx context.Context, kind, id string) (Doc, error)
-	// Find returns up to limit documents of kind whose Index is index (any
-	// index when index is ""), by id, descending when newestFirst (ids
-	// made by messaging.NewID sort by time).
-	Find(ctx context.Context, kind, index string, limit int, newestFirst bool) ([]Doc, error)
+	// Find returns the documents q asks for.
+	Find(ctx context.Context, q Query) ([]Doc, error)
 	// Messaging is the outbox, inbox and dead letters of the same database.
 	Messaging() messaging.Store
 	// Ping checks that the database answers.

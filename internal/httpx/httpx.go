@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/stockflow/stockflow/internal/decode"
 	"github.com/stockflow/stockflow/internal/fail"
@@ -39,8 +41,19 @@ type Message struct {
 }
 
 // Error answers status with {"message": msg}.
+// Every service's messages read alike: a sentence that starts with a
+// capital ("Out of stock for sku LAMP", "No order o1").
 func Error(w http.ResponseWriter, status int, msg string) {
-	JSON(w, status, Message{msg})
+	JSON(w, status, Message{sentence(msg)})
+}
+
+// sentence returns msg with its first letter upper-cased.
+func sentence(msg string) string {
+	r, n := utf8.DecodeRuneInString(msg)
+	if r == utf8.RuneError || !unicode.IsLower(r) {
+		return msg
+	}
+	return string(unicode.ToUpper(r)) + msg[n:]
 }
 
 // ErrTooLarge: the body is larger than MaxBody.
@@ -72,10 +85,15 @@ func DecodeError(w http.ResponseWriter, err error) {
 	Error(w, http.StatusBadRequest, err.Error())
 }
 
+// SlowRequest is how long a request may take before its line is logged
+// as a warning.
+const SlowRequest = 500 * time.Millisecond
+
 // Handler wraps mux: it starts a flow for each request (its correlation id
 // taken from the X-Correlation-ID header when given), answers the router's
 // own 404 and 405 with JSON, recovers panics as 500, and logs one line per
-// request.
+// request: at debug level, at warn when slower than SlowRequest, at error
+// for a 5xx.
 func Handler(mux *http.ServeMux, log *slog.Logger, observe func(route string, status int, d time.Duration)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -106,14 +124,23 @@ func Handler(mux *http.ServeMux, log *slog.Logger, observe func(route string, st
 		if observe != nil {
 			observe(pattern, rec.status, d)
 		}
-		level := slog.LevelInfo
-		if rec.status >= 500 {
-			level = slog.LevelError
-		}
-		log.LogAttrs(ctx, level, "request",
+		// One line a request is too many to keep at full load: it is a
+		// debug line, unless the request failed on stockflow's side or was
+		// slow.
+		level := slog.LevelDebug
+		attrs := []slog.Attr{
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.Int("status", rec.status), slog.Duration("duration", d),
-			slog.String("correlation_id", meta.CorrelationID))
+			slog.Int("status", rec.status), slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+			slog.String("correlation_id", meta.CorrelationID),
+		}
+		switch {
+		case rec.status >= 500:
+			level = slog.LevelError
+		case d >= SlowRequest:
+			level = slog.LevelWarn
+			attrs = append(attrs, slog.Bool("slow", true))
+		}
+		log.LogAttrs(ctx, level, "request", attrs...)
 	})
 }
 

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"runtime/debug"
 	"time"
+
+	"github.com/stockflow/stockflow/internal/fail"
 )
 
 // Raised is an event that an aggregate raised and a unit of work committed,
@@ -209,10 +211,17 @@ func (b *Bus) logHandled(ctx context.Context, kind, handler string, err error, s
 	if b.metrics != nil {
 		b.metrics.Handled(kind, err, d)
 	}
-	level := slog.LevelInfo
+	// One line a message is too many to keep at full load: it is a debug
+	// line, unless the handling failed or was slow.
+	level := slog.LevelDebug
 	var panicked *PanicError
-	if err != nil && (handler != "" || errors.As(err, &panicked)) {
+	switch {
+	case err != nil && (handler != "" || errors.As(err, &panicked)):
 		level = slog.LevelError
+	case err != nil && fail.Retryable(err) && !fail.IsSettled(err):
+		level = slog.LevelWarn // the command failed for a reason of stockflow's
+	case d >= SlowHandling:
+		level = slog.LevelWarn
 	}
 	if !b.log.Enabled(ctx, level) {
 		return
@@ -222,7 +231,10 @@ func (b *Bus) logHandled(ctx context.Context, kind, handler string, err error, s
 		slog.String("type", kind),
 		slog.String("message_id", m.MessageID),
 		slog.String("correlation_id", m.CorrelationID),
-		slog.Duration("duration", d),
+		slog.Float64("duration_ms", ms(d)),
+	}
+	if d >= SlowHandling {
+		attrs = append(attrs, slog.Bool("slow", true))
 	}
 	if handler != "" {
 		attrs = append(attrs, slog.String("handler", handler))
@@ -243,6 +255,14 @@ func typeName(v any) string {
 	t := reflect.TypeOf(v)
 	return t.Name()
 }
+
+// SlowHandling is how long handling a message may take before its line is
+// logged as a warning.
+const SlowHandling = 500 * time.Millisecond
+
+// ms returns d in milliseconds, the unit of every logged duration
+// (duration_ms).
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // PanicError is a handler's panic, turned into its error: the message it
 // was handling fails, like any failure (it is handed again, and

@@ -111,7 +111,7 @@ func (c *Consumer) settle(ctx context.Context, d Delivery, err error) error {
 func (c *Consumer) observe(ctx context.Context, d Delivery, err error) error {
 	if err != nil {
 		c.Log.WarnContext(ctx, "message failed, will be delivered again", "channel", d.Channel, "message_id", d.ID,
-			"attempt", d.Attempt, "retry_in", RedeliveryDelay(err, d.Attempt, Backoff{}), "err", err)
+			"attempt", d.Attempt, "retry_in_ms", RedeliveryDelay(err, d.Attempt, Backoff{}).Milliseconds(), "err", err)
 	}
 	if c.Metrics != nil {
 		c.Metrics.Consumed(d.Channel, err)

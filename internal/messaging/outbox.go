@@ -81,17 +81,26 @@ func (r *Relay) Run(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case err != nil:
+			// One warning when publishing starts failing, one line when it
+			// works again; the retries between are debug lines.
+			level := slog.LevelDebug
+			if backoff == 0 {
+				level = slog.LevelWarn
+			}
 			backoff = min(max(2*backoff, 50*time.Millisecond), maxBackoff)
 			if r.Metrics != nil {
 				r.Metrics.RelayFailed()
 			}
-			r.Log.WarnContext(ctx, "relay: publishing failed, will retry", "err", err, "retry_in", backoff)
+			r.Log.Log(ctx, level, "relay: publishing failed, will retry", "err", err, "retry_in_ms", backoff.Milliseconds())
 			if !sleep(ctx, backoff, nil) {
 				return ctx.Err()
 			}
 			continue
 		}
-		backoff = 0
+		if backoff > 0 {
+			r.Log.InfoContext(ctx, "relay: publishing again")
+			backoff = 0
+		}
 		switch {
 		case n == batch:
 			continue // more waiting

@@ -52,6 +52,12 @@ type Rewinder interface {
 	Rewind(ctx context.Context, group string, channels []string) error
 }
 
+// Pinger is a transport that can tell whether its broker answers (the
+// in-process transport has none to ask).
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // Transport is a broker seen from stockflow.
 type Transport interface {
 	Publisher

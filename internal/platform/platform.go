@@ -1,8 +1,11 @@
-// Package platform is what every stockflow service is assembled from: its
-// configuration, the interface the stockflow command runs it through, and
-// the base of the services kept in a document store (orders, warehouse,
-// CRM, notifications): the store, opened on SQLite or PostgreSQL, and the
-// messaging runtime around their bus.
+// Package platform assembles stockflow's services (the book's bootstrap):
+// their configuration, the interface the stockflow command runs them
+// through, and Assemble, which builds each of the five the same way from
+// its own Parts: it opens the store (handing it the relay's doorbell),
+// then the handlers over the store, the bus over the handlers, and the
+// messaging runtime around the bus, each from what the ones before made.
+// OpenDocStore opens the document store of the orders, warehouse, CRM and
+// notifications services on SQLite or PostgreSQL.
 package platform
 
 import (

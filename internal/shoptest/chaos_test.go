@@ -15,12 +15,12 @@ import (
 
 	"github.com/stockflow/stockflow/internal/allocation"
 	"github.com/stockflow/stockflow/internal/crm"
-	"github.com/stockflow/stockflow/internal/transport/chaos"
 	"github.com/stockflow/stockflow/internal/notifications"
 	"github.com/stockflow/stockflow/internal/orders"
 	"github.com/stockflow/stockflow/internal/platform"
 	"github.com/stockflow/stockflow/internal/shoptest"
 	"github.com/stockflow/stockflow/internal/testenv"
+	"github.com/stockflow/stockflow/internal/transport/chaos"
 	"github.com/stockflow/stockflow/internal/warehouse"
 )
 

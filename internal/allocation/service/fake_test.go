@@ -344,8 +344,8 @@ type fakeUoW struct {
 	claimed  *inboxKey          // the message handled, if any
 	raised   []messaging.Raised // by Flush
 	appended bool               // to the outbox
-	seen    []*loadedProduct
-	viewOps []func(rows []viewRow, allocatedTo func(orderID, sku string) string) []viewRow
+	seen     []*loadedProduct
+	viewOps  []func(rows []viewRow, allocatedTo func(orderID, sku string) string) []viewRow
 }
 
 // loadedProduct is a product a unit of work loaded or added, with the lines

@@ -81,7 +81,7 @@ func (h *Handlers) Customers(ctx context.Context, segment string, limit int) ([]
 	case limit < 1 || limit > MaxLimit:
 		return nil, fail.Errorf(fail.Invalid, "limit must be between 1 and %d, got %d", MaxLimit, limit)
 	}
-	docs, err := h.store.Find(ctx, kind, segment, limit, false)
+	docs, err := h.store.Find(ctx, docstore.Query{Kind: kind, Index: segment, Limit: limit})
 	if err != nil {
 		return nil, fmt.Errorf("listing customers: %w", err)
 	}

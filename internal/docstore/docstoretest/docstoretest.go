@@ -247,13 +247,30 @@ func Run(t *testing.T, open func(t *testing.T) docstore.Store) {
 			{"", 10, false, []string{"j0", "j1", "j2", "j3"}},
 			{"none", 10, false, nil},
 		} {
-			if diff := cmp.Diff(c.want, ids(s.Find(ctx, "job", c.index, c.limit, c.newest))); diff != "" {
+			if diff := cmp.Diff(c.want, ids(s.Find(ctx, docstore.Query{Kind: "job", Index: c.index, Limit: c.limit, NewestFirst: c.newest}))); diff != "" {
 				t.Errorf("Find(job, %q, %d, %v) (-want +got):\n%s", c.index, c.limit, c.newest, diff)
 			}
 		}
 		put(t, s, "job", "j0", "done", 10)
-		if diff := cmp.Diff([]string{"j2", "j3"}, ids(s.Find(ctx, "job", "open", 10, false))); diff != "" {
+		if diff := cmp.Diff([]string{"j2", "j3"}, ids(s.Find(ctx, docstore.Query{Kind: "job", Index: "open", Limit: 10}))); diff != "" {
 			t.Errorf("after re-indexing j0 (-want +got):\n%s", diff)
+		}
+		// Pages: each starts past the last id of the one before.
+		for _, c := range []struct {
+			after  string
+			newest bool
+			want   []string
+		}{
+			{"j0", false, []string{"j2"}},
+			{"j2", false, []string{"j3"}},
+			{"j3", false, nil},
+			{"j3", true, []string{"j2"}},
+			{"j2", true, nil},
+		} {
+			got := ids(s.Find(ctx, docstore.Query{Kind: "job", Index: "open", After: c.after, Limit: 1, NewestFirst: c.newest}))
+			if diff := cmp.Diff(c.want, got); diff != "" {
+				t.Errorf("the page after %s (newest first: %v) (-want +got):\n%s", c.after, c.newest, diff)
+			}
 		}
 	})
 

@@ -109,13 +109,15 @@ func (s *Store) Get(ctx context.Context, kind, id string) (docstore.Doc, error) 
 }
 
 // Find implements docstore.Store.
-func (s *Store) Find(ctx context.Context, kind, index string, limit int, newestFirst bool) ([]docstore.Doc, error) {
-	order := "ASC"
-	if newestFirst {
-		order = "DESC"
+func (s *Store) Find(ctx context.Context, q docstore.Query) ([]docstore.Doc, error) {
+	order, past := "ASC", ">"
+	if q.NewestFirst {
+		order, past = "DESC", "<"
 	}
-	q := `SELECT ` + columns + ` FROM documents WHERE kind = ? AND (? = '' OR idx = ?) ORDER BY id ` + order + ` LIMIT ?`
-	rows, err := s.db.R.QueryContext(ctx, q, kind, index, index, limit)
+	rows, err := s.db.R.QueryContext(ctx, `SELECT `+columns+` FROM documents
+		WHERE kind = ?1 AND (?2 = '' OR idx = ?2) AND (?3 = '' OR id `+past+` ?3)
+		ORDER BY id `+order+` LIMIT ?4`, q.Kind, q.Index, q.After, q.Limit)
+	kind := q.Kind
 	if err != nil {
 		return nil, fmt.Errorf("finding %s: %w", kind, err)
 	}

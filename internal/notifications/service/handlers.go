@@ -68,7 +68,7 @@ func (h *Handlers) Notifications(ctx context.Context, limit int) ([]*domain.Noti
 	if limit < 1 || limit > MaxLimit {
 		return nil, fail.Errorf(fail.Invalid, "limit must be between 1 and %d, got %d", MaxLimit, limit)
 	}
-	docs, err := h.store.Find(ctx, kind, "", limit, true)
+	docs, err := h.store.Find(ctx, docstore.Query{Kind: kind, Limit: limit, NewestFirst: true})
 	if err != nil {
 		return nil, fmt.Errorf("listing notifications: %w", err)
 	}

@@ -124,7 +124,7 @@ func (s *Sender) Run(ctx context.Context) error {
 // time if none). Failures to send are recorded in the notifications; its
 // error is the store's.
 func (s *Sender) SendDue(ctx context.Context) (time.Time, error) {
-	docs, err := s.store.Find(ctx, kind, domain.StatusPending, sendBatch, false)
+	docs, err := s.store.Find(ctx, docstore.Query{Kind: kind, Index: domain.StatusPending, Limit: sendBatch})
 	if err != nil {
 		return time.Time{}, fmt.Errorf("finding pending notifications: %w", err)
 	}

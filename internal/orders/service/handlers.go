@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -65,6 +66,34 @@ func (h *Handlers) Order(ctx context.Context, id string) (View, error) {
 		return View{}, err
 	}
 	return view(&o[0]), nil
+}
+
+// Bounds of a page of orders.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 500
+)
+
+// Orders returns a page of orders, newest first: the customer's, or
+// everyone's when customer is empty; after, when set, is the last order
+// id of the page before.
+func (h *Handlers) Orders(ctx context.Context, customer, after string, limit int) ([]View, error) {
+	if limit < 1 || limit > MaxLimit {
+		return nil, fail.Errorf(fail.Invalid, "limit must be between 1 and %d, got %d", MaxLimit, limit)
+	}
+	docs, err := h.store.Find(ctx, docstore.Query{Kind: kind, Index: customer, After: after, Limit: limit, NewestFirst: true})
+	if err != nil {
+		return nil, fmt.Errorf("listing orders: %w", err)
+	}
+	orders, err := docstore.Decode[*domain.Order](docs)
+	if err != nil {
+		return nil, err
+	}
+	views := make([]View, len(orders))
+	for i, o := range orders {
+		views[i] = view(o)
+	}
+	return views, nil
 }
 
 // CreateOrder opens a cart and returns it.
@@ -169,7 +198,8 @@ func (h *Handlers) follow(ctx context.Context, id string, fn func(*domain.Order)
 	}))
 }
 
-// save stores the order, if it changed, with the events it raised.
+// save stores the order, if it changed, with the events it raised; orders
+// are found by customer.
 func (h *Handlers) save(ctx context.Context, tx docstore.Tx, o *domain.Order, version int64) error {
-	return docstore.SaveAggregate(ctx, tx, h.registry, kind, o.ID, version, o.Status(), o)
+	return docstore.SaveAggregate(ctx, tx, h.registry, kind, o.ID, version, o.Customer, o)
 }

@@ -17,14 +17,36 @@ import (
 const Schemes = `"" or inproc:// (in-process, the default), redis://host:port (Redis pub/sub, as in the book), ` +
 	`redis+streams://host:port (Redis Streams), nats://host:port (NATS JetStream), kafka://host:port[,host:port...] (Kafka)`
 
-// Open returns the transport rawURL names.
-func Open(rawURL string, log *slog.Logger) (messaging.Transport, error) {
+// Check reports what is wrong with a broker URL, without connecting.
+func Check(rawURL string) error {
 	if rawURL == "" {
-		return inproc.New(), nil
+		return nil
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("broker %q: %w", rawURL, err)
+		return fmt.Errorf("--broker: not a URL: use %s", Schemes)
+	}
+	switch u.Scheme {
+	case "inproc", "redis", "rediss", "redis+streams", "rediss+streams", "nats":
+		return nil
+	case "kafka":
+		_, err := kafka.ParseURL(rawURL)
+		return err
+	}
+	return fmt.Errorf("--broker: unsupported scheme %s://: use %s", u.Scheme, Schemes)
+}
+
+// Open returns the transport rawURL names.
+func Open(rawURL string, log *slog.Logger) (messaging.Transport, error) {
+	if err := Check(rawURL); err != nil {
+		return nil, err
+	}
+	if rawURL == "" {
+		return inproc.New(), nil
+	}
+	u, _ := url.Parse(rawURL)
+	if u.Host == "" && u.Scheme != "inproc" {
+		log.Info("the broker URL names no host: using the default", "broker", u.Redacted(), "means", u.Scheme+"://localhost (the default port)")
 	}
 	switch u.Scheme {
 	case "inproc":
@@ -42,5 +64,5 @@ func Open(rawURL string, log *slog.Logger) (messaging.Transport, error) {
 		}
 		return kafka.New(brokers, log)
 	}
-	return nil, fmt.Errorf("broker %q: unknown scheme %q; use %s", rawURL, u.Scheme, Schemes)
+	return nil, fmt.Errorf("--broker: unsupported scheme %s://: use %s", u.Scheme, Schemes)
 }

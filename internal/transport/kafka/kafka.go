@@ -483,3 +483,6 @@ func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	}
 	l.log.Log(context.Background(), lvl, "kafka: "+msg, keyvals...)
 }
+
+// Ping reports whether a Kafka broker answers.
+func (k *Kafka) Ping(ctx context.Context) error { return k.client.Ping(ctx) }

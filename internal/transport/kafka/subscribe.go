@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -80,8 +81,12 @@ func (s *subscription) run(channels []string) error {
 		if s.ctx.Err() != nil {
 			return nil
 		}
+		level := slog.LevelDebug // one warning, then debug lines
+		if wait == 0 {
+			level = slog.LevelWarn
+		}
 		wait = min(max(2*wait, k.cfg.retryMin), k.cfg.retryMax)
-		k.log.WarnContext(s.ctx, "kafka topics not ready, retrying", "topics", topics, "err", err, "retry_in", wait)
+		k.log.Log(s.ctx, level, "kafka topics not ready, retrying", "topics", topics, "err", err, "retry_in_ms", wait.Milliseconds())
 		if !sleep(s.ctx, wait) {
 			return nil
 		}
@@ -236,7 +241,7 @@ func (s *subscription) deliver(r *kgo.Record) bool {
 		}
 		wait := messaging.RedeliveryDelay(err, attempt, messaging.Backoff{Initial: k.cfg.retryMin, Max: k.cfg.retryMax})
 		k.log.DebugContext(s.ctx, "kafka message failed, handing it again", "group", s.group, "channel", env.Channel,
-			"message_id", env.ID, "partition", r.Partition, "offset", r.Offset, "attempt", attempt, "retry_in", wait, "err", err)
+			"message_id", env.ID, "partition", r.Partition, "offset", r.Offset, "attempt", attempt, "retry_in_ms", wait.Milliseconds(), "err", err)
 		if !sleep(s.ctx, wait) {
 			return false
 		}

@@ -243,7 +243,7 @@ func (s *session) handle(ctx context.Context, d *delivery, gen uint64) {
 		}
 		s.flushAck() // the messages handled before wait no more
 		delay := messaging.RedeliveryDelay(err, d.times, messaging.Backoff{Initial: t.cfg.backoffBase, Max: t.cfg.backoffMax})
-		t.log.DebugContext(ctx, "nats message failed, will be handed again", "channel", pt.channel, "message_id", env.ID, "attempt", d.times, "retry_in", delay, "err", err)
+		t.log.DebugContext(ctx, "nats message failed, will be handed again", "channel", pt.channel, "message_id", env.ID, "attempt", d.times, "retry_in_ms", delay.Milliseconds(), "err", err)
 		select {
 		case <-ctx.Done():
 			return
@@ -619,7 +619,7 @@ func (s *session) fetchLoop(ctx context.Context) {
 			level = slog.LevelWarn
 		}
 		failing = true
-		t.log.Log(ctx, level, "nats fetch failed, retrying", "group", pt.group, "channel", pt.channel, "partition", pt.p, "err", err, "retry_in", backoff)
+		t.log.Log(ctx, level, "nats fetch failed, retrying", "group", pt.group, "channel", pt.channel, "partition", pt.p, "err", err, "retry_in_ms", backoff.Milliseconds())
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):

@@ -742,3 +742,11 @@ func (t *JetStream) Close() error {
 	})
 	return nil
 }
+
+// Ping reports whether the NATS server answers.
+func (t *JetStream) Ping(ctx context.Context) error {
+	if !t.nc.IsConnected() {
+		return fmt.Errorf("nats: %s", t.nc.Status())
+	}
+	return t.nc.FlushWithContext(ctx)
+}

@@ -247,7 +247,7 @@ func (pt *partition) acquire(ctx context.Context) *lease {
 				level = slog.LevelWarn
 			}
 			failing = true
-			t.log.Log(ctx, level, "nats partition lease unavailable, retrying", "group", pt.group, "channel", pt.channel, "partition", pt.p, "err", err, "retry_in", backoff)
+			t.log.Log(ctx, level, "nats partition lease unavailable, retrying", "group", pt.group, "channel", pt.channel, "partition", pt.p, "err", err, "retry_in_ms", backoff.Milliseconds())
 		} else if err == nil {
 			backoff, failing = 0, false
 		}

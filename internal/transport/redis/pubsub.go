@@ -33,6 +33,7 @@ type PubSub struct {
 // NewPubSub returns a pub/sub transport on the Redis at url
 // (redis://host:port[/db]).
 func NewPubSub(url string, log *slog.Logger) (*PubSub, error) {
+	logClientTo(log)
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
@@ -65,13 +66,25 @@ func (p *PubSub) Publish(ctx context.Context, msgs ...messaging.Envelope) error 
 // done, reconnecting (with backoff) whenever the connection is lost.
 func (p *PubSub) Subscribe(ctx context.Context, group string, channels []string, h messaging.Handler) error {
 	backoff := time.Duration(0)
+	lost := false
 	for {
-		err := p.subscribe(ctx, channels, h, func() { backoff = 0 })
+		err := p.subscribe(ctx, channels, h, func() {
+			if lost {
+				p.log.InfoContext(ctx, "redis subscription back", "channels", channels)
+			}
+			backoff, lost = 0, false
+		})
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
-		p.log.WarnContext(ctx, "redis subscription lost, reconnecting", "channels", channels, "err", err, "retry_in", backoff)
+		// One warning when the link is lost; the attempts to get it back
+		// are debug lines.
+		level := slog.LevelDebug
+		if !lost {
+			level, lost = slog.LevelWarn, true
+		}
+		p.log.Log(ctx, level, "redis subscription lost, reconnecting", "channels", channels, "err", err, "retry_in_ms", backoff.Milliseconds())
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -159,6 +159,7 @@ var errStreamsClosed = errors.New("redis streams: transport closed")
 // (redis+streams://[user:password@]host:port[/db], or rediss+streams://
 // for TLS; redis:// and rediss:// are accepted too).
 func NewStreams(rawURL string, log *slog.Logger) (*Streams, error) {
+	logClientTo(log)
 	u := rawURL
 	switch {
 	case strings.HasPrefix(u, "redis+streams://"):
@@ -472,9 +473,9 @@ func (w *worker) trouble(ctx context.Context, what string, err error) bool {
 	w.backoff = min(max(2*w.backoff, 100*time.Millisecond), 2*time.Second)
 	if !w.failing {
 		w.failing = true
-		w.log.WarnContext(ctx, "redis streams: "+what+" failed, retrying", "err", err, "retry_in", w.backoff)
+		w.log.WarnContext(ctx, "redis streams: "+what+" failed, retrying", "err", err, "retry_in_ms", w.backoff.Milliseconds())
 	} else {
-		w.log.DebugContext(ctx, "redis streams: "+what+" failed, retrying", "err", err, "retry_in", w.backoff)
+		w.log.DebugContext(ctx, "redis streams: "+what+" failed, retrying", "err", err, "retry_in_ms", w.backoff.Milliseconds())
 	}
 	return sleep(ctx, w.backoff)
 }
@@ -838,7 +839,7 @@ func (w *worker) handle(ctx context.Context, m redis.XMessage, attempt int) bool
 			return false // pending: handed again to the partition's next holder
 		}
 		wait := messaging.RedeliveryDelay(err, attempt, messaging.Backoff{Initial: first, Max: most})
-		w.log.DebugContext(ctx, "redis streams: handler failed, handing the message again", "message_id", env.ID, "attempt", attempt, "err", err, "retry_in", wait)
+		w.log.DebugContext(ctx, "redis streams: handler failed, handing the message again", "message_id", env.ID, "attempt", attempt, "err", err, "retry_in_ms", wait.Milliseconds())
 		// What h took before does not wait for this one.
 		w.flush(ctx)
 		if !sleep(ctx, wait) {

@@ -159,7 +159,7 @@ func (b *Batch) Damage(qty int, note string, at time.Time) error {
 		return err
 	}
 	if qty > b.Qty {
-		return fail.Errorf(fail.Conflict, "batch %s holds %s: %d cannot be damaged", b.Ref, units(b.Qty), qty)
+		return fail.Errorf(fail.Conflict, "batch %s holds %s: %s cannot be damaged", b.Ref, units(b.Qty), units(qty))
 	}
 	return b.report(Report{At: at, Kind: ReportDamage, Qty: qty, Result: b.Qty - qty, Note: note})
 }

@@ -6,10 +6,13 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strconv"
 
 	"github.com/stockflow/stockflow/internal/httpx"
 	"github.com/stockflow/stockflow/internal/orders/domain"
 	"github.com/stockflow/stockflow/internal/orders/service"
+	"github.com/stockflow/stockflow/internal/valid"
 )
 
 // Bus is the message bus the API sends commands to.
@@ -20,6 +23,7 @@ type Bus interface {
 // Orders reads orders.
 type Orders interface {
 	Order(ctx context.Context, id string) (service.View, error)
+	Orders(ctx context.Context, customer, after string, limit int) ([]service.View, error)
 }
 
 // API serves the orders routes.
@@ -32,6 +36,7 @@ type API struct {
 // Register adds the orders routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /orders", a.create)
+	mux.HandleFunc("GET /orders", a.list)
 	mux.HandleFunc("GET /orders/{orderid}", a.get)
 	mux.HandleFunc("POST /orders/{orderid}/items", a.addItem)
 	mux.HandleFunc("POST /orders/{orderid}/place", a.command(func(id string) any { return domain.PlaceOrder{OrderID: id} }))
@@ -69,6 +74,39 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpx.JSON(w, http.StatusOK, v)
+}
+
+// list answers a page of orders, newest first: ?customer=ID the
+// customer's only, ?limit=N at most N (service.DefaultLimit unless
+// given), ?after=ORDERID those after the page that ended with ORDERID. A
+// full page links the next one (Link: <...>; rel="next").
+func (a *API) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	customer, after := q.Get("customer"), q.Get("after")
+	limit, err := httpx.QueryInt(r, "limit", service.DefaultLimit)
+	if err == nil && customer != "" {
+		err = valid.Ref("customer", customer)
+	}
+	if err == nil && after != "" {
+		err = valid.Ref("after", after)
+	}
+	if err != nil {
+		httpx.Fail(w, r, a.Log, err)
+		return
+	}
+	list, err := a.Orders.Orders(r.Context(), customer, after, limit)
+	if err != nil {
+		httpx.Fail(w, r, a.Log, err)
+		return
+	}
+	if len(list) == limit {
+		next := url.Values{"limit": {strconv.Itoa(limit)}, "after": {list[len(list)-1].ID}}
+		if customer != "" {
+			next.Set("customer", customer)
+		}
+		w.Header().Set("Link", "</orders?"+next.Encode()+`>; rel="next"`)
+	}
+	httpx.JSON(w, http.StatusOK, list)
 }
 
 // addItem answers 202: the item is in the cart, and its stock is being
