@@ -77,6 +77,8 @@ type OutOfStock struct {
 	OrderID string `json:"orderid,omitempty"`
 	Qty     int    `json:"qty,omitempty"`
 	Version int    `json:"version"`
+	// UnknownSKU: no batch of the sku exists at all; nobody stocks it (yet).
+	UnknownSKU bool `json:"unknown_sku,omitempty"`
 }
 
 func (BatchCreated) isEvent()         {}

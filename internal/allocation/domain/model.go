@@ -202,7 +202,7 @@ func (p *Product) Allocate(line OrderLine) (string, error) {
 			return b.Ref, nil
 		}
 	}
-	p.raise(OutOfStock{SKU: line.SKU, OrderID: line.OrderID, Qty: line.Qty, Version: p.read()})
+	p.raise(OutOfStock{SKU: line.SKU, OrderID: line.OrderID, Qty: line.Qty, Version: p.read(), UnknownSKU: len(p.Batches) == 0})
 	return "", fmt.Errorf("%w for sku %s", ErrOutOfStock, line.SKU)
 }
 

@@ -367,7 +367,7 @@ func TestAllocateOutOfStock(t *testing.T) {
 				t.Errorf("Allocate returned ref %q with its error, want empty", ref)
 			}
 			assertEvents(t, p.Events(), []domain.Event{
-				domain.OutOfStock{SKU: tt.line.SKU, OrderID: tt.line.OrderID, Qty: tt.line.Qty},
+				domain.OutOfStock{SKU: tt.line.SKU, OrderID: tt.line.OrderID, Qty: tt.line.Qty, UnknownSKU: len(p.Batches) == 0},
 			})
 			if p.Changed() {
 				t.Error("Changed() = true after running out of stock; OutOfStock must not mark the product changed")

@@ -95,7 +95,7 @@ func TestEventVersions(t *testing.T) {
 				_, err := p.Allocate(line("o3", sku, 1))
 				return ignore(err, domain.ErrOutOfStock)
 			},
-			want: []domain.Event{outOfStock(line("o3", sku, 1), 0)},
+			want: []domain.Event{domain.OutOfStock{SKU: sku, OrderID: "o3", Qty: 1, UnknownSKU: true}}, // no batch of it exists
 		},
 		{
 			name:    "out of stock after an allocation in the session: the version the allocation commits",
@@ -371,6 +371,7 @@ func TestEventVersionJSON(t *testing.T) {
 		},
 		{domain.OutOfStock{SKU: "S", OrderID: "o1", Qty: 2, Version: 4}, `{"sku":"S","orderid":"o1","qty":2,"version":4}`},
 		{domain.OutOfStock{SKU: "S"}, `{"sku":"S","version":0}`},
+		{domain.OutOfStock{SKU: "S", OrderID: "o1", Qty: 2, UnknownSKU: true}, `{"sku":"S","orderid":"o1","qty":2,"version":0,"unknown_sku":true}`},
 	}
 	for _, tt := range tests {
 		got, err := json.Marshal(tt.ev)

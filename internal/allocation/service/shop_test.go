@@ -39,6 +39,13 @@ func TestReserveCartItem(t *testing.T) {
 		if got := eventTypes(raised); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s: raised %v, want %v", c.name, got, c.want)
 		}
+		// Only a sku nobody stocks is told apart: it says "Invalid sku",
+		// as POST /allocate does.
+		for _, r := range raised {
+			if oos, ok := r.Event.(domain.OutOfStock); ok && oos.UnknownSKU != (c.ev.SKU == "NOPE") {
+				t.Errorf("%s: unknown_sku = %v", c.name, oos.UnknownSKU)
+			}
+		}
 	}
 }
 

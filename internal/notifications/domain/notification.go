@@ -40,8 +40,10 @@ type Content struct {
 }
 
 // OutOfStock is the alert the stock team gets when no batch could take a
-// line of sku: orderID's, for qty, when those are known ("" and 0 when not).
-func OutOfStock(sku, orderID string, qty int, stockTeam []string) (Content, error) {
+// line of sku: orderID's, for qty, when those are known ("" and 0 when not);
+// unknown when no batch of the sku exists at all (the subject then says
+// "Invalid sku", as POST /allocate does).
+func OutOfStock(sku, orderID string, qty int, unknown bool, stockTeam []string) (Content, error) {
 	err := valid.Ref("sku", sku)
 	if err == nil && orderID != "" {
 		err = valid.Ref("orderid", orderID)
@@ -53,7 +55,13 @@ func OutOfStock(sku, orderID string, qty int, stockTeam []string) (Content, erro
 		return Content{}, err
 	}
 	var body strings.Builder
-	fmt.Fprintf(&body, "Out of stock for %s: no batch can take ", sku)
+	subject := "Out of stock for " + sku
+	if unknown {
+		subject = "Invalid sku " + sku + ": ordered, but nobody stocks it"
+		fmt.Fprintf(&body, "Invalid sku %s: no batch of it exists, and a cart asked for ", sku)
+	} else {
+		fmt.Fprintf(&body, "Out of stock for %s: no batch can take ", sku)
+	}
 	switch {
 	case orderID != "" && qty > 0:
 		fmt.Fprintf(&body, "the %d units order %s asked for.\n", qty, orderID)
@@ -66,7 +74,7 @@ func OutOfStock(sku, orderID string, qty int, stockTeam []string) (Content, erro
 	return Content{
 		Kind:    KindOutOfStock,
 		To:      append([]string{}, stockTeam...),
-		Subject: "Out of stock for " + sku,
+		Subject: subject,
 		Body:    body.String(),
 	}, nil
 }

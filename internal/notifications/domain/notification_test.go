@@ -28,7 +28,7 @@ func TestOutOfStock(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := domain.OutOfStock("RED-CHAIR", tt.orderID, tt.qty, team)
+			c, err := domain.OutOfStock("RED-CHAIR", tt.orderID, tt.qty, false, team)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -39,6 +39,17 @@ func TestOutOfStock(t *testing.T) {
 				t.Fatalf("body %q lacks %q", c.Body, tt.wantBody)
 			}
 		})
+	}
+}
+
+// A sku nobody stocks says so, in the words POST /allocate uses.
+func TestOutOfStockOfAnUnknownSKU(t *testing.T) {
+	c, err := domain.OutOfStock("NOPE", "o1", 2, true, team)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Subject != "Invalid sku NOPE: ordered, but nobody stocks it" || !strings.Contains(c.Body, "no batch of it exists") {
+		t.Errorf("content %+v", c)
 	}
 }
 
@@ -58,10 +69,10 @@ func TestInvalidContent(t *testing.T) {
 		name string
 		make func() (domain.Content, error)
 	}{
-		{"no sku", func() (domain.Content, error) { return domain.OutOfStock("", "o1", 1, team) }},
-		{"sku with a line break", func() (domain.Content, error) { return domain.OutOfStock("A\r\nBcc: x@y.z", "", 0, team) }},
-		{"bad orderid", func() (domain.Content, error) { return domain.OutOfStock("SKU", "o\n1", 1, team) }},
-		{"negative qty", func() (domain.Content, error) { return domain.OutOfStock("SKU", "o1", -1, team) }},
+		{"no sku", func() (domain.Content, error) { return domain.OutOfStock("", "o1", 1, false, team) }},
+		{"sku with a line break", func() (domain.Content, error) { return domain.OutOfStock("A\r\nBcc: x@y.z", "", 0, false, team) }},
+		{"bad orderid", func() (domain.Content, error) { return domain.OutOfStock("SKU", "o\n1", 1, false, team) }},
+		{"negative qty", func() (domain.Content, error) { return domain.OutOfStock("SKU", "o1", -1, false, team) }},
 		{"no customer", func() (domain.Content, error) { return domain.VIPWelcome("", "a@example.com", 3) }},
 		{"bad email", func() (domain.Content, error) { return domain.VIPWelcome("alice", "alice", 3) }},
 		{"no email", func() (domain.Content, error) { return domain.VIPWelcome("alice", "", 3) }},
@@ -77,8 +88,8 @@ func TestInvalidContent(t *testing.T) {
 }
 
 func TestNewStatus(t *testing.T) {
-	withTeam, _ := domain.OutOfStock("SKU", "", 0, team)
-	noTeam, _ := domain.OutOfStock("SKU", "", 0, nil)
+	withTeam, _ := domain.OutOfStock("SKU", "", 0, false, team)
+	noTeam, _ := domain.OutOfStock("SKU", "", 0, false, nil)
 	tests := []struct {
 		name    string
 		content domain.Content
@@ -111,7 +122,7 @@ func TestDelay(t *testing.T) {
 
 func pending(t *testing.T) *domain.Notification {
 	t.Helper()
-	c, err := domain.OutOfStock("SKU", "o1", 1, team)
+	c, err := domain.OutOfStock("SKU", "o1", 1, false, team)
 	if err != nil {
 		t.Fatal(err)
 	}

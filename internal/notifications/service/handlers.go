@@ -77,7 +77,7 @@ func (h *Handlers) Notifications(ctx context.Context, limit int) ([]*domain.Noti
 
 // OutOfStock alerts the stock team that no batch could take a line.
 func (h *Handlers) OutOfStock(ctx context.Context, e OutOfStock) ([]messaging.Raised, error) {
-	c, err := domain.OutOfStock(e.SKU, e.OrderID, e.Qty, h.stockTeam)
+	c, err := domain.OutOfStock(e.SKU, e.OrderID, e.Qty, e.UnknownSKU, h.stockTeam)
 	if err != nil {
 		return nil, err
 	}

@@ -26,9 +26,10 @@ var Inbound = []string{ChannelOutOfStock, ChannelCustomerBecameVIP}
 // The allocation service always sends OrderID and Qty; only SKU is
 // required here.
 type OutOfStock struct {
-	SKU     string `json:"sku"`
-	OrderID string `json:"orderid"`
-	Qty     int    `json:"qty"`
+	SKU        string `json:"sku"`
+	OrderID    string `json:"orderid"`
+	Qty        int    `json:"qty"`
+	UnknownSKU bool   `json:"unknown_sku"`
 }
 
 // CustomerBecameVIP is the CRM service's customer_became_vip, as the

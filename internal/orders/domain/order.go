@@ -277,14 +277,20 @@ func (o *Order) newer(l *Line, version, kind int) bool {
 	return ok
 }
 
-// OutOfStock: no batch could take the line of sku, as read at version.
-func (o *Order) OutOfStock(sku string, version int, at time.Time) {
+// OutOfStock: no batch could take the line of sku, as read at version;
+// unknown when no batch of the sku exists at all. Either way the line
+// waits for stock: a sku nobody stocks yet may be stocked later.
+func (o *Order) OutOfStock(sku string, version int, unknown bool, at time.Time) {
 	l := o.line(sku)
 	if l == nil || o.Dispatched || !o.newer(l, version, newsOutOfStock) || o.Cancelled || l.State == LineWaiting {
 		return
 	}
 	l.State, l.BatchRef = LineWaiting, ""
-	o.record(at, "out_of_stock", fmt.Sprintf("%s is out of stock; waiting for stock", sku))
+	if unknown {
+		o.record(at, "out_of_stock", fmt.Sprintf("Invalid sku %s: nobody stocks it yet; waiting for stock", sku))
+		return
+	}
+	o.record(at, "out_of_stock", fmt.Sprintf("Out of stock for sku %s; waiting for stock", sku))
 }
 
 // Deallocation reasons, as the allocation service names them.

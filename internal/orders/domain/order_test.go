@@ -59,7 +59,7 @@ func deallocated(sku, ref, reason string) step {
 	return func(o *domain.Order) error { o.LineDeallocated(sku, ref, reason, 0, t0); return nil }
 }
 func outOfStock(sku string) step {
-	return func(o *domain.Order) error { o.OutOfStock(sku, 0, t0); return nil }
+	return func(o *domain.Order) error { o.OutOfStock(sku, 0, false, t0); return nil }
 }
 func dispatched(o *domain.Order) error { o.GoodsDispatched(t0); return nil }
 

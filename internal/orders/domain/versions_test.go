@@ -31,7 +31,7 @@ func deallocatedAt(ref, reason string, version int) news {
 
 func outOfStockAt(version int) news {
 	return news{fmt.Sprintf("out_of_stock v%d", version), func(o *domain.Order) error {
-		o.OutOfStock("LAMP", version, t0)
+		o.OutOfStock("LAMP", version, false, t0)
 		return nil
 	}}
 }

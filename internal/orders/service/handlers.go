@@ -142,7 +142,7 @@ func (h *Handlers) OutOfStock(ctx context.Context, e OutOfStock) ([]messaging.Ra
 	if e.OrderID == "" {
 		return nil, nil
 	}
-	return h.follow(ctx, e.OrderID, func(o *domain.Order) { o.OutOfStock(e.SKU, e.Version, h.Now()) })
+	return h.follow(ctx, e.OrderID, func(o *domain.Order) { o.OutOfStock(e.SKU, e.Version, e.UnknownSKU, h.Now()) })
 }
 
 // GoodsDispatched follows the dispatch of an order.

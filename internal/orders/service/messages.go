@@ -48,9 +48,10 @@ type LineDeallocated struct {
 // from outside the shop (POST /allocate, the allocate channel) carry order
 // ids no cart has: those are ignored.
 type OutOfStock struct {
-	SKU     string `json:"sku"`
-	OrderID string `json:"orderid"`
-	Version int    `json:"version"`
+	SKU        string `json:"sku"`
+	OrderID    string `json:"orderid"`
+	Version    int    `json:"version"`
+	UnknownSKU bool   `json:"unknown_sku"`
 }
 
 // GoodsDispatched is the warehouse's goods_dispatched.
