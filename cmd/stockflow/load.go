@@ -6,11 +6,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	mrand "math/rand/v2"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -23,6 +26,11 @@ const loadAbout = `Drives a running stockflow with POST /allocate from --connect
 concurrent connections over --skus skus (one batch each, stocked with
 --stock units), for --duration, and reports the throughput, the answers by
 status and the latency. With --pid, also reports that process's peak RSS.
+
+It ADDS to the target what it needs and leaves it there: --skus batches
+(load-<run>-sku-N-batch) of --stock units, and every order line it
+allocates. Against an address that is not this machine's (not loopback)
+it asks for --yes first.
 
   stockflow up &
   stockflow load --connections 16 --skus 100 --duration 10s`
@@ -37,8 +45,16 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	duration := fs.Duration("duration", 10*time.Second, "how long to run")
 	warmup := fs.Duration("warmup", time.Second, "load run before measuring")
 	pid := fs.Int("pid", 0, "`pid` of the server, to report its peak RSS")
+	yes := fs.Bool("yes", false, "drive a stockflow that is not on this machine (it adds batches and order lines there)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	target, err := url.Parse(*base)
+	if err != nil || (target.Scheme != "http" && target.Scheme != "https") || target.Host == "" {
+		return usageError{fmt.Errorf("--url %q: want http://host:port", *base)}
+	}
+	if !*yes && !loopback(target.Hostname()) {
+		return usageError{fmt.Errorf("%s is not on this machine: load adds %d batches of %d units and every line it allocates there; run again with --yes to do it", *base, *skus, *stock)}
 	}
 	if *conns < 1 || *skus < 1 || *qty < 1 || *duration <= 0 {
 		return usageError{fmt.Errorf("--connections, --skus, --qty and --duration must be positive")}
@@ -63,8 +79,11 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		names[i] = fmt.Sprintf("load-%s-sku-%d", run, i)
 		body, _ := json.Marshal(map[string]any{"ref": names[i] + "-batch", "sku": names[i], "qty": *stock, "eta": nil})
 		status, err := post("/add_batch", body)
-		if err != nil || status != http.StatusCreated {
-			return fmt.Errorf("adding batch for %s: status %d, %v", names[i], status, err)
+		if err != nil {
+			return fmt.Errorf("cannot connect to %s: %w", *base, errors.Unwrap(err))
+		}
+		if status != http.StatusCreated {
+			return fmt.Errorf("adding batch for %s: %s answered %d, want 201", names[i], *base, status)
 		}
 	}
 
@@ -183,4 +202,13 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// loopback reports whether host names this machine.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
