@@ -71,23 +71,22 @@ func Open(ctx context.Context, cfg platform.Config, mail Mail) (*Service, error)
 	if err := mail.validate(); err != nil {
 		return nil, fmt.Errorf("%s: mail: %w", Name, err)
 	}
-	s := &Service{cfg: cfg}
 	base, err := platform.Assemble(ctx, cfg, platform.Parts[docstore.Store, *service.Handlers]{
 		Name: Name, Registry: service.Messages(), Inbound: service.Inbound,
 		Open: platform.DocStore(Name),
 		Handlers: func(store docstore.Store) *service.Handlers {
+			var sender *service.Sender
 			if mail.SMTP != "" {
-				s.Sender = service.NewSender(store, &smtp.Mailer{Addr: mail.SMTP, From: mail.From}, cfg.Log)
+				sender = service.NewSender(store, &smtp.Mailer{Addr: mail.SMTP, From: mail.From}, cfg.Log)
 			}
-			return service.NewHandlers(store, mail.StockTeam, s.Sender)
+			return service.NewHandlers(store, mail.StockTeam, sender)
 		},
 		Bus: service.NewBus,
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.Base = base
-	return s, nil
+	return &Service{Base: base, Sender: base.Handlers.Sender(), cfg: cfg}, nil
 }
 
 // Run consumes the inbound channels and, with a mail server, sends the

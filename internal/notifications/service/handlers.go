@@ -40,6 +40,9 @@ func NewHandlers(store docstore.Store, stockTeam []string, sender *Sender) *Hand
 	return &Handlers{store: store, stockTeam: stockTeam, sender: sender, Now: func() time.Time { return time.Now().UTC() }}
 }
 
+// Sender returns the sender the handlers wake; nil without a mail server.
+func (h *Handlers) Sender() *Sender { return h.sender }
+
 // NewBus wires the handlers to a message bus.
 func NewBus(h *Handlers, log *slog.Logger, dispatched messaging.DispatchLog) *messaging.Bus {
 	b := messaging.NewBus(log, dispatched)
