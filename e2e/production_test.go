@@ -464,8 +464,13 @@ func TestMigrateAndEnvironment(t *testing.T) {
 		Args: []string{"serve", "allocation", "--db", db},
 		Env:  []string{"STOCKFLOW_DB=" + bad},
 	})
-	if !strings.Contains(s.logs.String(), "store=postgres") {
-		t.Errorf("serve --db: logs do not name the postgres store:\n%s", s.logs.String())
+	if err := eventually(5*time.Second, func() error {
+		if !strings.Contains(s.logs.String(), "store=postgres") {
+			return fmt.Errorf("serve --db: logs do not name the postgres store:\n%s", s.logs.String())
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
 	}
 	s.addBatch(t, ref, sku, 10, "")
 	if got := s.mustAllocate(t, order, sku, 4); got != ref {

@@ -17,23 +17,32 @@ func envName(name string) string {
 	return "STOCKFLOW_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
 
+// annotateEnv names each flag's environment variable in its help.
+func annotateEnv(fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(f.Usage, "(env ") {
+			f.Usage += " (env " + envName(f.Name) + ")"
+		}
+	})
+}
+
 // applyEnv gives every flag of fs its environment variable: the variable,
-// when set, is the flag's value unless the command line gives another, and
-// the flag's help names it.
+// when set, is the value of each flag the command line did not set
+// (parsed already, or to be parsed after, which then wins), and the flag's
+// help names it.
 func applyEnv(fs *flag.FlagSet) error {
+	annotateEnv(fs)
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := envName(f.Name)
-		if !strings.Contains(f.Usage, "(env ") {
-			f.Usage += " (env " + name + ")"
-		}
 		v, ok := os.LookupEnv(name)
-		if !ok || err != nil {
+		if !ok || err != nil || set[f.Name] {
 			return
 		}
 		if e := fs.Set(f.Name, v); e != nil {
 			err = usageError{fmt.Errorf("%s=%q: %w", name, v, e)}
-			return
 		}
 	})
 	return err
@@ -42,9 +51,7 @@ func applyEnv(fs *flag.FlagSet) error {
 // parse reads args into fs, after the environment; it refuses arguments
 // left over, and names the flag meant when one is mistyped.
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := applyEnv(fs); err != nil {
-		return err
-	}
+	annotateEnv(fs)
 	out := fs.Output()
 	fs.SetOutput(io.Discard) // the error is said once, below, with a suggestion
 	err := fs.Parse(args)
@@ -58,7 +65,8 @@ func parse(fs *flag.FlagSet, args []string) error {
 	case fs.NArg() > 0:
 		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
-	return nil
+	// The environment, for the flags the command line left unset.
+	return applyEnv(fs)
 }
 
 // withSuggestion adds to the flag package's "flag provided but not

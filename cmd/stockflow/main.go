@@ -61,6 +61,8 @@ func main() {
 
 type usageError struct{ error }
 
+func (u usageError) Unwrap() error { return u.error }
+
 func exitCode(err error) int {
 	var u usageError
 	if errors.As(err, &u) {

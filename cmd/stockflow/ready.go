@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -29,6 +30,9 @@ func checkDB(db string) error {
 		return nil
 	}
 	u, err := url.Parse(db)
+	if !strings.Contains(db, "://") {
+		return usageError{errors.New("--db: not a URL: use postgres://user@host:port/db, or leave --db empty for SQLite under --data")}
+	}
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		scheme := "none"
 		if err == nil && u.Scheme != "" {
@@ -66,9 +70,11 @@ func checkDataDir(dir string, create bool) error {
 	case !st.IsDir():
 		return usageError{fmt.Errorf("data directory %s is not a directory (--data)", dir)}
 	}
-	if !create {
-		return nil
-	}
+	return nil
+}
+
+// writable checks that stockflow can make files in dir; an error names it.
+func writable(dir string) error {
 	probe, err := os.CreateTemp(dir, ".stockflow-probe-*")
 	if err != nil {
 		return fmt.Errorf("data directory %s: %w", dir, errors.Unwrap(err))
@@ -189,6 +195,32 @@ func (rd *readiness) report(ctx context.Context) readyReport {
 	return rep
 }
 
+// watch probes every dependency every interval until ctx is done, so that
+// "since" is when a change happened (within interval), and logs each
+// change once: a dependency lost (warn), and back (info).
+func (rd *readiness) watch(ctx context.Context, log *slog.Logger, interval time.Duration) {
+	was := map[string]bool{}
+	for {
+		for _, d := range rd.report(ctx).Dependencies {
+			ok, known := was[d.Name]
+			switch {
+			case ctx.Err() != nil:
+				return
+			case !d.OK && (ok || !known):
+				log.Warn("dependency not answering", "dependency", d.Name, "err", d.Error)
+			case d.OK && known && !ok:
+				log.Info("dependency answering again", "dependency", d.Name)
+			}
+			was[d.Name] = d.OK
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
 func (rd *readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rep := rd.report(r.Context())
 	status := http.StatusOK
@@ -251,12 +283,16 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stdout, "stockflow at %s: %s\n", *base, rep.Status)
 	deps := slices.Clone(rep.Dependencies)
+	width := 0
+	for _, d := range deps {
+		width = max(width, len(d.Name))
+	}
 	for _, d := range deps {
 		state := "up  "
 		if !d.OK {
 			state = "DOWN"
 		}
-		line := fmt.Sprintf("  %s  %-34s since %s (%s)", state, d.Name, d.Since.Local().Format(time.DateTime), time.Since(d.Since).Round(time.Second))
+		line := fmt.Sprintf("  %s  %-*s  since %s (%s)", state, width, d.Name, d.Since.Local().Format(time.DateTime), time.Since(d.Since).Round(time.Second))
 		if d.Error != "" {
 			line += ": " + d.Error
 		}

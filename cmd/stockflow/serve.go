@@ -76,6 +76,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	f := addServerFlags(fs, stderr)
 	if len(args) == 0 || args[0] == "" || args[0][0] == '-' {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			annotateEnv(fs)
 			fs.Usage()
 			return flag.ErrHelp
 		}
@@ -112,23 +113,42 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 	}
 	defer ln.Close()
 	if f.db == "" {
-		if err := checkDataDir(f.data, true); err != nil {
-			return err
+		// A directory there already must be one stockflow can write in; a
+		// missing one is made once the rest is checked.
+		if _, err := os.Stat(f.data); err == nil {
+			if err := errors.Join(checkDataDir(f.data, false), writable(f.data)); err != nil {
+				return err
+			}
 		}
 	} else if err := reach(ctx, "PostgreSQL at "+dbHost(f.db), f.connectTimeout, func(ctx context.Context) error { return pingPostgres(ctx, f.db) }); err != nil {
 		return err
 	}
-	tuneGC()
-	transport, err := broker.Open(f.broker, log)
-	if err != nil {
-		return usageError{err}
+	var transport messaging.Transport
+	err = reach(ctx, "the broker at "+redacted(f.broker), f.connectTimeout, func(ctx context.Context) error {
+		if transport == nil {
+			t, err := broker.Open(f.broker, log)
+			if err != nil {
+				return err
+			}
+			transport = t
+		}
+		if p, ok := transport.(messaging.Pinger); ok {
+			return p.Ping(ctx)
+		}
+		return nil
+	})
+	if transport != nil {
+		defer transport.Close()
 	}
-	defer transport.Close()
-	if p, ok := transport.(messaging.Pinger); ok {
-		if err := reach(ctx, "the broker at "+redacted(f.broker), f.connectTimeout, p.Ping); err != nil {
+	if err != nil {
+		return err
+	}
+	if f.db == "" { // all checked: the directory may be made
+		if err := errors.Join(checkDataDir(f.data, true), writable(f.data)); err != nil {
 			return err
 		}
 	}
+	tuneGC()
 	if f.broker == "" && !all {
 		log.Warn("no --broker: messages travel in this process only, and reach no service running in another; give every process the same --broker",
 			"services", names(defs))
@@ -168,7 +188,8 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 	if slices.ContainsFunc(defs, func(d serviceDef) bool { return d.name == "notifications" }) {
 		checks = append(checks, smtpCheck(f.smtp)...)
 	}
-	mux.Handle("GET /readyz", newReadiness(checks))
+	ready := newReadiness(checks)
+	mux.Handle("GET /readyz", ready)
 	mux.Handle("GET /metrics", m.Handler())
 	srv := &http.Server{
 		Handler:           httpx.Handler(mux, log, m.ObserveRequest),
@@ -181,6 +202,11 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	bgErrs := make([]error, len(svcs))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ready.watch(bg, log, 2*time.Second)
+	}()
 	for i, svc := range svcs {
 		wg.Add(1)
 		go func() {

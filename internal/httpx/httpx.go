@@ -85,6 +85,10 @@ func DecodeError(w http.ResponseWriter, err error) {
 	Error(w, http.StatusBadRequest, err.Error())
 }
 
+// probes are the paths of liveness and readiness probes: asked every few
+// seconds, logged at debug level whatever they answer.
+var probes = map[string]bool{"/healthz": true, "/readyz": true}
+
 // SlowRequest is how long a request may take before its line is logged
 // as a warning.
 const SlowRequest = 500 * time.Millisecond
@@ -134,6 +138,9 @@ func Handler(mux *http.ServeMux, log *slog.Logger, observe func(route string, st
 			slog.String("correlation_id", meta.CorrelationID),
 		}
 		switch {
+		case probes[r.URL.Path]:
+			// A probe's 503 says what /readyz says; the readiness watch
+			// logs each change once.
 		case rec.status >= 500:
 			level = slog.LevelError
 		case d >= SlowRequest:

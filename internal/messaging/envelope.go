@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,7 +37,7 @@ type Envelope struct {
 // ChaCha8 source: unpredictable enough for an id, and no system call.
 func NewID() string {
 	var u [16]byte
-	binary.BigEndian.PutUint64(u[:8], uint64(time.Now().UnixMilli())<<16|rand.Uint64()&0xffff)
+	binary.BigEndian.PutUint64(u[:8], nextStamp())
 	binary.BigEndian.PutUint64(u[8:], rand.Uint64())
 	u[6] = u[6]&0x0f | 0x70
 	u[8] = u[8]&0x3f | 0x80
@@ -51,6 +52,30 @@ func NewID() string {
 	s[23] = '-'
 	hex.Encode(s[24:], u[10:])
 	return string(s[:])
+}
+
+// lastStamp is the time and sequence of the latest id: the unix
+// milliseconds in its top 48 bits, a counter in its low 12 (the UUID's
+// version takes the 4 between).
+var lastStamp atomic.Uint64
+
+// nextStamp returns the first 8 bytes of a new id, greater than the
+// process's previous one: ids made in the same millisecond sort in the
+// order they were made (RFC 9562's method 1, a counter in rand_a).
+func nextStamp() uint64 {
+	for {
+		last := lastStamp.Load()
+		next := uint64(time.Now().UnixMilli()) << 16
+		if next <= last {
+			next = last + 1
+			if next&0x0fff == 0 { // the counter ran out: borrow the next millisecond
+				next = (next>>16 + 1) << 16
+			}
+		}
+		if lastStamp.CompareAndSwap(last, next) {
+			return next
+		}
+	}
 }
 
 // Meta is what a context knows of the message being handled.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -224,5 +225,21 @@ func TestPermanent(t *testing.T) {
 	}
 	if !errors.Is(p, base) {
 		t.Errorf("errors.Is(Permanent(err), err) = false")
+	}
+}
+
+// Ids made one after the other sort in the order they were made, also
+// within one millisecond, and stay version-7 UUIDs.
+func TestNewIDIsMonotonic(t *testing.T) {
+	prev := messaging.NewID()
+	for range 20000 {
+		id := messaging.NewID()
+		if id <= prev {
+			t.Fatalf("NewID() = %s after %s: not greater", id, prev)
+		}
+		if id[14] != '7' || !strings.ContainsRune("89ab", rune(id[19])) {
+			t.Fatalf("NewID() = %s: not a version-7, variant-1 UUID", id)
+		}
+		prev = id
 	}
 }

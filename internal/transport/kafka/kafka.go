@@ -208,7 +208,7 @@ func New(brokers []string, log *slog.Logger, opts ...Option) (*Kafka, error) {
 func (k *Kafka) clientOpts(extra ...kgo.Opt) []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(k.brokers...),
-		kgo.WithLogger(kgoLogger{k.log}),
+		kgo.WithLogger(kgoLogger{k.log, &sync.Map{}}),
 	}
 	opts = append(opts, extra...)
 	return append(opts, k.cfg.clientOpts...)
@@ -461,8 +461,13 @@ func (k *Kafka) acknowledged(id recordID) {
 }
 
 // kgoLogger logs franz-go's messages to a slog.Logger: its warnings and
-// errors as such, its info (group joins, rebalances) at debug level.
-type kgoLogger struct{ log *slog.Logger }
+// errors as such, its info (group joins, rebalances) at debug level. A
+// warning repeated within a minute (a broker that stays away, retried) is
+// a debug line: an outage is not a flood.
+type kgoLogger struct {
+	log  *slog.Logger
+	seen *sync.Map // warning -> when last logged as one
+}
 
 func (l kgoLogger) Level() kgo.LogLevel {
 	if l.log.Enabled(context.Background(), slog.LevelDebug) {
@@ -478,6 +483,12 @@ func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 		lvl = slog.LevelError
 	case kgo.LogLevelWarn:
 		lvl = slog.LevelWarn
+		now := time.Now()
+		if last, ok := l.seen.Load(msg); ok && now.Sub(last.(time.Time)) < time.Minute {
+			lvl = slog.LevelDebug
+		} else {
+			l.seen.Store(msg, now)
+		}
 	default:
 		lvl = slog.LevelDebug
 	}

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -151,6 +152,9 @@ type Streams struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+	// failing counts the workers that cannot reach Redis, so that an
+	// outage is logged once.
+	failing atomic.Int32
 }
 
 var errStreamsClosed = errors.New("redis streams: transport closed")
@@ -471,12 +475,16 @@ func (w *worker) trouble(ctx context.Context, what string, err error) bool {
 		return false
 	}
 	w.backoff = min(max(2*w.backoff, 100*time.Millisecond), 2*time.Second)
+	// One warning for the transport when Redis stops answering, however
+	// many streams and partitions notice: the rest are debug lines.
+	level := slog.LevelDebug
 	if !w.failing {
 		w.failing = true
-		w.log.WarnContext(ctx, "redis streams: "+what+" failed, retrying", "err", err, "retry_in_ms", w.backoff.Milliseconds())
-	} else {
-		w.log.DebugContext(ctx, "redis streams: "+what+" failed, retrying", "err", err, "retry_in_ms", w.backoff.Milliseconds())
+		if w.s.failing.Add(1) == 1 {
+			level = slog.LevelWarn
+		}
 	}
+	w.log.Log(ctx, level, "redis streams: "+what+" failed, retrying", "err", err, "retry_in_ms", w.backoff.Milliseconds())
 	return sleep(ctx, w.backoff)
 }
 
@@ -485,7 +493,11 @@ func (w *worker) fine(ctx context.Context) {
 	w.backoff = 0
 	if w.failing {
 		w.failing = false
-		w.log.InfoContext(ctx, "redis streams: working again")
+		level := slog.LevelDebug
+		if w.s.failing.Add(-1) == 0 {
+			level = slog.LevelInfo // the last to recover says it, once
+		}
+		w.log.Log(ctx, level, "redis streams: working again")
 	}
 }
 
@@ -562,7 +574,7 @@ func (w *worker) own(lctx context.Context) {
 			}
 			if isNoGroup(err) {
 				setup = true // Redis lost the group (a restart), or it was rewound
-				w.log.InfoContext(lctx, "redis streams: group missing, making it again", "err", err)
+				w.log.DebugContext(lctx, "redis streams: group missing, making it again", "err", err)
 				continue
 			}
 			if !w.trouble(lctx, "reading", err) {
