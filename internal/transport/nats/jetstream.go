@@ -361,7 +361,7 @@ func New(url string, log *slog.Logger, opts ...Option) (*JetStream, error) {
 		}),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("nats: connecting to %s: %w", redact(url), err)
+		return nil, fmt.Errorf("connecting to %s: %w", redact(url), err) // the error names nats already
 	}
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.publishTimeout))
 	if err != nil {

@@ -36,7 +36,7 @@ func NewPubSub(url string, log *slog.Logger) (*PubSub, error) {
 	logClientTo(log)
 	opts, err := redis.ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("redis: %w", err)
+		return nil, fmt.Errorf("--broker: %w", err) // the error names redis already
 	}
 	opts.MaxRetries = -1   // none: the outbox relay retries, with backoff
 	opts.DialerRetries = 1 // and the subscriber reconnects, with backoff

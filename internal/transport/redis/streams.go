@@ -176,7 +176,7 @@ func NewStreams(rawURL string, log *slog.Logger) (*Streams, error) {
 	}
 	opts, err := redis.ParseURL(u)
 	if err != nil {
-		return nil, fmt.Errorf("redis streams: %w", err)
+		return nil, fmt.Errorf("--broker: %w", err) // the error names redis already
 	}
 	opts.MaxRetries = -1 // the callers retry, with backoff
 	if opts.DialTimeout == 0 {
