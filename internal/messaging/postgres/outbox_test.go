@@ -14,22 +14,14 @@ import (
 
 	"github.com/stockflow/stockflow/internal/messaging"
 	mpostgres "github.com/stockflow/stockflow/internal/messaging/postgres"
-	"github.com/stockflow/stockflow/internal/testenv"
+	"github.com/stockflow/stockflow/internal/messaging/postgres/pgtest"
 )
 
 // newOutbox returns the outbox of a schema of its own, holding n messages.
 func newOutbox(t *testing.T, n int) (*mpostgres.Outbox, *pgxpool.Pool, []string) {
 	t.Helper()
 	ctx := context.Background()
-	schema := testenv.Name("test_outbox")
-	pool, err := mpostgres.Connect(ctx, testenv.Postgres(t), schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		pool.Exec(context.Background(), `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
-		pool.Close()
-	})
+	pool := pgtest.Pool(t, "test_outbox")
 	if err := mpostgres.Migrate(ctx, pool, "messaging", mpostgres.Migrations()); err != nil {
 		t.Fatal(err)
 	}

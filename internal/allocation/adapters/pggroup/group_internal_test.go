@@ -17,7 +17,7 @@ import (
 	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/allocation/service"
 	"github.com/stockflow/stockflow/internal/messaging"
-	mpostgres "github.com/stockflow/stockflow/internal/messaging/postgres"
+	"github.com/stockflow/stockflow/internal/messaging/postgres/pgtest"
 	"github.com/stockflow/stockflow/internal/testenv"
 )
 
@@ -59,10 +59,7 @@ func TestLostCommitAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		pool.Exec(context.Background(), `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
-		pool.Close()
-	})
+	pgtest.DropAfter(t, pool, schema)
 	if _, err := pool.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize()); err != nil {
 		t.Fatal(err)
 	}
@@ -133,15 +130,7 @@ func TestLostCommitAnswer(t *testing.T) {
 // gets the outcome it would have had alone.
 func TestFailedGroupRunsTheOthersAgain(t *testing.T) {
 	ctx := context.Background()
-	schema := testenv.Name("test_failed_group")
-	pool, err := mpostgres.Connect(ctx, testenv.Postgres(t), schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		pool.Exec(context.Background(), `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
-		pool.Close()
-	})
+	pool := pgtest.Pool(t, "test_failed_group")
 	plain, err := allocpg.Open(ctx, pool, service.Messages(), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stockflow/stockflow/internal/allocation/adapters/pggroup"
@@ -18,25 +17,11 @@ import (
 	"github.com/stockflow/stockflow/internal/allocation/service"
 	"github.com/stockflow/stockflow/internal/allocation/service/storetest"
 	"github.com/stockflow/stockflow/internal/messaging"
-	mpostgres "github.com/stockflow/stockflow/internal/messaging/postgres"
-	"github.com/stockflow/stockflow/internal/testenv"
+	"github.com/stockflow/stockflow/internal/messaging/postgres/pgtest"
 )
 
 // newPool connects to a schema of its own, dropped after the test.
-func newPool(t testing.TB) *pgxpool.Pool {
-	url := testenv.Postgres(t)
-	schema := testenv.Name("test_pggroup")
-	ctx := context.Background()
-	pool, err := mpostgres.Connect(ctx, url, schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		pool.Exec(context.Background(), `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
-		pool.Close()
-	})
-	return pool
-}
+func newPool(t testing.TB) *pgxpool.Pool { return pgtest.Pool(t, "test_pggroup") }
 
 // newStore returns a grouped store on a schema of its own.
 func newStore(t testing.TB, cfg pggroup.Config) *pggroup.Store {

@@ -4,31 +4,16 @@ import (
 	"context"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	allocpg "github.com/stockflow/stockflow/internal/allocation/adapters/postgres"
 	"github.com/stockflow/stockflow/internal/allocation/service"
 	"github.com/stockflow/stockflow/internal/allocation/service/storetest"
-	mpostgres "github.com/stockflow/stockflow/internal/messaging/postgres"
-	"github.com/stockflow/stockflow/internal/testenv"
+	"github.com/stockflow/stockflow/internal/messaging/postgres/pgtest"
 )
 
 // newPool connects to a schema of its own, dropped after the test.
-func newPool(t testing.TB) *pgxpool.Pool {
-	url := testenv.Postgres(t)
-	schema := testenv.Name("test_allocation")
-	ctx := context.Background()
-	pool, err := mpostgres.Connect(ctx, url, schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		pool.Exec(context.Background(), `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
-		pool.Close()
-	})
-	return pool
-}
+func newPool(t testing.TB) *pgxpool.Pool { return pgtest.Pool(t, "test_allocation") }
 
 func newStore(t testing.TB, committed func()) *allocpg.Store {
 	s, err := allocpg.Open(context.Background(), newPool(t), service.Messages(), committed)
