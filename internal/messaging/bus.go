@@ -155,9 +155,13 @@ func (b *Bus) dispatchEvents(ctx context.Context, queue []Raised, replayed bool)
 	if !replayed {
 		notReplayed = len(queue)
 	}
+	now := time.Now()
 	for i := 0; len(queue) > 0; i++ {
 		r := queue[0]
 		queue = queue[1:]
+		if r.Envelope.Scheduled(now) {
+			continue // a timer: published when due, not handled here now
+		}
 		ok := true
 		for _, h := range b.events[reflect.TypeOf(r.Event)] {
 			consumer := h.name

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -573,5 +574,27 @@ func TestBusConcurrentHandle(t *testing.T) {
 	wg.Wait()
 	if handled != 50 || len(dl.ids()) != 50 {
 		t.Errorf("handled %d events, dispatched %d; want 50, 50", handled, len(dl.ids()))
+	}
+}
+
+// A timer not yet due is not handled by the bus that raised it: it is
+// published when due, to whoever consumes its channel.
+func TestBusLeavesTimersToTheRelay(t *testing.T) {
+	ctx := context.Background()
+	reg := newRegistry()
+	b := messaging.NewBus(discardLogger(), nil)
+	var handled []int
+	messaging.HandleEvent(b, "h", func(_ context.Context, e orderPlaced) ([]messaging.Raised, error) {
+		handled = append(handled, e.N)
+		return nil, nil
+	})
+	now := raise(t, ctx, reg, orderPlaced{SKU: "LAMP", N: 1})
+	later := messaging.DeliverAfter(raise(t, ctx, reg, orderPlaced{SKU: "LAMP", N: 2}), time.Hour)
+	past := messaging.DeliverAt(raise(t, ctx, reg, orderPlaced{SKU: "LAMP", N: 3}), time.Now().Add(-time.Second))
+	if err := b.Dispatch(ctx, []messaging.Raised{now, later, past}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(handled, []int{1, 3}) {
+		t.Errorf("handled %v, want 1 and 3 (2 is a timer an hour ahead)", handled)
 	}
 }

@@ -30,6 +30,27 @@ type Envelope struct {
 	OccurredAt time.Time
 	// Payload is the message body, a JSON object.
 	Payload json.RawMessage
+	// DeliverAt, when set and later than the commit, makes the message a
+	// durable timer: it waits in the store (not on the broker) until then,
+	// and is published when due, to whoever consumes its channel; the
+	// service's own bus does not dispatch it locally. It does not travel
+	// on the wire.
+	DeliverAt time.Time
+}
+
+// DeliverAt returns r scheduled for at: a durable timer (see
+// Envelope.DeliverAt).
+func DeliverAt(r Raised, at time.Time) Raised {
+	r.Envelope.DeliverAt = at.UTC()
+	return r
+}
+
+// DeliverAfter returns r scheduled for d from now (see DeliverAt).
+func DeliverAfter(r Raised, d time.Duration) Raised { return DeliverAt(r, time.Now().Add(d)) }
+
+// Scheduled reports whether e is a timer not yet due at now.
+func (e Envelope) Scheduled(now time.Time) bool {
+	return !e.DeliverAt.IsZero() && e.DeliverAt.After(now)
 }
 
 // NewID returns a new message id: a UUID version 7, so that ids sort by the

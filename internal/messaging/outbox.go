@@ -2,6 +2,7 @@ package messaging
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -15,6 +16,17 @@ type Outbox interface {
 	Unpublished(ctx context.Context, limit int) ([]Envelope, error)
 	// MarkPublished records that the messages were published.
 	MarkPublished(ctx context.Context, ids []string) error
+}
+
+// Scheduler is an outbox that keeps durable timers (Envelope.DeliverAt)
+// apart until they are due.
+type Scheduler interface {
+	// PromoteDue moves up to limit timers due at now into the outbox, to
+	// be published like any message (not dispatched locally), and reports
+	// how many it moved.
+	PromoteDue(ctx context.Context, now time.Time, limit int) (int, error)
+	// Scheduled counts the timers not yet due.
+	Scheduled(ctx context.Context) (int, error)
 }
 
 // RelayMetrics observes a relay.
@@ -117,6 +129,11 @@ func (r *Relay) Run(ctx context.Context) error {
 }
 
 func (r *Relay) round(ctx context.Context, limit int) (int, error) {
+	if s, ok := r.Outbox.(Scheduler); ok {
+		if _, err := s.PromoteDue(ctx, time.Now(), limit); err != nil {
+			return 0, fmt.Errorf("promoting due timers: %w", err)
+		}
+	}
 	msgs, err := r.Outbox.Unpublished(ctx, limit)
 	if err != nil || len(msgs) == 0 {
 		return 0, err

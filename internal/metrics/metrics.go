@@ -169,3 +169,24 @@ func (s *Service) RelayFailed() { s.m.relayFailed.WithLabelValues(s.name).Inc() 
 
 // Retried counts a version-conflict retry.
 func (s *Service) Retried() { s.m.retries.WithLabelValues(s.name).Inc() }
+
+// Timers counts the durable timers not yet due.
+type Timers interface {
+	Scheduled(ctx context.Context) (int, error)
+}
+
+// WatchTimers adds the gauge of the service's durable timers not yet due.
+func (s *Service) WatchTimers(timers Timers) {
+	s.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "stockflow_scheduled_messages", Help: "Durable timers waiting to be due (-1: unknown).",
+		ConstLabels: prometheus.Labels{"service": s.name},
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		n, err := timers.Scheduled(ctx)
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	}))
+}

@@ -132,6 +132,9 @@ func Assemble[S Store, H any](ctx context.Context, cfg Config, p Parts[S, H]) (*
 	}
 	if m != nil {
 		m.WatchOutbox(store.Messaging())
+		if timers, ok := store.Messaging().(metrics.Timers); ok {
+			m.WatchTimers(timers)
+		}
 		rc.Metrics = m
 	}
 	rt, err := messaging.NewRuntime(rc)

@@ -20,11 +20,43 @@ import (
 // order. (One statement a message: for the few messages a transaction
 // raises, cheaper than one statement over arrays.)
 func QueueOutbox(b *pgx.Batch, envs []messaging.Envelope) {
+	now := time.Now()
 	for _, e := range envs {
+		if e.Scheduled(now) { // a timer: it waits apart until due
+			b.Queue(`INSERT INTO scheduled (id, deliver_at, channel, msg_key, correlation_id, causation_id, occurred_at, payload)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+				e.ID, e.DeliverAt, e.Channel, e.Key, e.CorrelationID, e.CausationID, e.OccurredAt, []byte(e.Payload))
+			continue
+		}
 		b.Queue(`INSERT INTO outbox (id, channel, msg_key, correlation_id, causation_id, occurred_at, payload)
 			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 			e.ID, e.Channel, e.Key, e.CorrelationID, e.CausationID, e.OccurredAt, []byte(e.Payload))
 	}
+}
+
+// PromoteDue implements messaging.Scheduler: the timers due at now, the
+// earliest first, move into the outbox in one statement, to be published
+// (not dispatched locally: their service's bus never handles a timer
+// itself).
+func (o *Outbox) PromoteDue(ctx context.Context, now time.Time, limit int) (int, error) {
+	tag, err := o.pool.Exec(ctx, `WITH due AS (
+			DELETE FROM scheduled WHERE seq IN
+				(SELECT seq FROM scheduled WHERE deliver_at <= $1 ORDER BY deliver_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED)
+			RETURNING *)
+		INSERT INTO outbox (id, channel, msg_key, correlation_id, causation_id, occurred_at, payload, dispatched)
+		SELECT id, channel, msg_key, correlation_id, causation_id, occurred_at, payload, true
+		FROM due ORDER BY deliver_at, seq`, now, limit)
+	if err != nil {
+		return 0, fmt.Errorf("timers: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// Scheduled implements messaging.Scheduler.
+func (o *Outbox) Scheduled(ctx context.Context) (int, error) {
+	var n int
+	err := o.pool.QueryRow(ctx, `SELECT count(*) FROM scheduled`).Scan(&n)
+	return n, err
 }
 
 // QueueHandled queues on b the inbox entry recording that consumer

@@ -15,6 +15,7 @@ import (
 	"github.com/stockflow/stockflow/internal/messaging"
 	mpostgres "github.com/stockflow/stockflow/internal/messaging/postgres"
 	"github.com/stockflow/stockflow/internal/messaging/postgres/pgtest"
+	"github.com/stockflow/stockflow/internal/messaging/timertest"
 )
 
 // newOutbox returns the outbox of a schema of its own, holding n messages.
@@ -128,4 +129,17 @@ func TestMarksRacing(t *testing.T) {
 	if got := rows(t, pool); got != 0 {
 		t.Errorf("%d messages left in the outbox, want none", got)
 	}
+}
+
+func TestTimers(t *testing.T) {
+	timertest.Run(t, func(t *testing.T) (timertest.Store, func(envs ...messaging.Envelope)) {
+		ob, pool, _ := newOutbox(t, 0)
+		return ob, func(envs ...messaging.Envelope) {
+			b := &pgx.Batch{}
+			mpostgres.QueueOutbox(b, envs)
+			if err := pool.SendBatch(context.Background(), b).Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
 }

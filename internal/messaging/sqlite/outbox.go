@@ -25,24 +25,87 @@ func (tx Tx) AppendOutbox(ctx context.Context, envs []messaging.Envelope) error 
 	return AppendOutbox(ctx, tx.Tx, envs)
 }
 
-// AppendOutbox stores envs in the outbox, in tx.
+// AppendOutbox stores envs in the outbox, in tx; timers not yet due
+// (Envelope.DeliverAt) wait apart until they are.
 func AppendOutbox(ctx context.Context, tx *sql.Tx, envs []messaging.Envelope) error {
 	if len(envs) == 0 {
 		return nil
 	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO outbox
-		(id, channel, msg_key, correlation_id, causation_id, occurred_at, payload)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
+	now := time.Now()
+	var stmt, timer *sql.Stmt
+	defer func() {
+		for _, s := range []*sql.Stmt{stmt, timer} {
+			if s != nil {
+				s.Close()
+			}
+		}
+	}()
 	for _, e := range envs {
-		if _, err := stmt.ExecContext(ctx, e.ID, e.Channel, e.Key, e.CorrelationID, e.CausationID, e.OccurredAt.UnixMicro(), []byte(e.Payload)); err != nil {
+		var err error
+		if e.Scheduled(now) {
+			if timer == nil {
+				if timer, err = tx.PrepareContext(ctx, `INSERT INTO scheduled
+					(id, deliver_at, channel, msg_key, correlation_id, causation_id, occurred_at, payload)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?)`); err != nil {
+					return err
+				}
+			}
+			_, err = timer.ExecContext(ctx, e.ID, e.DeliverAt.UnixMicro(), e.Channel, e.Key, e.CorrelationID, e.CausationID, e.OccurredAt.UnixMicro(), []byte(e.Payload))
+		} else {
+			if stmt == nil {
+				if stmt, err = tx.PrepareContext(ctx, `INSERT INTO outbox
+					(id, channel, msg_key, correlation_id, causation_id, occurred_at, payload)
+					VALUES (?, ?, ?, ?, ?, ?, ?)`); err != nil {
+					return err
+				}
+			}
+			_, err = stmt.ExecContext(ctx, e.ID, e.Channel, e.Key, e.CorrelationID, e.CausationID, e.OccurredAt.UnixMicro(), []byte(e.Payload))
+		}
+		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// PromoteDue implements messaging.Scheduler: the timers due at now, the
+// earliest first, move into the outbox, to be published (not dispatched
+// locally: their service's bus never handles a timer itself).
+func (o *Outbox) PromoteDue(ctx context.Context, now time.Time, limit int) (int, error) {
+	// Most rounds find nothing due: a read says so without taking the
+	// database's one writer from the handlers.
+	var due int
+	err := o.db.R.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM scheduled WHERE deliver_at <= ? LIMIT 1)`, now.UnixMicro()).Scan(&due)
+	if err != nil || due == 0 {
+		return 0, err
+	}
+	var n int64
+	err = o.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO outbox
+			(id, channel, msg_key, correlation_id, causation_id, occurred_at, payload, dispatched)
+			SELECT id, channel, msg_key, correlation_id, causation_id, occurred_at, payload, 1
+			FROM scheduled WHERE deliver_at <= ?1 ORDER BY deliver_at, seq LIMIT ?2`, now.UnixMicro(), limit)
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil || n == 0 {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM scheduled WHERE seq IN
+			(SELECT seq FROM scheduled WHERE deliver_at <= ?1 ORDER BY deliver_at, seq LIMIT ?2)`, now.UnixMicro(), n)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("timers: %w", err)
+	}
+	return int(n), nil
+}
+
+// Scheduled implements messaging.Scheduler.
+func (o *Outbox) Scheduled(ctx context.Context) (int, error) {
+	var n int
+	err := o.db.R.QueryRowContext(ctx, `SELECT count(*) FROM scheduled`).Scan(&n)
+	return n, err
 }
 
 // Claim records that consumer handled message id, unless the inbox has it
@@ -323,4 +386,17 @@ func fromMicros(n sql.NullInt64) *time.Time {
 	}
 	t := time.UnixMicro(n.Int64).UTC()
 	return &t
+}
+
+// inTx runs fn in a write transaction, committed when fn returns nil.
+func (o *Outbox) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := o.db.W.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/stockflow/stockflow/internal/messaging"
 	msqlite "github.com/stockflow/stockflow/internal/messaging/sqlite"
+	"github.com/stockflow/stockflow/internal/messaging/timertest"
 )
 
 // append stores envs in the outbox in one committed transaction.
@@ -887,5 +889,64 @@ func TestDeadLetterKeepsTheEnvelope(t *testing.T) {
 		Payload: "{}", Reason: "unknown batch b9", FailedAt: old}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("dead letters (-want +got):\n%s", diff)
+	}
+}
+
+func TestTimers(t *testing.T) {
+	timertest.Run(t, func(t *testing.T) (timertest.Store, func(envs ...messaging.Envelope)) {
+		db := migratedDB(t)
+		return msqlite.NewOutbox(db), func(envs ...messaging.Envelope) { appendOutbox(t, db, envs...) }
+	})
+}
+
+// The relay publishes a timer when it is due, not before, and once; a
+// reopened database still holds it (it is stored, not slept on).
+func TestRelayPublishesTimersWhenDue(t *testing.T) {
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "timers.db")
+	db, err := msqlite.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Migrate(ctx, "messaging", msqlite.Migrations()); err != nil {
+		t.Fatal(err)
+	}
+	due := time.Now().Add(400 * time.Millisecond)
+	timer := messaging.Envelope{ID: "t1", Channel: "cart_expired", Key: "o1", OccurredAt: time.Now(), Payload: json.RawMessage(`{}`), DeliverAt: due}
+	appendOutbox(t, db, timer)
+	db.Close() // a restart before it is due
+
+	db, err = msqlite.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	pub := &recordingPublisher{}
+	relay := messaging.NewRelay(msqlite.NewOutbox(db), pub, slogDiscard())
+	relay.Poll = 20 * time.Millisecond
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- relay.Run(rctx) }()
+	defer func() { stop(); <-done }()
+	for {
+		pub.mu.Lock()
+		n := len(pub.got)
+		pub.mu.Unlock()
+		if n > 0 {
+			if time.Now().Before(due) {
+				t.Fatalf("published %v before it was due", ids(pub.got))
+			}
+			break
+		}
+		if time.Since(due) > 5*time.Second {
+			t.Fatal("the timer was not published within 5 s of being due")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // a few more rounds of the relay
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if !slices.Equal(ids(pub.got), []string{"t1"}) {
+		t.Errorf("published %v, want t1 once", ids(pub.got))
 	}
 }

@@ -29,8 +29,13 @@ import (
 // transaction of rate/100 messages every 100th of a second (the latency of
 // a transport that keeps up).
 //
-//	go test -run '^$' -bench EndToEnd -benchtime 20000x ./internal/messaging/...
-func EndToEnd(b *testing.B, t messaging.Transport, rate int) {
+//	go test -run '^$' -bench EndToEnd -benchtime 20000x ./internal/transport/...
+func EndToEnd(b *testing.B, t messaging.Transport, rate int) { EndToEndWithTimers(b, t, rate, 0) }
+
+// EndToEndWithTimers is EndToEnd with that many durable timers (messages
+// scheduled an hour ahead) waiting in the store the whole time: what they
+// cost the relay.
+func EndToEndWithTimers(b *testing.B, t messaging.Transport, rate, timers int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
@@ -47,6 +52,9 @@ func EndToEnd(b *testing.B, t messaging.Transport, rate int) {
 	}
 	channel := testenv.Name("bench")
 	group := testenv.Name("bench_group")
+	if err := scheduleTimers(ctx, db, channel, timers); err != nil {
+		b.Fatal(err)
+	}
 
 	var handled atomic.Int64
 	done := make(chan struct{})
@@ -164,4 +172,28 @@ func waitReady(b *testing.B, ctx context.Context, t messaging.Transport, channel
 		}
 	}
 	b.Fatal("the subscription never received a probe")
+}
+
+// scheduleTimers stores n messages on channel due an hour from now.
+func scheduleTimers(ctx context.Context, db *msqlite.DB, channel string, n int) error {
+	at := time.Now().Add(time.Hour)
+	for i := 0; i < n; i += 1000 {
+		tx, err := db.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		envs := make([]messaging.Envelope, 0, 1000)
+		for j := i; j < min(i+1000, n); j++ {
+			envs = append(envs, messaging.Envelope{ID: messaging.NewID(), Channel: channel, Key: fmt.Sprint("timer-", j),
+				OccurredAt: time.Now(), Payload: []byte(`{}`), DeliverAt: at})
+		}
+		if err := tx.AppendOutbox(ctx, envs); err != nil {
+			tx.Rollback(ctx)
+			return err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
