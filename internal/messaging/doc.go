@@ -9,7 +9,8 @@
 //	              (the book's messagebus.handle)
 //	uow.go        the unit of work: inbox, handler, aggregates, outbox and
 //	              commit in one transaction, run again when it lost a race
-//	outbox.go     the relay that publishes what the outbox holds
+//	outbox.go     the relay that publishes what the outbox holds, and
+//	              durable timers when they are due
 //	consumer.go   the consumer pipeline: decode, validate, recover panics,
 //	              retry with backoff, dead letters, logs and metrics
 //	transport.go  what a transport is (deliver, acknowledge, hand again),
