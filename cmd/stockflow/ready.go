@@ -138,8 +138,10 @@ type check struct {
 type readiness struct {
 	checks []check
 
-	mu    sync.Mutex
-	state map[string]dependency
+	mu     sync.Mutex
+	state  map[string]dependency
+	last   readyReport // the latest report, made at lastAt
+	lastAt time.Time
 }
 
 // dependency is what /readyz says of one dependency.
@@ -192,6 +194,7 @@ func (rd *readiness) report(ctx context.Context) readyReport {
 		rd.state[c.name] = d
 		rep.Dependencies = append(rep.Dependencies, d)
 	}
+	rd.last, rd.lastAt = rep, now
 	return rep
 }
 
@@ -221,8 +224,17 @@ func (rd *readiness) watch(ctx context.Context, log *slog.Logger, interval time.
 	}
 }
 
+// fresh is how old a report /readyz may answer with: the watch makes one
+// every 2 s, so probes asking more often cost the dependencies nothing.
+const fresh = 3 * time.Second
+
 func (rd *readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rep := rd.report(r.Context())
+	rd.mu.Lock()
+	rep, ok := rd.last, time.Since(rd.lastAt) < fresh
+	rd.mu.Unlock()
+	if !ok {
+		rep = rd.report(r.Context())
+	}
 	status := http.StatusOK
 	if rep.Status != "ready" {
 		status = http.StatusServiceUnavailable

@@ -54,7 +54,8 @@ type Relay struct {
 	// (default 5ms).
 	Linger time.Duration
 
-	wake chan struct{}
+	wake     chan struct{}
+	promoted time.Time // when the relay last looked for due timers
 }
 
 // NewRelay returns a relay from outbox to pub.
@@ -129,10 +130,8 @@ func (r *Relay) Run(ctx context.Context) error {
 }
 
 func (r *Relay) round(ctx context.Context, limit int) (int, error) {
-	if s, ok := r.Outbox.(Scheduler); ok {
-		if _, err := s.PromoteDue(ctx, time.Now(), limit); err != nil {
-			return 0, fmt.Errorf("promoting due timers: %w", err)
-		}
+	if err := r.promoteDue(ctx, limit); err != nil {
+		return 0, err
 	}
 	msgs, err := r.Outbox.Unpublished(ctx, limit)
 	if err != nil || len(msgs) == 0 {
@@ -152,6 +151,28 @@ func (r *Relay) round(ctx context.Context, limit int) (int, error) {
 		r.Metrics.Relayed(len(msgs), msgs[0].OccurredAt)
 	}
 	return len(msgs), nil
+}
+
+// promoteInterval spaces the relay's looks for due timers: a timer is
+// published within a second of being due, and a busy relay's rounds (every
+// few milliseconds) do not each pay for a look.
+const promoteInterval = 200 * time.Millisecond
+
+// promoteDue moves the timers now due into the outbox, when the outbox
+// keeps timers and the last look is promoteInterval old.
+func (r *Relay) promoteDue(ctx context.Context, limit int) error {
+	s, ok := r.Outbox.(interface {
+		PromoteDue(ctx context.Context, now time.Time, limit int) (int, error)
+	})
+	now := time.Now()
+	if !ok || now.Sub(r.promoted) < promoteInterval {
+		return nil
+	}
+	if _, err := s.PromoteDue(ctx, now, limit); err != nil {
+		return fmt.Errorf("promoting due timers: %w", err)
+	}
+	r.promoted = now
+	return nil
 }
 
 // sleep waits d, or until wake fires; it reports false when ctx is done.

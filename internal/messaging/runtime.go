@@ -210,18 +210,10 @@ type relayOutbox struct {
 	dispatched *BufferedDispatchLog
 }
 
-// PromoteDue implements Scheduler when the store does.
+// PromoteDue moves due timers into the outbox, when the store keeps any.
 func (o relayOutbox) PromoteDue(ctx context.Context, now time.Time, limit int) (int, error) {
 	if s, ok := o.Store.(Scheduler); ok {
 		return s.PromoteDue(ctx, now, limit)
-	}
-	return 0, nil
-}
-
-// Scheduled implements Scheduler when the store does.
-func (o relayOutbox) Scheduled(ctx context.Context) (int, error) {
-	if s, ok := o.Store.(Scheduler); ok {
-		return s.Scheduled(ctx)
 	}
 	return 0, nil
 }

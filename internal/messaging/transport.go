@@ -115,30 +115,17 @@ type DeadLetters interface {
 	DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error)
 }
 
-// permanent marks an error that no retry will mend.
-type permanent struct{ err error }
-
-func (p permanent) Error() string { return p.err.Error() }
-func (p permanent) Unwrap() error { return p.err }
-
-// Permanent marks err as one that no retry will mend: the message goes
-// straight to the dead letters.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return permanent{err}
-}
+// Permanent marks err as one that no retry will mend, an invalid message
+// (fail.Invalid): it goes straight to the dead letters.
+func Permanent(err error) error { return fail.Wrap(fail.Invalid, err) }
 
 // IsPermanent reports whether no retry will mend err, so that the message
-// goes to the dead letters at once: err was marked Permanent, or its kind
-// is one a retry is refused the same way (fail.Retryable: invalid input,
-// not found, conflict), and it is not an outcome (fail.IsSettled). This
-// is the one mapping from an error to "dead
-// letter now" for every service.
+// goes to the dead letters at once: its kind is one a retry is refused the
+// same way (fail.Retryable: invalid input, not found, conflict), and it is
+// not an outcome (fail.IsSettled). This is the one mapping from an error
+// to "dead letter now" for every service.
 func IsPermanent(err error) bool {
-	var p permanent
-	return err != nil && !fail.IsSettled(err) && (errors.As(err, &p) || !fail.Retryable(err))
+	return err != nil && !fail.IsSettled(err) && !fail.Retryable(err)
 }
 
 // Backoff spaces the deliveries of a failing message: Initial before the
