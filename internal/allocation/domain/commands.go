@@ -50,10 +50,10 @@ type Deallocate struct {
 }
 
 // Line returns the order line to allocate.
-func (c Allocate) Line() OrderLine { return OrderLine{c.OrderID, c.SKU, c.Qty} }
+func (c Allocate) Line() OrderLine { return OrderLine{OrderID: c.OrderID, SKU: c.SKU, Qty: c.Qty} }
 
 // Line returns the order line to deallocate.
-func (c Deallocate) Line() OrderLine { return OrderLine{c.OrderID, c.SKU, c.Qty} }
+func (c Deallocate) Line() OrderLine { return OrderLine{OrderID: c.OrderID, SKU: c.SKU, Qty: c.Qty} }
 
 func (c CreateBatch) Validate() error {
 	return validate(ref("ref", c.Ref), ref("sku", c.SKU), positive("qty", c.Qty))

@@ -8,9 +8,9 @@ package domain
 // at). Facts about one line or one batch travel on different channels and
 // may reach a consumer in any order; the newer is the one with the higher
 // version. One change may deallocate a line and allocate it again (a
-// batch shrank: Product.Reallocate), or find it out of stock: at equal
-// versions, Deallocated comes before Allocated, and both before
-// OutOfStock (read after the change).
+// batch shrank), or find it out of stock: at equal versions, Deallocated
+// comes before Allocated, and both before OutOfStock (read after the
+// change).
 type Event interface{ isEvent() }
 
 // Why a line was deallocated.
@@ -55,7 +55,12 @@ type Allocated struct {
 	SKU      string `json:"sku"`
 	Qty      int    `json:"qty"`
 	BatchRef string `json:"batchref"`
-	Version  int    `json:"version"`
+	// Customer is the shop's customer of the line; empty for a line of the
+	// book's API.
+	Customer string `json:"customer,omitempty"`
+	// Backorder: the line waited for stock, and the waiting list served it.
+	Backorder bool `json:"backorder,omitempty"`
+	Version   int  `json:"version"`
 }
 
 // Deallocated: an order line lost its batch, for Reason.
@@ -69,7 +74,7 @@ type Deallocated struct {
 }
 
 // Line returns the order line that was deallocated.
-func (e Deallocated) Line() OrderLine { return OrderLine{e.OrderID, e.SKU, e.Qty} }
+func (e Deallocated) Line() OrderLine { return OrderLine{OrderID: e.OrderID, SKU: e.SKU, Qty: e.Qty} }
 
 // OutOfStock: no batch could take an order line of SKU.
 type OutOfStock struct {
@@ -79,6 +84,20 @@ type OutOfStock struct {
 	Version int    `json:"version"`
 	// UnknownSKU: no batch of the sku exists at all; nobody stocks it (yet).
 	UnknownSKU bool `json:"unknown_sku,omitempty"`
+	// Waiting: the line, Customer's, joined the waiting list: it is
+	// allocated when stock comes (a change of the product, at the version
+	// it committed).
+	Waiting  bool   `json:"waiting,omitempty"`
+	Customer string `json:"customer,omitempty"`
+}
+
+// BackorderCancelled: a waiting line left the waiting list without stock
+// (its order was cancelled, its cart expired).
+type BackorderCancelled struct {
+	OrderID string `json:"orderid"`
+	SKU     string `json:"sku"`
+	Qty     int    `json:"qty"`
+	Version int    `json:"version"`
 }
 
 func (BatchCreated) isEvent()         {}
@@ -86,3 +105,4 @@ func (BatchQuantityChanged) isEvent() {}
 func (Allocated) isEvent()            {}
 func (Deallocated) isEvent()          {}
 func (OutOfStock) isEvent()           {}
+func (BackorderCancelled) isEvent()   {}

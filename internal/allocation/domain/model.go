@@ -28,6 +28,19 @@ type OrderLine struct {
 	OrderID string `json:"orderid"`
 	SKU     string `json:"sku"`
 	Qty     int    `json:"qty"`
+	// Customer is the shop's customer who wants the line (an item in a
+	// cart): such a line waits for stock when no batch can take it (see
+	// Backorder). Empty for a line of the book's API, which never waits.
+	Customer string `json:"customer,omitempty"`
+	// VIP: the customer is a VIP, as this service last heard; their lines
+	// are served first from the waiting list.
+	VIP bool `json:"vip,omitempty"`
+}
+
+// same reports whether l and o are one line: one order's quantity of one
+// sku, whoever's.
+func (l OrderLine) same(o OrderLine) bool {
+	return l.OrderID == o.OrderID && l.SKU == o.SKU && l.Qty == o.Qty
 }
 
 // Batch is stock of one sku: in the warehouse when ETA is zero, or on its
@@ -74,7 +87,7 @@ func (b *Batch) allocate(l OrderLine) {
 }
 
 func (b *Batch) deallocate(l OrderLine) bool {
-	i := slices.Index(b.Lines, l)
+	i := slices.IndexFunc(b.Lines, l.same)
 	if i < 0 {
 		return false
 	}
@@ -115,9 +128,17 @@ type Product struct {
 	// Version is the version the product was loaded at; every change raises
 	// it by one (see Changed).
 	Version int
+	// Waiting is the waiting list (see Backorder), in the order it is
+	// served; the repository loads all of it with the product.
+	Waiting []Backorder
+	// Policy says how the waiting list is served; the service sets it.
+	Policy Policy
 
 	changed bool
 	events  []Event
+	// pushed are the lines deallocated because their batch shrank, that
+	// settle has yet to allocate again.
+	pushed []OrderLine
 }
 
 // NewProduct returns a product for sku with the given batches, as loaded at
@@ -152,7 +173,7 @@ func (p *Product) read() int {
 
 func (p *Product) raise(e Event) {
 	p.events = append(p.events, e)
-	if _, ok := e.(OutOfStock); !ok {
+	if o, ok := e.(OutOfStock); !ok || o.Waiting {
 		p.changed = true
 	}
 }
@@ -177,41 +198,74 @@ func (p *Product) AddBatch(ref string, qty int, eta time.Time) error {
 	i, _ := slices.BinarySearchFunc(p.Batches, b, compareBatches)
 	p.Batches = slices.Insert(p.Batches, i, b)
 	p.raise(BatchCreated{Ref: ref, SKU: p.SKU, Qty: qty, ETA: Date{eta}, Version: p.next()})
+	p.serve()
 	return nil
 }
 
 // Allocate allocates the line to the preferred batch that can take it and
 // returns that batch's ref. A line that is already allocated keeps its
-// batch, and nothing changes. When no batch can take it, Allocate raises
-// OutOfStock and returns ErrOutOfStock.
+// batch, and nothing changes. When no batch can take it, Allocate returns
+// ErrOutOfStock, and OutOfStock says so: a shop line (one with a
+// Customer) joins the waiting list (see Backorder), one of the book's API
+// does not. Under Strict, a line that would not be first in line waits
+// (or is out of stock) even if a batch could take it: that stock stays
+// for the first in line.
 //
 // The product must have been loaded with the lines of line.OrderID.
 func (p *Product) Allocate(line OrderLine) (string, error) {
 	for _, b := range p.Batches {
 		if l, ok := b.line(line.OrderID); ok {
-			if l != line {
+			if l.Qty != line.Qty {
 				return "", fmt.Errorf("%w: order %s has %d of %s in batch %s", ErrLineConflict, l.OrderID, l.Qty, l.SKU, b.Ref)
 			}
 			return b.Ref, nil
 		}
 	}
-	for _, b := range p.Batches {
-		if b.CanAllocate(line) {
-			b.allocate(line)
-			p.raise(Allocated{OrderID: line.OrderID, SKU: line.SKU, Qty: line.Qty, BatchRef: b.Ref, Version: p.next()})
+	outOfStock := fmt.Errorf("%w for sku %s", ErrOutOfStock, line.SKU)
+	if w, ok := p.WaitingFor(line.OrderID); ok {
+		if w.Qty != line.Qty {
+			return "", fmt.Errorf("%w: order %s waits for %d of %s", ErrLineConflict, w.OrderID, w.Qty, w.SKU)
+		}
+		return "", outOfStock // it waits already
+	}
+	if p.Policy == Fill || p.first(line) {
+		if b := p.batchFor(line); b != nil {
+			p.allocateTo(b, line, false)
 			return b.Ref, nil
 		}
 	}
+	if line.Customer != "" {
+		p.wait(line)
+		return "", outOfStock
+	}
 	p.raise(OutOfStock{SKU: line.SKU, OrderID: line.OrderID, Qty: line.Qty, Version: p.read(), UnknownSKU: len(p.Batches) == 0})
-	return "", fmt.Errorf("%w for sku %s", ErrOutOfStock, line.SKU)
+	return "", outOfStock
+}
+
+// batchFor returns the preferred batch that can take the line, or nil.
+func (p *Product) batchFor(line OrderLine) *Batch {
+	for _, b := range p.Batches {
+		if b.CanAllocate(line) {
+			return b
+		}
+	}
+	return nil
+}
+
+// allocateTo allocates the line to b; backorder: it was on the waiting
+// list.
+func (p *Product) allocateTo(b *Batch, line OrderLine, backorder bool) {
+	b.allocate(line)
+	p.raise(Allocated{OrderID: line.OrderID, SKU: line.SKU, Qty: line.Qty, BatchRef: b.Ref, Customer: line.Customer,
+		Backorder: backorder, Version: p.next()})
 }
 
 // ChangeBatchQuantity sets the batch's quantity to qty: the book's
 // change_batch_quantity, which says how many units the batch holds now.
 // When the batch no longer holds what was allocated from it, the most
 // recently allocated lines are deallocated until it does, each raising
-// Deallocated with ReasonBatchShrank so that it is allocated again
-// elsewhere.
+// Deallocated with ReasonBatchShrank, and allocated again elsewhere in the
+// same change (see settle); when it rises, waiting lines take the stock.
 //
 // The product must have been loaded with the lines of the batch.
 func (p *Product) ChangeBatchQuantity(ref string, qty int) error {
@@ -224,6 +278,7 @@ func (p *Product) ChangeBatchQuantity(ref string, qty int) error {
 	}
 	p.setQuantity(b, qty)
 	p.shrink(b)
+	p.settle()
 	return nil
 }
 
@@ -273,6 +328,7 @@ func (p *Product) ReportStock(ref string, r StockReport) error {
 	b.ReportSeq = r.Seq
 	p.setQuantity(b, qty)
 	p.shrink(b)
+	p.settle()
 	return nil
 }
 
@@ -285,42 +341,55 @@ func (p *Product) setQuantity(b *Batch, qty int) {
 }
 
 // shrink deallocates the lines b can no longer hold, the most recently
-// allocated first, each raising Deallocated with ReasonBatchShrank so that
-// it is allocated again elsewhere.
+// allocated first, each raising Deallocated with ReasonBatchShrank; settle
+// allocates them again.
 func (p *Product) shrink(b *Batch) {
 	for b.Available() < 0 && len(b.Lines) > 0 {
 		l := b.Lines[len(b.Lines)-1]
 		b.deallocate(l)
+		p.pushed = append(p.pushed, l)
 		p.raise(Deallocated{OrderID: l.OrderID, SKU: l.SKU, Qty: l.Qty, BatchRef: b.Ref, Reason: ReasonBatchShrank, Version: p.next()})
 	}
 }
 
-// Reallocate allocates again, in the same change, every line this session
-// deallocated because its batch shrank (ReasonBatchShrank): to another
-// batch, or out of stock. A line never waits between batches, so nothing
-// can happen to it meanwhile (a dispatch, a release) that a later
-// reallocation would undo.
-//
-// The product must have been loaded as for the change that shrank the
-// batch (the lines deallocated hold no other batch of the product).
-func (p *Product) Reallocate() {
-	for _, ev := range p.events {
-		if d, ok := ev.(Deallocated); ok && d.Reason == ReasonBatchShrank {
-			p.Allocate(d.Line()) // out of stock is an outcome: OutOfStock says it
+// settle ends every change that moves stock. First the lines a shrinking
+// batch pushed out are allocated again, in the same change, to another
+// batch: a line never waits between batches, so nothing can happen to it
+// meanwhile (a dispatch, a release) that a later reallocation would undo.
+// A shop line no batch can take joins the waiting list; a line of the
+// book's API is out of stock. Then the waiting list takes the stock left.
+func (p *Product) settle() {
+	for _, l := range p.pushed {
+		if b := p.batchFor(l); b != nil {
+			p.allocateTo(b, l, false)
+		} else if l.Customer != "" {
+			p.wait(l)
+		} else {
+			p.raise(OutOfStock{SKU: l.SKU, OrderID: l.OrderID, Qty: l.Qty, Version: p.read(), UnknownSKU: len(p.Batches) == 0})
 		}
 	}
+	p.pushed = nil
+	p.serve()
 }
 
 // Deallocate frees the stock held by the line and returns the batch it
-// held it in.
+// held it in; the waiting list takes the stock freed. A line that waits
+// for stock is taken off the waiting list (BackorderCancelled), and the
+// ref is empty.
 //
 // The product must have been loaded with the lines of line.OrderID.
 func (p *Product) Deallocate(line OrderLine) (string, error) {
 	for _, b := range p.Batches {
 		if b.deallocate(line) {
 			p.raise(Deallocated{OrderID: line.OrderID, SKU: line.SKU, Qty: line.Qty, BatchRef: b.Ref, Reason: ReasonRequested, Version: p.next()})
+			p.settle()
 			return b.Ref, nil
 		}
+	}
+	if i := p.waiting(line.OrderID); i >= 0 && p.Waiting[i].same(line) {
+		p.unwait(i)
+		p.settle() // under Strict, the next in line may fit
+		return "", nil
 	}
 	return "", fmt.Errorf("%w: order %s, sku %s, qty %d", ErrNotAllocated, line.OrderID, line.SKU, line.Qty)
 }
@@ -363,5 +432,6 @@ func (p *Product) Dispatch(orderID, ref string, qty int) error {
 		p.raise(Deallocated{OrderID: line.OrderID, SKU: line.SKU, Qty: line.Qty, BatchRef: held.Ref, Reason: ReasonDispatched, Version: p.next()})
 	}
 	p.shrink(from)
+	p.settle()
 	return nil
 }

@@ -9,9 +9,8 @@ import (
 // NewBus wires the allocation handlers to a message bus (the book's
 // bootstrap): one handler per command, the event handlers that keep the
 // read model, and those of the shop's events. Lines a shrinking batch can
-// no longer hold are allocated again in the change itself
-// (domain.Product.Reallocate); the reallocating handler is left for the
-// events of earlier versions.
+// no longer hold are allocated again in the change itself; the
+// reallocating handler is left for the events of earlier versions.
 func NewBus(h *Handlers, log *slog.Logger, dispatched messaging.DispatchLog) *messaging.Bus {
 	b := messaging.NewBus(log, dispatched)
 	messaging.HandleCommand(b, h.CreateBatch)
@@ -28,5 +27,7 @@ func NewBus(h *Handlers, log *slog.Logger, dispatched messaging.DispatchLog) *me
 	messaging.HandleEvent(b, "allocation.release_cancelled_order", h.ReleaseCancelledOrder)
 	messaging.HandleEvent(b, "allocation.dispatch_order", h.DispatchOrder)
 	messaging.HandleEvent(b, "allocation.report_stock", h.ReportStock)
+	messaging.HandleEvent(b, "allocation.release_expired_cart", h.ReleaseExpiredCart)
+	messaging.HandleEvent(b, "allocation.promote_vip", h.PromoteVIP)
 	return b
 }

@@ -194,7 +194,8 @@ func TestFakeStoreNotFound(t *testing.T) {
 func TestFakeStoreSavesWhatChangedInMemory(t *testing.T) {
 	t.Parallel()
 	s := seed(t)
-	// Shrink b1 to 2 (o2 goes), deallocate o3, allocate o4 in b2.
+	// Shrink b1 to 2 (o2 goes to b2, in the change), deallocate o3,
+	// allocate o4 in b2.
 	mustTransact(t, s, t.Context(), func(ctx context.Context, uow service.UnitOfWork) error {
 		p, err := uow.Products().GetByBatchRef(ctx, "b1", "")
 		if err != nil {
@@ -220,7 +221,7 @@ func TestFakeStoreSavesWhatChangedInMemory(t *testing.T) {
 	})
 	want := map[string]*domain.Batch{
 		"b1": {Ref: "b1", SKU: "S", Purchased: 2, Allocated: 2, Lines: []domain.OrderLine{line("o1", "S", 2)}},
-		"b2": {Ref: "b2", SKU: "S", Purchased: 10, ETA: tomorrow, Allocated: 6, Lines: []domain.OrderLine{line("o4", "S", 6)}},
+		"b2": {Ref: "b2", SKU: "S", Purchased: 10, ETA: tomorrow, Allocated: 9, Lines: []domain.OrderLine{line("o2", "S", 3), line("o4", "S", 6)}},
 		"t1": {Ref: "t1", SKU: "T", Purchased: 10, Allocated: 1, Lines: []domain.OrderLine{line("o1", "T", 1)}},
 	}
 	for ref, w := range want {

@@ -40,6 +40,7 @@ type fakeStore struct {
 	mu        sync.Mutex
 	products  map[string]*storedProduct // by sku
 	skuOf     map[string]string         // batch ref -> sku
+	vips      map[string]bool           // customers
 	inbox     map[inboxKey]bool
 	outbox    []messaging.Raised
 	view      []viewRow // the allocations view, one row per (orderid, sku)
@@ -64,8 +65,9 @@ type fakeStore struct {
 type storedProduct struct {
 	version int
 	// batches holds every batch of the product with all its lines, in
-	// allocation order.
+	// allocation order, without their VIP marks (vips keeps them).
 	batches map[string]*domain.Batch
+	waiting []domain.Backorder
 }
 
 type inboxKey struct{ consumer, messageID string }
@@ -78,6 +80,7 @@ func newFakeStore() *fakeStore {
 		products: map[string]*storedProduct{},
 		skuOf:    map[string]string{},
 		inbox:    map[inboxKey]bool{},
+		vips:     map[string]bool{},
 	}
 	s.uow = messaging.NewUnitOfWork(messaging.UnitOfWorkConfig[*fakeUoW]{
 		Begin: s.begin,
@@ -222,6 +225,9 @@ func (u *fakeUoW) Commit(ctx context.Context) error {
 	}
 
 	// Commit.
+	for _, c := range u.vips {
+		s.vips[c] = true
+	}
 	for sku, sp := range staged {
 		s.products[sku] = sp
 	}
@@ -246,6 +252,10 @@ func (u *fakeUoW) Commit(ctx context.Context) error {
 func applyProduct(cur *storedProduct, l *loadedProduct) (*storedProduct, error) {
 	p := l.p
 	next := &storedProduct{version: p.Version + 1, batches: map[string]*domain.Batch{}}
+	for _, w := range p.Waiting {
+		w.VIP = false
+		next.waiting = append(next.waiting, w)
+	}
 	for _, b := range p.Batches {
 		var all []domain.OrderLine
 		if cur != nil {
@@ -255,7 +265,7 @@ func applyProduct(cur *storedProduct, l *loadedProduct) (*storedProduct, error) 
 		}
 		loaded := l.lines[b.Ref]
 		for _, gone := range minus(loaded, b.Lines) {
-			i := slices.Index(all, gone)
+			i := slices.IndexFunc(all, func(l domain.OrderLine) bool { l.VIP = gone.VIP; return l == gone })
 			if i < 0 {
 				return nil, fmt.Errorf("fake store: batch %s: removed line %+v was never stored", b.Ref, gone)
 			}
@@ -274,6 +284,9 @@ func applyProduct(cur *storedProduct, l *loadedProduct) (*storedProduct, error) 
 		}
 		nb := *b
 		nb.Lines = all
+		for i := range nb.Lines {
+			nb.Lines[i].VIP = false
+		}
 		next.batches[b.Ref] = &nb
 	}
 	if cur != nil {
@@ -286,12 +299,13 @@ func applyProduct(cur *storedProduct, l *loadedProduct) (*storedProduct, error) 
 	return next, nil
 }
 
-// minus returns the lines of a that are not in b, as multisets, in a's order.
+// minus returns the lines of a that are not in b, as multisets, in a's
+// order, whatever their VIP marks.
 func minus(a, b []domain.OrderLine) []domain.OrderLine {
 	rest := slices.Clone(b)
 	var out []domain.OrderLine
 	for _, l := range a {
-		if i := slices.Index(rest, l); i >= 0 {
+		if i := slices.IndexFunc(rest, func(r domain.OrderLine) bool { r.VIP = l.VIP; return r == l }); i >= 0 {
 			rest = slices.Delete(rest, i, i+1)
 			continue
 		}
@@ -329,12 +343,19 @@ func (s *fakeStore) load(sku string, keep func(ref string, l domain.OrderLine) b
 		nb.Lines = nil
 		for _, l := range b.Lines {
 			if keep(b.Ref, l) {
+				l.VIP = s.vips[l.Customer]
 				nb.Lines = append(nb.Lines, l)
 			}
 		}
 		batches = append(batches, &nb)
 	}
-	return domain.NewProduct(sku, sp.version, batches...), nil
+	p := domain.NewProduct(sku, sp.version, batches...)
+	for _, w := range sp.waiting {
+		w.VIP = s.vips[w.Customer]
+		p.Waiting = append(p.Waiting, w)
+	}
+	domain.Rank(p.Waiting)
+	return p, nil
 }
 
 // The unit of work.
@@ -346,6 +367,7 @@ type fakeUoW struct {
 	appended bool               // to the outbox
 	seen     []*loadedProduct
 	viewOps  []func(rows []viewRow, allocatedTo func(orderID, sku string) string) []viewRow
+	vips     []string // customers to record as VIPs
 }
 
 // loadedProduct is a product a unit of work loaded or added, with the lines
@@ -355,8 +377,31 @@ type loadedProduct struct {
 	lines map[string][]domain.OrderLine
 }
 
-func (u *fakeUoW) Products() service.ProductRepository { return (*fakeRepo)(u) }
-func (u *fakeUoW) ReadModel() service.ReadModel        { return (*fakeReadModel)(u) }
+func (u *fakeUoW) Products() service.ProductRepository   { return (*fakeRepo)(u) }
+func (u *fakeUoW) ReadModel() service.ReadModel          { return (*fakeReadModel)(u) }
+func (u *fakeUoW) Customers() service.CustomerRepository { return (*fakeCustomers)(u) }
+
+type fakeCustomers fakeUoW
+
+func (c *fakeCustomers) IsVIP(_ context.Context, customer string) (bool, error) {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	return c.s.vips[customer] || slices.Contains(c.vips, customer), nil
+}
+
+func (c *fakeCustomers) AddVIP(_ context.Context, customer string) ([]string, error) {
+	c.vips = append(c.vips, customer)
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	var skus []string
+	for sku, sp := range c.s.products {
+		if slices.ContainsFunc(sp.waiting, func(w domain.Backorder) bool { return w.Customer == customer }) {
+			skus = append(skus, sku)
+		}
+	}
+	slices.Sort(skus)
+	return skus, nil
+}
 
 func (u *fakeUoW) see(p *domain.Product) {
 	l := &loadedProduct{p: p, lines: map[string][]domain.OrderLine{}}

@@ -19,6 +19,8 @@ var ErrInvalidSKU = fail.New(fail.Invalid, "Invalid sku")
 type Handlers struct {
 	store Store
 	locks skuLocks
+	// Policy says how waiting lines are served (domain.Strict unless set).
+	Policy domain.Policy
 }
 
 // NewHandlers returns the handlers over store.
@@ -60,16 +62,24 @@ func (h *Handlers) Allocate(ctx context.Context, cmd domain.Allocate) (any, []me
 }
 
 // allocate allocates line; a sku without batches fails with ErrInvalidSKU,
-// or, when unknownOutOfStock, is out of stock.
+// or, when unknownOutOfStock, is out of stock. A shop line (with a
+// Customer) that no batch can take waits for stock.
 func (h *Handlers) allocate(ctx context.Context, line domain.OrderLine, unknownOutOfStock bool) (string, []messaging.Raised, error) {
 	defer h.locks.lock(line.SKU)()
 	var ref string
 	var outOfStock error
 	raised, err := h.transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
+		if line.Customer != "" {
+			vip, err := uow.Customers().IsVIP(ctx, line.Customer)
+			if err != nil {
+				return err
+			}
+			line.VIP = vip
+		}
 		p, err := uow.Products().GetForOrder(ctx, line.SKU, line.OrderID)
 		if errors.Is(err, fail.NotFound) && unknownOutOfStock {
-			// A product without batches: it raises OutOfStock, and is not
-			// stored (it did not change).
+			// A product without batches: it raises OutOfStock, and is
+			// stored only if the line waits for it.
 			p, err = domain.NewProduct(line.SKU, 0), nil
 			uow.Products().Add(p)
 		}
@@ -91,7 +101,8 @@ func (h *Handlers) allocate(ctx context.Context, line domain.OrderLine, unknownO
 }
 
 // ChangeBatchQuantity sets a batch's quantity; the lines it can no longer
-// hold are allocated again elsewhere, in the same transaction.
+// hold are allocated again elsewhere, in the same transaction, and waiting
+// lines take stock that rose.
 func (h *Handlers) ChangeBatchQuantity(ctx context.Context, cmd domain.ChangeBatchQuantity) (any, []messaging.Raised, error) {
 	if err := cmd.Validate(); err != nil {
 		return nil, nil, err
@@ -103,17 +114,14 @@ func (h *Handlers) ChangeBatchQuantity(ctx context.Context, cmd domain.ChangeBat
 		} else if err != nil {
 			return err
 		}
-		if err := p.ChangeBatchQuantity(cmd.Ref, cmd.Qty); err != nil {
-			return err
-		}
-		p.Reallocate()
-		return nil
+		return p.ChangeBatchQuantity(cmd.Ref, cmd.Qty)
 	})
 	return nil, raised, err
 }
 
 // Deallocate frees an order line's stock and returns the ref of the batch
-// that held it.
+// that held it (empty when the line was waiting for stock: it leaves the
+// waiting list).
 func (h *Handlers) Deallocate(ctx context.Context, cmd domain.Deallocate) (any, []messaging.Raised, error) {
 	if err := cmd.Validate(); err != nil {
 		return nil, nil, err
@@ -136,7 +144,7 @@ func (h *Handlers) Deallocate(ctx context.Context, cmd domain.Deallocate) (any, 
 // Reallocate allocates again a line that lost its batch when the batch
 // shrank, as earlier versions did, after the change: a Deallocated of
 // theirs (version 0) may wait in the outbox. Lines deallocated since are
-// allocated again in the change itself (domain.Product.Reallocate).
+// allocated again in the change itself.
 // Running out of stock is an outcome, not a failure: the OutOfStock event
 // tells whoever needs to know.
 func (h *Handlers) Reallocate(ctx context.Context, ev domain.Deallocated) ([]messaging.Raised, error) {
@@ -150,11 +158,11 @@ func (h *Handlers) Reallocate(ctx context.Context, ev domain.Deallocated) ([]mes
 	return raised, err
 }
 
-// ReserveCartItem allocates the line of an item put in a cart. For the
-// cart, a sku the shop has no batch of is out of stock: OutOfStock tells
-// it so.
+// ReserveCartItem allocates the line of an item put in a cart. A line no
+// batch can take, even of a sku the shop has no batch of yet, waits for
+// stock: OutOfStock tells the cart so.
 func (h *Handlers) ReserveCartItem(ctx context.Context, ev CartItemAdded) ([]messaging.Raised, error) {
-	_, raised, err := h.allocate(ctx, domain.OrderLine{OrderID: ev.OrderID, SKU: ev.SKU, Qty: ev.Qty}, true)
+	_, raised, err := h.allocate(ctx, domain.OrderLine{OrderID: ev.OrderID, SKU: ev.SKU, Qty: ev.Qty, Customer: ev.Customer}, true)
 	if errors.Is(err, domain.ErrOutOfStock) {
 		err = nil
 	}
@@ -162,15 +170,72 @@ func (h *Handlers) ReserveCartItem(ctx context.Context, ev CartItemAdded) ([]mes
 }
 
 // ReleaseCancelledOrder frees the stock of a cancelled order's lines (the
-// compensation of their reservations). A line that holds no stock (never
-// allocated, or released already) is skipped.
+// compensation of their reservations), and takes its waiting lines off the
+// waiting list. A line that holds no stock (never allocated, or released
+// already) is skipped.
 func (h *Handlers) ReleaseCancelledOrder(ctx context.Context, ev OrderCancelled) ([]messaging.Raised, error) {
-	return h.eachLine(ctx, ev.OrderID, ev.Lines, func(ctx context.Context, uow UnitOfWork, l Item) (*domain.Product, error) {
-		return uow.Products().GetForOrder(ctx, l.SKU, ev.OrderID)
+	return h.release(ctx, ev.OrderID, ev.Lines)
+}
+
+// ReleaseExpiredCart frees the stock of a cart whose reservations expired,
+// as a cancellation does: the next waiting line takes it.
+func (h *Handlers) ReleaseExpiredCart(ctx context.Context, ev ReservationExpired) ([]messaging.Raised, error) {
+	return h.release(ctx, ev.OrderID, ev.Lines)
+}
+
+func (h *Handlers) release(ctx context.Context, orderID string, lines []Item) ([]messaging.Raised, error) {
+	return h.eachLine(ctx, orderID, lines, func(ctx context.Context, uow UnitOfWork, l Item) (*domain.Product, error) {
+		return uow.Products().GetForOrder(ctx, l.SKU, orderID)
 	}, func(p *domain.Product, l Item) error {
-		_, err := p.Deallocate(domain.OrderLine{OrderID: ev.OrderID, SKU: l.SKU, Qty: l.Qty})
+		_, err := p.Deallocate(domain.OrderLine{OrderID: orderID, SKU: l.SKU, Qty: l.Qty})
 		return err
 	})
+}
+
+// PromoteVIP records that a customer became a VIP: their waiting lines go
+// ahead of the others', and are served if stock allows. Recording the VIP
+// is idempotent by itself; each product the customer waits for changes in
+// a transaction of its own, with its own inbox entry, as eachLine does.
+func (h *Handlers) PromoteVIP(ctx context.Context, ev CustomerBecameVIP) ([]messaging.Raised, error) {
+	m := messaging.MetaFrom(ctx)
+	var skus []string
+	pm := m
+	pm.Consumer = "" // no inbox entry
+	plain := messaging.WithMeta(ctx, pm)
+	if _, err := h.transact(plain, func(ctx context.Context, uow UnitOfWork) error {
+		var err error
+		skus, err = uow.Customers().AddVIP(ctx, ev.Customer)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	var all []messaging.Raised
+	for _, sku := range skus {
+		sctx := ctx
+		if m.Consumer != "" {
+			sm := m
+			sm.Consumer += "#" + sku
+			sctx = messaging.WithMeta(ctx, sm)
+		}
+		raised, err := func() ([]messaging.Raised, error) {
+			defer h.locks.lock(sku)()
+			return h.transact(sctx, func(ctx context.Context, uow UnitOfWork) error {
+				p, err := uow.Products().Get(ctx, sku)
+				if errors.Is(err, fail.NotFound) {
+					return nil
+				} else if err != nil {
+					return err
+				}
+				p.PromoteVIP(ev.Customer)
+				return nil
+			})
+		}()
+		if err != nil {
+			return all, err
+		}
+		all = append(all, raised...)
+	}
+	return all, nil
 }
 
 // DispatchOrder records that an order's goods left the warehouse: each
@@ -187,11 +252,7 @@ func (h *Handlers) DispatchOrder(ctx context.Context, ev GoodsDispatched) ([]mes
 		}
 		return p, err
 	}, func(p *domain.Product, l Item) error {
-		if err := p.Dispatch(ev.OrderID, l.BatchRef, l.Qty); err != nil {
-			return err
-		}
-		p.Reallocate()
-		return nil
+		return p.Dispatch(ev.OrderID, l.BatchRef, l.Qty)
 	})
 }
 
@@ -205,11 +266,7 @@ func (h *Handlers) ReportStock(ctx context.Context, ev StockReported) ([]messagi
 		} else if err != nil {
 			return err
 		}
-		if err := p.ReportStock(ev.BatchRef, domain.StockReport{Seq: ev.Seq, Kind: ev.Kind, Qty: ev.Qty, Dispatched: ev.Dispatched}); err != nil {
-			return err
-		}
-		p.Reallocate()
-		return nil
+		return p.ReportStock(ev.BatchRef, domain.StockReport{Seq: ev.Seq, Kind: ev.Kind, Qty: ev.Qty, Dispatched: ev.Dispatched})
 	})
 }
 

@@ -21,26 +21,33 @@ const (
 	ChannelLineAllocated        = "line_allocated"
 	ChannelLineDeallocated      = "line_deallocated"
 	ChannelOutOfStock           = "out_of_stock"
+	ChannelBackorderCancelled   = "backorder_cancelled"
 
 	// The shop's events the allocation service follows.
 	ChannelCartItemAdded   = "cart_item_added"  // orders: reserve the item's stock
 	ChannelOrderCancelled  = "order_cancelled"  // orders: release the order's stock
 	ChannelGoodsDispatched = "goods_dispatched" // warehouse: the stock left
 	ChannelStockReported   = "stock_reported"   // warehouse: a batch counted, or damage found
+	// orders: a cart's reservations expired; release its stock.
+	ChannelReservationExpired = "reservation_expired"
+	// crm: a customer became a VIP; their waiting lines go first.
+	ChannelCustomerBecameVIP = "customer_became_vip"
 )
 
 // Inbound are the channels the allocation service consumes.
 var Inbound = []string{
 	ChannelChangeBatchQuantity, ChannelAllocate, ChannelDeallocate,
 	ChannelCartItemAdded, ChannelOrderCancelled, ChannelGoodsDispatched, ChannelStockReported,
+	ChannelReservationExpired, ChannelCustomerBecameVIP,
 }
 
 // CartItemAdded is the orders service's cart_item_added, as allocation
-// reads it.
+// reads it: the customer's line waits for stock if none is free.
 type CartItemAdded struct {
-	OrderID string `json:"orderid"`
-	SKU     string `json:"sku"`
-	Qty     int    `json:"qty"`
+	OrderID  string `json:"orderid"`
+	SKU      string `json:"sku"`
+	Qty      int    `json:"qty"`
+	Customer string `json:"customer"`
 }
 
 // Item is a line of an order, as the shop's events carry it; a line of
@@ -55,6 +62,19 @@ type Item struct {
 type OrderCancelled struct {
 	OrderID string `json:"orderid"`
 	Lines   []Item `json:"lines"`
+}
+
+// ReservationExpired is the orders service's reservation_expired: a cart
+// was not placed in time.
+type ReservationExpired struct {
+	OrderID string `json:"orderid"`
+	Lines   []Item `json:"lines"`
+}
+
+// CustomerBecameVIP is the CRM's customer_became_vip, as allocation reads
+// it.
+type CustomerBecameVIP struct {
+	Customer string `json:"customer"`
 }
 
 // GoodsDispatched is the warehouse's goods_dispatched.
@@ -89,7 +109,13 @@ func (e StockReported) Validate() error {
 	return valid.First(domain.ValidateRef("batchref", e.BatchRef), domain.ValidateRef("sku", e.SKU), err)
 }
 
-func (e CartItemAdded) Validate() error { return domain.Allocate(e).Validate() }
+func (e CartItemAdded) Validate() error {
+	return domain.Allocate{OrderID: e.OrderID, SKU: e.SKU, Qty: e.Qty}.Validate()
+}
+
+func (e ReservationExpired) Validate() error { return validateLines(e.OrderID, e.Lines) }
+
+func (e CustomerBecameVIP) Validate() error { return valid.Ref("customer", e.Customer) }
 
 func (e OrderCancelled) Validate() error { return validateLines(e.OrderID, e.Lines) }
 
@@ -115,10 +141,13 @@ func Messages() *messaging.Registry {
 	messaging.Register(r, ChannelLineAllocated, func(e domain.Allocated) string { return e.SKU }, nil)
 	messaging.Register(r, ChannelLineDeallocated, func(e domain.Deallocated) string { return e.SKU }, nil)
 	messaging.Register(r, ChannelOutOfStock, func(e domain.OutOfStock) string { return e.SKU }, nil)
+	messaging.Register(r, ChannelBackorderCancelled, func(e domain.BackorderCancelled) string { return e.SKU }, nil)
 	messaging.Register(r, ChannelCartItemAdded, func(e CartItemAdded) string { return e.OrderID }, decode.Strict[CartItemAdded]("orderid", "sku", "qty"))
 	messaging.Register(r, ChannelOrderCancelled, func(e OrderCancelled) string { return e.OrderID }, decode.Strict[OrderCancelled]("orderid", "lines"))
 	messaging.Register(r, ChannelGoodsDispatched, func(e GoodsDispatched) string { return e.OrderID }, decode.Strict[GoodsDispatched]("orderid", "lines"))
 	messaging.Register(r, ChannelStockReported, func(e StockReported) string { return e.SKU }, decode.Strict[StockReported]("batchref", "sku", "kind", "qty", "seq", "dispatched"))
+	messaging.Register(r, ChannelReservationExpired, func(e ReservationExpired) string { return e.OrderID }, decode.Strict[ReservationExpired]("orderid", "lines"))
+	messaging.Register(r, ChannelCustomerBecameVIP, func(e CustomerBecameVIP) string { return e.Customer }, decode.Strict[CustomerBecameVIP]("customer"))
 	return r
 }
 

@@ -11,8 +11,9 @@ import (
 	"github.com/stockflow/stockflow/internal/messaging"
 )
 
-// ProductRepository loads and adds Product aggregates. A product it loaded
-// is saved when the unit of work commits.
+// ProductRepository loads and adds Product aggregates, each with its
+// batches and its waiting list. A product it loaded is saved when the unit
+// of work commits.
 type ProductRepository interface {
 	// Add adds a new product.
 	Add(p *domain.Product)
@@ -40,10 +41,21 @@ type ReadModel interface {
 	RemoveAllocation(ctx context.Context, orderID, sku, batchRef string) error
 }
 
+// CustomerRepository keeps what the service knows of the shop's
+// customers: who is a VIP, as the CRM announces it (customer_became_vip).
+type CustomerRepository interface {
+	// IsVIP reports whether customer is a VIP.
+	IsVIP(ctx context.Context, customer string) (bool, error)
+	// AddVIP records that customer is a VIP (again: no change), and
+	// returns the skus the customer's lines wait for.
+	AddVIP(ctx context.Context, customer string) (skus []string, err error)
+}
+
 // UnitOfWork is one transaction's view of the store.
 type UnitOfWork interface {
 	Products() ProductRepository
 	ReadModel() ReadModel
+	Customers() CustomerRepository
 }
 
 // AllocationView is a row of the allocations view.
@@ -72,7 +84,50 @@ type Store interface {
 }
 
 // transact runs fn in a transaction, and treats a message already handled
-// as done.
+// as done. The products fn loads serve their waiting lists by the
+// handlers' policy.
 func (h *Handlers) transact(ctx context.Context, fn func(context.Context, UnitOfWork) error) ([]messaging.Raised, error) {
-	return messaging.IgnoreHandled(h.store.Transact(ctx, fn))
+	return messaging.IgnoreHandled(h.store.Transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
+		return fn(ctx, withPolicy{uow, h.Policy})
+	}))
+}
+
+// withPolicy is a unit of work whose products serve their waiting lists by
+// policy: the policy is the service's, not the data's.
+type withPolicy struct {
+	UnitOfWork
+	policy domain.Policy
+}
+
+func (u withPolicy) Products() ProductRepository {
+	return policyRepository{u.UnitOfWork.Products(), u.policy}
+}
+
+type policyRepository struct {
+	ProductRepository
+	policy domain.Policy
+}
+
+func (r policyRepository) set(p *domain.Product, err error) (*domain.Product, error) {
+	if p != nil {
+		p.Policy = r.policy
+	}
+	return p, err
+}
+
+func (r policyRepository) Add(p *domain.Product) {
+	p.Policy = r.policy
+	r.ProductRepository.Add(p)
+}
+
+func (r policyRepository) Get(ctx context.Context, sku string) (*domain.Product, error) {
+	return r.set(r.ProductRepository.Get(ctx, sku))
+}
+
+func (r policyRepository) GetForOrder(ctx context.Context, sku, orderID string) (*domain.Product, error) {
+	return r.set(r.ProductRepository.GetForOrder(ctx, sku, orderID))
+}
+
+func (r policyRepository) GetByBatchRef(ctx context.Context, ref, orderID string) (*domain.Product, error) {
+	return r.set(r.ProductRepository.GetByBatchRef(ctx, ref, orderID))
 }

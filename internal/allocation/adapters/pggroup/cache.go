@@ -34,7 +34,9 @@ import (
 // random for each added.
 const cacheSize = 10_000
 
-// productState is a product as committed: its batches, without lines.
+// productState is a product as committed: its batches, without lines. A
+// product with a waiting list is not remembered: taken from the cache, a
+// product has none.
 type productState struct {
 	version int
 	batches []domain.Batch
@@ -68,6 +70,10 @@ func (c *productCache) get(sku string) (*domain.Product, bool) {
 // put remembers p as committed at version, unless a later version is
 // remembered already (committers finish in any order).
 func (c *productCache) put(p *domain.Product, version int) {
+	if len(p.Waiting) > 0 {
+		c.forget(p)
+		return
+	}
 	st := productState{version: version, batches: make([]domain.Batch, len(p.Batches))}
 	for i, b := range p.Batches {
 		st.batches[i] = *b

@@ -46,8 +46,36 @@ type unit struct {
 	views pgx.Batch
 }
 
-func (u *unit) Products() service.ProductRepository { return (*repository)(u) }
-func (u *unit) ReadModel() service.ReadModel        { return (*readModel)(u) }
+func (u *unit) Products() service.ProductRepository   { return (*repository)(u) }
+func (u *unit) ReadModel() service.ReadModel           { return (*readModel)(u) }
+func (u *unit) Customers() service.CustomerRepository { return (*customers)(u) }
+
+type customers unit
+
+func (c *customers) IsVIP(ctx context.Context, customer string) (bool, error) {
+	b := &pgx.Batch{}
+	var vip bool
+	b.Queue(`SELECT EXISTS (SELECT 1 FROM vip_customers WHERE customer = $1)`, customer).QueryRow(func(row pgx.Row) error { return row.Scan(&vip) })
+	if err := c.conn.SendBatch(ctx, b).Close(); err != nil {
+		return false, fmt.Errorf("reading customer %s: %w", customer, MapError(err))
+	}
+	return vip, nil
+}
+
+func (c *customers) AddVIP(ctx context.Context, customer string) ([]string, error) {
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO vip_customers (customer) VALUES ($1) ON CONFLICT DO NOTHING`, customer)
+	var skus []string
+	b.Queue(`SELECT DISTINCT sku FROM backorders WHERE customer = $1 ORDER BY sku`, customer).Query(func(rows pgx.Rows) error {
+		var err error
+		skus, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err := c.conn.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("recording VIP %s: %w", customer, MapError(err))
+	}
+	return skus, nil
+}
 
 // flush queues on b the writes of what the products changed, then the
 // read model's, and returns the events the products raised, in order.
@@ -102,15 +130,17 @@ type productQuery struct{ lock, read string }
 var (
 	bySKU = productQuery{
 		lock: `SELECT 1 FROM products WHERE sku = $1 FOR UPDATE`,
-		read: `SELECT p.sku, p.version, b.ref, b.purchased, b.eta, b.allocated, b.dispatched, b.report_seq, NULL, NULL
+		read: `SELECT p.sku, p.version, p.waiting, b.ref, b.purchased, b.eta, b.allocated, b.dispatched, b.report_seq, NULL, NULL, NULL, NULL
 			FROM products p LEFT JOIN batches b ON b.sku = p.sku
 			WHERE p.sku = $1`,
 	}
 	byBatch = productQuery{
 		lock: `SELECT 1 FROM products p JOIN batches x ON x.sku = p.sku WHERE x.ref = $1 FOR UPDATE OF p`,
-		read: `SELECT p.sku, p.version, b.ref, b.purchased, b.eta, b.allocated, b.dispatched, b.report_seq, a.orderid, a.qty
+		read: `SELECT p.sku, p.version, p.waiting, b.ref, b.purchased, b.eta, b.allocated, b.dispatched, b.report_seq,
+				a.orderid, a.qty, a.customer, v.customer IS NOT NULL
 			FROM batches x JOIN products p ON p.sku = x.sku LEFT JOIN batches b ON b.sku = p.sku
 			LEFT JOIN allocations a ON a.batchref = b.ref AND b.ref = $1
+			LEFT JOIN vip_customers v ON v.customer = a.customer AND a.customer <> ''
 			WHERE x.ref = $1
 			ORDER BY a.id`,
 	}
@@ -119,10 +149,18 @@ var (
 const (
 	// An order's lines, read apart: joined to the product query, the
 	// planner's generic plan costs more than a second statement.
-	orderLinesQuery = `SELECT batchref, orderid, qty FROM allocations WHERE orderid = $1 AND sku = $2 ORDER BY id`
+	orderLinesQuery = `SELECT a.batchref, a.orderid, a.qty, a.customer, v.customer IS NOT NULL
+		FROM allocations a LEFT JOIN vip_customers v ON v.customer = a.customer AND a.customer <> ''
+		WHERE a.orderid = $1 AND a.sku = $2 ORDER BY a.id`
 	// The order's lines of the product of a batch, but the batch's.
-	orderLinesForBatchQuery = `SELECT a.batchref, a.orderid, a.qty FROM allocations a JOIN batches x ON x.ref = $2 AND a.sku = x.sku
+	orderLinesForBatchQuery = `SELECT a.batchref, a.orderid, a.qty, a.customer, v.customer IS NOT NULL
+		FROM allocations a JOIN batches x ON x.ref = $2 AND a.sku = x.sku
+		LEFT JOIN vip_customers v ON v.customer = a.customer AND a.customer <> ''
 		WHERE a.orderid = $1 AND a.batchref <> $2 ORDER BY a.id`
+	// A product's waiting list, read when it has one.
+	waitingQuery = `SELECT b.id, b.orderid, b.qty, b.customer, v.customer IS NOT NULL
+		FROM backorders b LEFT JOIN vip_customers v ON v.customer = b.customer
+		WHERE b.sku = $1 ORDER BY b.id`
 )
 
 func (r *repository) Get(ctx context.Context, sku string) (*domain.Product, error) {
@@ -175,21 +213,50 @@ func (r *repository) load(ctx context.Context, what string, q productQuery, arg 
 	if lines != nil {
 		b.Queue(lines.query, lines.orderID, lines.arg)
 	}
+	p, waiting, err := r.send(ctx, b, what, lines)
+	if err != nil || waiting == 0 {
+		return p, err
+	}
+	// Another round trip, for a product with a waiting list only.
+	wb := &pgx.Batch{}
+	wb.Queue(waitingQuery, p.SKU).Query(func(rows pgx.Rows) error {
+		var ws []domain.Backorder
+		for rows.Next() {
+			w := domain.Backorder{OrderLine: domain.OrderLine{SKU: p.SKU}}
+			var qty int64
+			if err := rows.Scan(&w.Seq, &w.OrderID, &qty, &w.Customer, &w.VIP); err != nil {
+				return err
+			}
+			w.Qty = int(qty)
+			ws = append(ws, w)
+		}
+		p.Waiting = domain.Rank(ws)
+		return rows.Err()
+	})
+	if err := r.conn.SendBatch(ctx, wb).Close(); err != nil {
+		return nil, fmt.Errorf("loading the waiting list of %s: %w", p.SKU, MapError(err))
+	}
+	return p, nil
+}
+
+// send sends b, a load's batch, and builds the product from its results;
+// waiting is the number of its waiting lines, not read yet.
+func (r *repository) send(ctx context.Context, b *pgx.Batch, what string, lines *linesRead) (p *domain.Product, waiting int, err error) {
 	res := r.conn.SendBatch(ctx, b)
 	defer res.Close()
 	if r.lock {
 		if _, err := res.Exec(); err != nil {
-			return nil, fmt.Errorf("locking %s: %w", what, MapError(err))
+			return nil, 0, fmt.Errorf("locking %s: %w", what, MapError(err))
 		}
 	}
-	p, err := r.scanProduct(res, what)
+	p, waiting, err = r.scanProduct(res, what)
 	if err != nil || lines == nil {
-		return p, err
+		return p, waiting, err
 	}
 	if err := scanLines(res, p); err != nil {
-		return nil, fmt.Errorf("loading order %s: %w", lines.orderID, MapError(err))
+		return nil, 0, fmt.Errorf("loading order %s: %w", lines.orderID, MapError(err))
 	}
-	return p, nil
+	return p, waiting, nil
 }
 
 // scanLines adds to p the lines of the next result of res, an order's
@@ -204,7 +271,7 @@ func scanLines(res pgx.BatchResults, p *domain.Product) error {
 		var ref string
 		var qty int64
 		l := domain.OrderLine{SKU: p.SKU}
-		if err := rows.Scan(&ref, &l.OrderID, &qty); err != nil {
+		if err := rows.Scan(&ref, &l.OrderID, &qty, &l.Customer, &l.VIP); err != nil {
 			return err
 		}
 		l.Qty = int(qty)
@@ -217,11 +284,12 @@ func scanLines(res pgx.BatchResults, p *domain.Product) error {
 
 // scanProduct builds a product from the next result of res, a product
 // query's, and adds it to those the transaction saw; it fails with
-// fail.NotFound when there is no such product.
-func (r *repository) scanProduct(res pgx.BatchResults, what string) (*domain.Product, error) {
+// fail.NotFound when there is no such product. waiting is the number of
+// the product's waiting lines, which the query does not read.
+func (r *repository) scanProduct(res pgx.BatchResults, what string) (_ *domain.Product, waiting int, _ error) {
 	rows, err := res.Query()
 	if err != nil {
-		return nil, fmt.Errorf("loading %s: %w", what, MapError(err))
+		return nil, 0, fmt.Errorf("loading %s: %w", what, MapError(err))
 	}
 	defer rows.Close()
 	var (
@@ -232,17 +300,18 @@ func (r *repository) scanProduct(res pgx.BatchResults, what string) (*domain.Pro
 	)
 	// pgtype's nullable types scan without reflection.
 	var (
-		ref, orderID                               pgtype.Text
+		ref, orderID, customer                     pgtype.Text
 		purchased, allocated, dispatched, reported pgtype.Int8
 		qty                                        pgtype.Int8
 		eta                                        pgtype.Date
-		v                                          pgtype.Int4
+		v, w                                       pgtype.Int4
+		vip                                        pgtype.Bool
 	)
 	for rows.Next() {
-		if err := rows.Scan(&sku, &v, &ref, &purchased, &eta, &allocated, &dispatched, &reported, &orderID, &qty); err != nil {
-			return nil, fmt.Errorf("loading %s: %w", what, err)
+		if err := rows.Scan(&sku, &v, &w, &ref, &purchased, &eta, &allocated, &dispatched, &reported, &orderID, &qty, &customer, &vip); err != nil {
+			return nil, 0, fmt.Errorf("loading %s: %w", what, err)
 		}
-		version = int(v.Int32)
+		version, waiting = int(v.Int32), int(w.Int32)
 		if !ref.Valid {
 			continue // a product without batches
 		}
@@ -257,18 +326,19 @@ func (r *repository) scanProduct(res pgx.BatchResults, what string) (*domain.Pro
 			batches = append(batches, bt)
 		}
 		if orderID.Valid { // rows come in allocation order
-			bt.Lines = append(bt.Lines, domain.OrderLine{OrderID: orderID.String, SKU: sku, Qty: int(qty.Int64)})
+			bt.Lines = append(bt.Lines, domain.OrderLine{OrderID: orderID.String, SKU: sku, Qty: int(qty.Int64),
+				Customer: customer.String, VIP: vip.Bool})
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("loading %s: %w", what, MapError(err))
+		return nil, 0, fmt.Errorf("loading %s: %w", what, MapError(err))
 	}
 	if version < 0 {
-		return nil, fmt.Errorf("%s: %w", what, fail.NotFound)
+		return nil, 0, fmt.Errorf("%s: %w", what, fail.NotFound)
 	}
 	p := domain.NewProduct(sku, version, batches...)
 	r.seen = append(r.seen, p)
-	return p, nil
+	return p, waiting, nil
 }
 
 // save queues the writes of what changed in p: first its version, checked
@@ -276,9 +346,10 @@ func (r *repository) scanProduct(res pgx.BatchResults, what string) (*domain.Pro
 // see migration 002), then the changes its events record.
 func save(b *pgx.Batch, p *domain.Product) {
 	if p.Version == 0 {
-		b.Queue(`INSERT INTO products (sku, version) VALUES ($1, 1)`, p.SKU) // fails if created meanwhile
+		b.Queue(`INSERT INTO products (sku, version, waiting) VALUES ($1, 1, $2)`, p.SKU, len(p.Waiting)) // fails if created meanwhile
 	} else {
-		b.Queue(`UPDATE products SET version = CASE WHEN version = $2 THEN version + 1 ELSE -1 END WHERE sku = $1`, p.SKU, p.Version)
+		b.Queue(`UPDATE products SET version = CASE WHEN version = $2 THEN version + 1 ELSE -1 END, waiting = $3 WHERE sku = $1`,
+			p.SKU, p.Version, len(p.Waiting))
 	}
 	for _, ev := range p.Events() {
 		switch e := ev.(type) {
@@ -291,8 +362,17 @@ func save(b *pgx.Batch, p *domain.Product) {
 		case domain.BatchQuantityChanged:
 			b.Queue(`UPDATE batches SET purchased = $1, dispatched = $2, report_seq = $3 WHERE ref = $4`, e.Qty, e.Dispatched, e.ReportSeq, e.Ref)
 		case domain.Allocated:
-			b.Queue(`WITH a AS (INSERT INTO allocations (orderid, sku, qty, batchref) VALUES ($1, $2, $3, $4))
-				UPDATE batches SET allocated = allocated + $3 WHERE ref = $4`, e.OrderID, e.SKU, e.Qty, e.BatchRef)
+			b.Queue(`WITH a AS (INSERT INTO allocations (orderid, sku, qty, batchref, customer) VALUES ($1, $2, $3, $4, $5))
+				UPDATE batches SET allocated = allocated + $3 WHERE ref = $4`, e.OrderID, e.SKU, e.Qty, e.BatchRef, e.Customer)
+			if e.Backorder {
+				b.Queue(`DELETE FROM backorders WHERE orderid = $1 AND sku = $2`, e.OrderID, e.SKU)
+			}
+		case domain.OutOfStock:
+			if e.Waiting {
+				b.Queue(`INSERT INTO backorders (sku, orderid, qty, customer) VALUES ($1, $2, $3, $4)`, e.SKU, e.OrderID, e.Qty, e.Customer)
+			}
+		case domain.BackorderCancelled:
+			b.Queue(`DELETE FROM backorders WHERE orderid = $1 AND sku = $2`, e.OrderID, e.SKU)
 		case domain.Deallocated:
 			b.Queue(`WITH d AS (DELETE FROM allocations WHERE orderid = $1 AND sku = $2)
 				UPDATE batches SET allocated = allocated - $3 WHERE ref = $4`, e.OrderID, e.SKU, e.Qty, e.BatchRef)

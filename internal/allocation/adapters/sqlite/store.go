@@ -121,8 +121,40 @@ func (u *unitOfWork) Flush(ctx context.Context) ([]messaging.Raised, error) {
 	return raised, nil
 }
 
-func (u *unitOfWork) Products() service.ProductRepository { return (*repository)(u) }
-func (u *unitOfWork) ReadModel() service.ReadModel        { return (*readModel)(u) }
+func (u *unitOfWork) Products() service.ProductRepository   { return (*repository)(u) }
+func (u *unitOfWork) ReadModel() service.ReadModel           { return (*readModel)(u) }
+func (u *unitOfWork) Customers() service.CustomerRepository { return (*customers)(u) }
+
+type customers unitOfWork
+
+func (c *customers) IsVIP(ctx context.Context, customer string) (bool, error) {
+	var n int
+	err := c.QueryRowContext(ctx, `SELECT count(*) FROM vip_customers WHERE customer = ?`, customer).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("reading customer %s: %w", customer, err)
+	}
+	return n > 0, nil
+}
+
+func (c *customers) AddVIP(ctx context.Context, customer string) ([]string, error) {
+	if _, err := c.ExecContext(ctx, `INSERT INTO vip_customers (customer) VALUES (?) ON CONFLICT DO NOTHING`, customer); err != nil {
+		return nil, fmt.Errorf("recording VIP %s: %w", customer, err)
+	}
+	rows, err := c.QueryContext(ctx, `SELECT DISTINCT sku FROM backorders WHERE customer = ? ORDER BY sku`, customer)
+	if err != nil {
+		return nil, fmt.Errorf("reading the lines %s waits for: %w", customer, err)
+	}
+	defer rows.Close()
+	var skus []string
+	for rows.Next() {
+		var sku string
+		if err := rows.Scan(&sku); err != nil {
+			return nil, err
+		}
+		skus = append(skus, sku)
+	}
+	return skus, rows.Err()
+}
 
 type readModel unitOfWork
 
@@ -158,23 +190,8 @@ func (r *repository) GetForOrder(ctx context.Context, sku, orderID string) (*dom
 	if err != nil {
 		return nil, err
 	}
-	rows, err := r.QueryContext(ctx, `SELECT batchref, qty FROM allocations WHERE orderid = ? AND sku = ? ORDER BY id`, orderID, sku)
-	if err != nil {
+	if err := r.loadLines(ctx, p, `a.orderid = ?1 AND a.sku = ?2`, orderID, sku); err != nil {
 		return nil, fmt.Errorf("loading order %s: %w", orderID, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var ref string
-		var qty int
-		if err := rows.Scan(&ref, &qty); err != nil {
-			return nil, err
-		}
-		if b := p.Batch(ref); b != nil {
-			b.Lines = append(b.Lines, domain.OrderLine{OrderID: orderID, SKU: sku, Qty: qty})
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
 	}
 	r.seen = append(r.seen, p)
 	return p, nil
@@ -192,34 +209,66 @@ func (r *repository) GetByBatchRef(ctx context.Context, ref, orderID string) (*d
 	if err != nil {
 		return nil, err
 	}
-	// The batch's lines, and the order's elsewhere, in allocation order.
-	rows, err := r.QueryContext(ctx, `SELECT batchref, orderid, qty FROM allocations
-		WHERE batchref = ?1 OR (orderid = ?2 AND sku = ?3 AND batchref <> ?1) ORDER BY id`, ref, orderID, sku)
-	if err != nil {
+	// The batch's lines, and the order's elsewhere.
+	if err := r.loadLines(ctx, p, `a.batchref = ?1 OR (a.orderid = ?2 AND a.sku = ?3 AND a.batchref <> ?1)`, ref, orderID, sku); err != nil {
 		return nil, fmt.Errorf("loading batch %s: %w", ref, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var batchRef string
-		l := domain.OrderLine{SKU: sku}
-		if err := rows.Scan(&batchRef, &l.OrderID, &l.Qty); err != nil {
-			return nil, err
-		}
-		if b := p.Batch(batchRef); b != nil {
-			b.Lines = append(b.Lines, l)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
 	}
 	r.seen = append(r.seen, p)
 	return p, nil
 }
 
+// loadLines adds to p's batches the lines allocated from them that where
+// selects, in allocation order, each with its customer and whether they
+// are a VIP.
+func (r *repository) loadLines(ctx context.Context, p *domain.Product, where string, args ...any) error {
+	rows, err := r.QueryContext(ctx, `SELECT a.batchref, a.orderid, a.qty, a.customer, v.customer IS NOT NULL
+		FROM allocations a LEFT JOIN vip_customers v ON v.customer = a.customer AND a.customer <> ''
+		WHERE `+where+` ORDER BY a.id`, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ref string
+		l := domain.OrderLine{SKU: p.SKU}
+		if err := rows.Scan(&ref, &l.OrderID, &l.Qty, &l.Customer, &l.VIP); err != nil {
+			return err
+		}
+		if b := p.Batch(ref); b != nil {
+			b.Lines = append(b.Lines, l)
+		}
+	}
+	return rows.Err()
+}
+
+// loadWaiting reads p's waiting list.
+func (r *repository) loadWaiting(ctx context.Context, p *domain.Product) error {
+	rows, err := r.QueryContext(ctx, `SELECT b.id, b.orderid, b.qty, b.customer, v.customer IS NOT NULL
+		FROM backorders b LEFT JOIN vip_customers v ON v.customer = b.customer
+		WHERE b.sku = ? ORDER BY b.id`, p.SKU)
+	if err != nil {
+		return fmt.Errorf("loading the waiting list of %s: %w", p.SKU, err)
+	}
+	defer rows.Close()
+	var ws []domain.Backorder
+	for rows.Next() {
+		w := domain.Backorder{OrderLine: domain.OrderLine{SKU: p.SKU}}
+		if err := rows.Scan(&w.Seq, &w.OrderID, &w.Qty, &w.Customer, &w.VIP); err != nil {
+			return err
+		}
+		ws = append(ws, w)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	p.Waiting = domain.Rank(ws)
+	return nil
+}
+
 // load reads the product and its batches, without order lines.
 func (r *repository) load(ctx context.Context, sku string) (*domain.Product, error) {
-	var version int
-	err := r.QueryRowContext(ctx, `SELECT version FROM products WHERE sku = ?`, sku).Scan(&version)
+	var version, waiting int
+	err := r.QueryRowContext(ctx, `SELECT version, waiting FROM products WHERE sku = ?`, sku).Scan(&version, &waiting)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("product %s: %w", sku, fail.NotFound)
 	} else if err != nil {
@@ -249,7 +298,13 @@ func (r *repository) load(ctx context.Context, sku string) (*domain.Product, err
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	return domain.NewProduct(sku, version, batches...), nil
+	p := domain.NewProduct(sku, version, batches...)
+	if waiting > 0 {
+		if err := r.loadWaiting(ctx, p); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
 }
 
 // save writes what changed in p: its version, checked against the one it
@@ -259,14 +314,14 @@ func save(ctx context.Context, tx msqlite.Tx, p *domain.Product) error {
 		return nil
 	}
 	if p.Version == 0 {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO products (sku, version) VALUES (?, 1)`, p.SKU); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO products (sku, version, waiting) VALUES (?, 1, ?)`, p.SKU, len(p.Waiting)); err != nil {
 			if msqlite.IsUniqueViolation(err) {
 				return fmt.Errorf("%w: product %s was created meanwhile", messaging.ErrConcurrentUpdate, p.SKU)
 			}
 			return err
 		}
 	} else {
-		res, err := tx.ExecContext(ctx, `UPDATE products SET version = version + 1 WHERE sku = ? AND version = ?`, p.SKU, p.Version)
+		res, err := tx.ExecContext(ctx, `UPDATE products SET version = version + 1, waiting = ? WHERE sku = ? AND version = ?`, len(p.Waiting), p.SKU, p.Version)
 		if err != nil {
 			return err
 		}
@@ -289,9 +344,18 @@ func save(ctx context.Context, tx msqlite.Tx, p *domain.Product) error {
 		case domain.BatchQuantityChanged:
 			_, err = tx.ExecContext(ctx, `UPDATE batches SET purchased = ?, dispatched = ?, report_seq = ? WHERE ref = ?`, e.Qty, e.Dispatched, e.ReportSeq, e.Ref)
 		case domain.Allocated:
-			if _, err = tx.ExecContext(ctx, `INSERT INTO allocations (orderid, sku, qty, batchref) VALUES (?, ?, ?, ?)`, e.OrderID, e.SKU, e.Qty, e.BatchRef); err == nil {
+			if _, err = tx.ExecContext(ctx, `INSERT INTO allocations (orderid, sku, qty, batchref, customer) VALUES (?, ?, ?, ?, ?)`, e.OrderID, e.SKU, e.Qty, e.BatchRef, e.Customer); err == nil {
 				_, err = tx.ExecContext(ctx, `UPDATE batches SET allocated = allocated + ? WHERE ref = ?`, e.Qty, e.BatchRef)
 			}
+			if err == nil && e.Backorder {
+				_, err = tx.ExecContext(ctx, `DELETE FROM backorders WHERE orderid = ? AND sku = ?`, e.OrderID, e.SKU)
+			}
+		case domain.OutOfStock:
+			if e.Waiting {
+				_, err = tx.ExecContext(ctx, `INSERT INTO backorders (sku, orderid, qty, customer) VALUES (?, ?, ?, ?)`, e.SKU, e.OrderID, e.Qty, e.Customer)
+			}
+		case domain.BackorderCancelled:
+			_, err = tx.ExecContext(ctx, `DELETE FROM backorders WHERE orderid = ? AND sku = ?`, e.OrderID, e.SKU)
 		case domain.Deallocated:
 			if _, err = tx.ExecContext(ctx, `DELETE FROM allocations WHERE orderid = ? AND sku = ?`, e.OrderID, e.SKU); err == nil {
 				_, err = tx.ExecContext(ctx, `UPDATE batches SET allocated = allocated - ? WHERE ref = ?`, e.Qty, e.BatchRef)
