@@ -24,6 +24,7 @@ import (
 	"github.com/stockflow/stockflow/internal/allocation/adapters/pggroup"
 	allocpg "github.com/stockflow/stockflow/internal/allocation/adapters/postgres"
 	allocsqlite "github.com/stockflow/stockflow/internal/allocation/adapters/sqlite"
+	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/allocation/service"
 	"github.com/stockflow/stockflow/internal/messaging"
 	mpostgres "github.com/stockflow/stockflow/internal/messaging/postgres"
@@ -50,16 +51,27 @@ type Store interface {
 	platform.Store
 }
 
+// Options are the allocation service's own settings.
+type Options struct {
+	// Backorders says how waiting lines are served when stock comes
+	// (domain.Strict unless set).
+	Backorders domain.Policy
+}
+
 // Open opens the service's store, applying migrations, and wires it.
-func Open(ctx context.Context, cfg Config) (*Service, error) {
+func Open(ctx context.Context, cfg Config, opts Options) (*Service, error) {
 	reg := service.Messages()
 	base, err := platform.Assemble(ctx, cfg, platform.Parts[Store, *service.Handlers]{
 		Name: Name, Registry: reg, Inbound: service.Inbound,
 		Open: func(ctx context.Context, cfg Config, hooks platform.StoreHooks) (Store, error) {
 			return openStore(ctx, cfg, reg, hooks)
 		},
-		Handlers: func(st Store) *service.Handlers { return service.NewHandlers(st) },
-		Bus:      service.NewBus,
+		Handlers: func(st Store) *service.Handlers {
+			h := service.NewHandlers(st)
+			h.Policy = opts.Backorders
+			return h
+		},
+		Bus: service.NewBus,
 	})
 	if err != nil {
 		return nil, err

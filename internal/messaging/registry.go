@@ -48,8 +48,15 @@ func Register[T any](r *Registry, channel string, key func(T) string, decode fun
 	r.byChannel[channel] = reg
 }
 
+// Timer is a message that is due later than it is raised: an aggregate
+// raises a timeout as any other event, and its envelope is a durable timer
+// (Envelope.DeliverAt), kept in the same transaction as the change that
+// raised it until Due.
+type Timer interface{ Due() time.Time }
+
 // Envelope encodes msg, raised while handling the message ctx carries, in a
-// new envelope: its causation is that message and it joins its flow.
+// new envelope: its causation is that message and it joins its flow. A
+// Timer's envelope is delivered at its Due time.
 func (r *Registry) Envelope(ctx context.Context, msg any) (Envelope, error) {
 	reg, ok := r.byType[reflect.TypeOf(msg)]
 	if !ok {
@@ -73,7 +80,15 @@ func (r *Registry) Envelope(ctx context.Context, msg any) (Envelope, error) {
 		CausationID:   m.MessageID,
 		OccurredAt:    time.Now().UTC(),
 		Payload:       payload,
+		DeliverAt:     due(msg),
 	}, nil
+}
+
+func due(msg any) time.Time {
+	if t, ok := msg.(Timer); ok {
+		return t.Due().UTC()
+	}
+	return time.Time{}
 }
 
 // Decode returns the message env carries.

@@ -202,3 +202,26 @@ func TestRegistryCustomDecoder(t *testing.T) {
 		t.Errorf("Envelope called the decoder")
 	}
 }
+
+type reminder struct {
+	ID string    `json:"id"`
+	At time.Time `json:"at"`
+}
+
+func (r reminder) Due() time.Time { return r.At }
+
+func TestEnvelopeOfATimerIsDueAtItsTime(t *testing.T) {
+	r := messaging.NewRegistry()
+	messaging.Register(r, "reminder", func(m reminder) string { return m.ID }, nil)
+	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600))
+	env, err := r.Envelope(context.Background(), reminder{ID: "r1", At: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !env.DeliverAt.Equal(at) || env.DeliverAt.Location() != time.UTC {
+		t.Errorf("DeliverAt = %v, want %v in UTC", env.DeliverAt, at)
+	}
+	if !env.Scheduled(time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC)) {
+		t.Error("not scheduled before it is due")
+	}
+}

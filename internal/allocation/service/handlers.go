@@ -347,10 +347,62 @@ func (h *Handlers) Batch(ctx context.Context, ref string) (BatchView, error) {
 			return err
 		}
 		b := p.Batch(ref)
-		v = BatchView{Ref: b.Ref, SKU: b.SKU, Qty: b.Purchased, ETA: domain.Date{Time: b.ETA}, Allocated: b.Allocated,
-			Available: b.Available(), Dispatched: b.Dispatched, ReportSeq: b.ReportSeq, Version: p.Version, Lines: b.Lines}
-		if v.Lines == nil {
-			v.Lines = []domain.OrderLine{}
+		v = batchView(p, b)
+		if b.Lines != nil {
+			v.Lines = b.Lines
+		}
+		return nil
+	})
+	return v, err
+}
+
+func batchView(p *domain.Product, b *domain.Batch) BatchView {
+	return BatchView{Ref: b.Ref, SKU: b.SKU, Qty: b.Purchased, ETA: domain.Date{Time: b.ETA}, Allocated: b.Allocated,
+		Available: b.Available(), Dispatched: b.Dispatched, ReportSeq: b.ReportSeq, Version: p.Version, Lines: []domain.OrderLine{}}
+}
+
+// ProductView is a product as the allocation service holds it: its
+// batches and its waiting list, in the order it is served.
+type ProductView struct {
+	SKU      string             `json:"sku"`
+	Version  int                `json:"version"`
+	Batches  []BatchStock       `json:"batches"`
+	Waiting  []domain.Backorder `json:"waiting"`
+	Policy   string             `json:"backorder_policy"`
+	Free     int                `json:"available"`
+	Awaiting int                `json:"waiting_qty"`
+}
+
+// BatchStock is a batch's stock, as a product's view shows it.
+type BatchStock struct {
+	Ref       string      `json:"batchref"`
+	Qty       int         `json:"qty"`
+	ETA       domain.Date `json:"eta"`
+	Allocated int         `json:"allocated"`
+	Available int         `json:"available"`
+}
+
+// Product answers a product, with its batches (without their lines) and
+// its waiting list, from the write model.
+func (h *Handlers) Product(ctx context.Context, sku string) (ProductView, error) {
+	var v ProductView
+	_, err := h.store.Transact(ctx, func(ctx context.Context, uow UnitOfWork) error {
+		p, err := uow.Products().Get(ctx, sku)
+		if errors.Is(err, fail.NotFound) {
+			return fail.Errorf(fail.NotFound, "No product %s: no batch of it was ever added, and no line waits for it", sku)
+		} else if err != nil {
+			return err
+		}
+		v = ProductView{SKU: p.SKU, Version: p.Version, Batches: []BatchStock{}, Waiting: p.Waiting, Policy: h.Policy.String()}
+		if v.Waiting == nil {
+			v.Waiting = []domain.Backorder{}
+		}
+		for _, b := range p.Batches {
+			v.Batches = append(v.Batches, BatchStock{Ref: b.Ref, Qty: b.Purchased, ETA: domain.Date{Time: b.ETA}, Allocated: b.Allocated, Available: b.Available()})
+			v.Free += max(b.Available(), 0)
+		}
+		for _, w := range p.Waiting {
+			v.Awaiting += w.Qty
 		}
 		return nil
 	})

@@ -55,6 +55,9 @@ type Batch struct {
 	// Held are the placed orders waiting for goods of this batch that are
 	// not on the shelf yet (see Shipment.Dispatch).
 	Held []string `json:"held,omitempty"`
+	// Arrives is the day a batch on its way (a shipment with an ETA) comes
+	// in; zero for warehouse stock. Its goods are not on the shelf before.
+	Arrives time.Time `json:"arrives,omitzero"`
 
 	events  []any
 	changed bool
@@ -185,6 +188,34 @@ func (b *Batch) report(r Report) error {
 	b.events = append(b.events, StockReported{BatchRef: b.Ref, SKU: b.SKU, Kind: r.Kind, Qty: r.Qty, Seq: r.Seq, Dispatched: r.Dispatched, Note: r.Note})
 	return nil
 }
+
+// Expect records that the batch is on its way and comes in on eta (a
+// day, UTC): until then its goods are not on the shelf. When that is
+// later than now, it raises BatchArrivalDue, a timer that tries the orders
+// held for the batch's goods again on the day it comes in.
+func (b *Batch) Expect(eta, now time.Time) {
+	if eta.IsZero() || b.Arrives.Equal(eta) {
+		return
+	}
+	b.Arrives, b.changed = eta, true
+	if eta.After(now) {
+		b.events = append(b.events, BatchArrivalDue{BatchRef: b.Ref, SKU: b.SKU, Arrives: eta})
+	}
+}
+
+// OnShelf reports whether the batch's goods are in the warehouse at at.
+func (b *Batch) OnShelf(at time.Time) bool { return b.Arrives.IsZero() || !at.Before(b.Arrives) }
+
+// BatchArrivalDue is the warehouse's timer for a batch on its way: due on
+// the day the batch comes in.
+type BatchArrivalDue struct {
+	BatchRef string    `json:"batchref"`
+	SKU      string    `json:"sku"`
+	Arrives  time.Time `json:"arrives"`
+}
+
+// Due implements messaging.Timer.
+func (e BatchArrivalDue) Due() time.Time { return e.Arrives }
 
 // ship takes qty units off the shelf: they left with an order.
 func (b *Batch) ship(qty int) {

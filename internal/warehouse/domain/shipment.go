@@ -167,7 +167,7 @@ func (s *Shipment) Dispatch(batches map[string]*Batch, at time.Time) (short []*B
 		return nil
 	}
 	for _, l := range lines {
-		if b := batches[l.BatchRef]; b.Qty < l.Qty {
+		if b := batches[l.BatchRef]; b.Qty < l.Qty || !b.OnShelf(at) {
 			b.hold(s.OrderID)
 			short = append(short, b)
 		}

@@ -51,6 +51,7 @@ func NewBus(h *Handlers, log *slog.Logger, dispatched messaging.DispatchLog) *me
 	messaging.HandleEvent(b, "warehouse.line_deallocated", h.LineDeallocated)
 	messaging.HandleEvent(b, "warehouse.batch_created", h.BatchCreated)
 	messaging.HandleEvent(b, "warehouse.batch_quantity_changed", h.BatchQuantityChanged)
+	messaging.HandleEvent(b, "warehouse.batch_arrived", h.BatchArrived)
 	return b
 }
 
@@ -152,9 +153,30 @@ func (h *Handlers) LineDeallocated(ctx context.Context, e LineDeallocated) ([]me
 	return h.shipment(ctx, e.OrderID, func(s *domain.Shipment) { s.LineDeallocated(e.SKU, e.BatchRef, e.Version) })
 }
 
-// BatchCreated starts following a new batch.
+// BatchCreated starts following a new batch; one on its way is not on the
+// shelf before the day it comes in.
 func (h *Handlers) BatchCreated(ctx context.Context, e BatchCreated) ([]messaging.Raised, error) {
-	return h.announced(ctx, e.Ref, e.SKU, domain.Announcement{Qty: e.Qty, Version: e.Version})
+	eta, err := e.Arrives()
+	if err != nil {
+		return nil, err
+	}
+	return h.announced(ctx, e.Ref, e.SKU, domain.Announcement{Qty: e.Qty, Version: e.Version}, func(b *domain.Batch) { b.Expect(eta, h.Now()) })
+}
+
+// BatchArrived tries the orders held for a batch's goods again on the day
+// the batch comes in (the warehouse's timer, BatchArrivalDue).
+func (h *Handlers) BatchArrived(ctx context.Context, e domain.BatchArrivalDue) ([]messaging.Raised, error) {
+	return messaging.IgnoreHandled(h.store.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
+		u := h.unit(tx)
+		b, err := u.batch(ctx, e.BatchRef)
+		if err != nil || b == nil {
+			return err
+		}
+		if err := u.retryHeld(ctx, b); err != nil {
+			return err
+		}
+		return u.save(ctx)
+	}))
 }
 
 // BatchQuantityChanged follows a batch's quantity.
@@ -163,8 +185,9 @@ func (h *Handlers) BatchQuantityChanged(ctx context.Context, e BatchQuantityChan
 }
 
 // announced records the allocation service's announcement of a batch, and
-// tries the orders held for its goods again when it has more of them.
-func (h *Handlers) announced(ctx context.Context, ref, sku string, a domain.Announcement) ([]messaging.Raised, error) {
+// tries the orders held for its goods again when it has more of them;
+// also, when given, are applied to the batch first.
+func (h *Handlers) announced(ctx context.Context, ref, sku string, a domain.Announcement, also ...func(*domain.Batch)) ([]messaging.Raised, error) {
 	return messaging.IgnoreHandled(h.store.Transact(ctx, func(ctx context.Context, tx docstore.Tx) error {
 		u := h.unit(tx)
 		b, err := u.batch(ctx, ref)
@@ -173,6 +196,9 @@ func (h *Handlers) announced(ctx context.Context, ref, sku string, a domain.Anno
 		}
 		if b == nil {
 			b = u.newBatch(ref, sku)
+		}
+		for _, f := range also {
+			f(b)
 		}
 		if b.Announce(a) {
 			if err := u.retryHeld(ctx, b); err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"testing"
+	"time"
 
 	docsqlite "github.com/stockflow/stockflow/internal/docstore/sqlite"
 	"github.com/stockflow/stockflow/internal/fail"
@@ -166,5 +167,56 @@ func TestCancelledOrdersStay(t *testing.T) {
 	}
 	if b := f.batch(t, "b1"); b.Qty != 10 || b.Dispatched != 0 {
 		t.Fatalf("goods of a cancelled order left: %+v", b)
+	}
+}
+
+// A batch on its way (with an ETA) is not on the shelf: an order allocated
+// to it is held until the day it comes in, when the warehouse's own timer
+// (batch_arrival_due, scheduled in the same transaction as the batch it
+// heard of) tries it again.
+func TestBatchOnItsWayIsDispatchedOnTheDayItComesIn(t *testing.T) {
+	f := setup(t)
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	f.h.Now = func() time.Time { return now }
+	f.deliver(t, "c1", service.ChannelBatchCreated, map[string]any{"ref": "ship-1", "sku": "LAMP", "qty": 10, "eta": "2026-12-05", "version": 1})
+	scheduled, err := f.store.Messaging().(messaging.Scheduler).Scheduled(context.Background())
+	if err != nil || scheduled != 1 {
+		t.Fatalf("%d timers scheduled (%v), want the batch's arrival", scheduled, err)
+	}
+	if got := f.sent(t)[service.ChannelBatchArrivalDue]; len(got) != 0 {
+		t.Fatalf("the arrival was published before it is due: %v", got)
+	}
+	f.deliver(t, "a1", service.ChannelLineAllocated, map[string]any{"orderid": "o1", "sku": "LAMP", "qty": 2, "batchref": "ship-1"})
+	f.deliver(t, "p1", service.ChannelOrderPlaced, map[string]any{"orderid": "o1", "customer": "alice", "lines": []any{map[string]any{"sku": "LAMP", "qty": 2}}})
+	if got := f.sent(t)[service.ChannelGoodsDispatched]; len(got) != 0 {
+		t.Fatalf("goods of a batch still at sea were dispatched: %v", got)
+	}
+	if b := f.batch(t, "ship-1"); len(b.Held) != 1 || b.Held[0] != "o1" {
+		t.Fatalf("held %v, want o1 waiting for the batch", b.Held)
+	}
+
+	// The day comes; the timer fires (twice: redelivered).
+	now = time.Date(2026, 12, 5, 0, 0, 1, 0, time.UTC)
+	due := map[string]any{"batchref": "ship-1", "sku": "LAMP", "arrives": "2026-12-05T00:00:00Z"}
+	f.deliver(t, "t1", service.ChannelBatchArrivalDue, due)
+	f.deliver(t, "t1", service.ChannelBatchArrivalDue, due)
+	if got := f.sent(t)[service.ChannelGoodsDispatched]; len(got) != 1 {
+		t.Fatalf("goods_dispatched sent %d times on arrival, want once", len(got))
+	}
+	if b := f.batch(t, "ship-1"); b.Qty != 8 || len(b.Held) != 0 {
+		t.Fatalf("batch %+v after the dispatch, want 8 on the shelf and nothing held", b)
+	}
+}
+
+func TestBatchCreatedWithABadETAIsDeadLettered(t *testing.T) {
+	f := setup(t)
+	body, _ := json.Marshal(map[string]any{"ref": "b1", "sku": "LAMP", "qty": 1, "eta": "next tuesday", "version": 1})
+	err := f.consumer.Handle(context.Background(), messaging.Delivery{Envelope: messaging.Envelope{ID: "x", Channel: service.ChannelBatchCreated, Payload: body}, Attempt: 1})
+	if err != nil {
+		t.Fatalf("a bad message stopped the consumer: %v", err)
+	}
+	dl, err := f.store.Messaging().DeadLetters(context.Background(), 10)
+	if err != nil || len(dl) != 1 {
+		t.Fatalf("dead letters %v, %v; want the bad batch_created", dl, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stockflow/stockflow/internal/decode"
+	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/messaging"
 	"github.com/stockflow/stockflow/internal/warehouse/domain"
 )
@@ -15,6 +16,8 @@ import (
 const (
 	ChannelGoodsDispatched = "goods_dispatched"
 	ChannelStockReported   = "stock_reported" // counts and damage, to the allocation service
+	// The warehouse's own timer: a batch on its way comes in today.
+	ChannelBatchArrivalDue = "batch_arrival_due"
 
 	// Followed: what the orders and allocation services announce.
 	ChannelOrderPlaced          = "order_placed"
@@ -28,7 +31,7 @@ const (
 // Inbound are the channels the warehouse consumes.
 var Inbound = []string{
 	ChannelOrderPlaced, ChannelOrderCancelled, ChannelLineAllocated, ChannelLineDeallocated,
-	ChannelBatchCreated, ChannelBatchQuantityChanged,
+	ChannelBatchCreated, ChannelBatchQuantityChanged, ChannelBatchArrivalDue,
 }
 
 // Item is a line of an order, as the orders service announces it.
@@ -67,12 +70,31 @@ type LineDeallocated struct {
 	Version  int    `json:"version"`
 }
 
-// BatchCreated is the allocation service's batch_created.
+// BatchCreated is the allocation service's batch_created. ETA, a day
+// (YYYY-MM-DD), is set for a batch on its way; null for warehouse stock.
 type BatchCreated struct {
 	Ref     string `json:"ref"`
 	SKU     string `json:"sku"`
 	Qty     int    `json:"qty"`
+	ETA     string `json:"eta"`
 	Version int    `json:"version"`
+}
+
+// Arrives is the day the batch comes in; zero for warehouse stock.
+func (e BatchCreated) Arrives() (time.Time, error) {
+	if e.ETA == "" {
+		return time.Time{}, nil
+	}
+	d, err := time.Parse(time.DateOnly, e.ETA)
+	if err != nil {
+		return time.Time{}, fail.Errorf(fail.Invalid, "eta must be a day (YYYY-MM-DD) or null, got %q", e.ETA)
+	}
+	return d, nil
+}
+
+func (e BatchCreated) Validate() error {
+	_, err := e.Arrives()
+	return err
 }
 
 // BatchQuantityChanged is the allocation service's batch_quantity_changed.
@@ -90,6 +112,7 @@ func Messages() *messaging.Registry {
 	r := messaging.NewRegistry()
 	messaging.Register(r, ChannelGoodsDispatched, func(e domain.GoodsDispatched) string { return e.OrderID }, nil)
 	messaging.Register(r, ChannelStockReported, func(e domain.StockReported) string { return e.SKU }, nil)
+	messaging.Register(r, ChannelBatchArrivalDue, func(e domain.BatchArrivalDue) string { return e.SKU }, decode.Strict[domain.BatchArrivalDue]("batchref", "sku", "arrives"))
 	messaging.Register(r, ChannelOrderPlaced, func(e OrderPlaced) string { return e.OrderID }, decode.Strict[OrderPlaced]("orderid", "customer", "lines"))
 	messaging.Register(r, ChannelOrderCancelled, func(e OrderCancelled) string { return e.OrderID }, decode.Strict[OrderCancelled]("orderid"))
 	messaging.Register(r, ChannelLineAllocated, func(e LineAllocated) string { return e.SKU }, decode.Strict[LineAllocated]("orderid", "sku", "batchref"))

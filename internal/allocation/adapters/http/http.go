@@ -18,10 +18,12 @@ type Bus interface {
 	Handle(ctx context.Context, cmd any) (any, error)
 }
 
-// Views answers queries: the read model's allocations, and a batch.
+// Views answers queries: the read model's allocations, a batch, and a
+// product with its waiting list.
 type Views interface {
 	Allocations(ctx context.Context, orderID string) ([]service.AllocationView, error)
 	Batch(ctx context.Context, ref string) (service.BatchView, error)
+	Product(ctx context.Context, sku string) (service.ProductView, error)
 }
 
 // API serves the allocation routes.
@@ -39,6 +41,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /deallocate", a.deallocate)
 	mux.HandleFunc("GET /allocations/{orderid}", a.allocations)
 	mux.HandleFunc("GET /batches/{batchref}", a.batch)
+	mux.HandleFunc("GET /products/{sku}", a.product)
 }
 
 type batchBody struct {
@@ -132,6 +135,20 @@ func (a *API) allocations(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpx.JSON(w, http.StatusOK, views)
+}
+
+func (a *API) product(w http.ResponseWriter, r *http.Request) {
+	sku := r.PathValue("sku")
+	if err := domain.ValidateRef("sku", sku); err != nil {
+		httpx.Error(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	v, err := a.Views.Product(r.Context(), sku)
+	if err != nil {
+		httpx.Fail(w, r, a.Log, err)
+		return
+	}
+	httpx.JSON(w, http.StatusOK, v)
 }
 
 func (a *API) batch(w http.ResponseWriter, r *http.Request) {
