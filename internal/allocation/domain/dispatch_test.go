@@ -29,6 +29,15 @@ func TestDispatch(t *testing.T) {
 	shrank := func(l domain.OrderLine, ref string) domain.Event {
 		return domain.Deallocated{OrderID: l.OrderID, SKU: sku, Qty: l.Qty, BatchRef: ref, Reason: domain.ReasonBatchShrank, Version: 5}
 	}
+	// A line pushed out is allocated again in the same change, or is out of
+	// stock (read after the change); the lines pushed out are placed oldest
+	// first.
+	moved := func(l domain.OrderLine, ref string) domain.Event {
+		return domain.Allocated{OrderID: l.OrderID, SKU: sku, Qty: l.Qty, BatchRef: ref, Version: 5}
+	}
+	outOfStock := func(l domain.OrderLine) domain.Event {
+		return domain.OutOfStock{SKU: sku, OrderID: l.OrderID, Qty: l.Qty, Version: 5}
+	}
 	batch := func(ref string, qty, dispatched int, lines ...domain.OrderLine) *domain.Batch {
 		eta := noETA
 		if ref == "b2" {
@@ -90,9 +99,10 @@ func TestDispatch(t *testing.T) {
 			// 9 of 10 allocated; 3 leave for o1, which b2 holds: 7 left.
 			b1: batch("b1", 10, 0, o3, o2, o4), b2: batch("b2", 10, 0, o1),
 			orderID: "o1", ref: "b1", qty: 3,
-			wantEvents: []domain.Event{changed("b1", 7, 3), dispatched(o1, "b2"), shrank(o4, "b1")},
+			// o4 takes the room o1 left in b2.
+			wantEvents: []domain.Event{changed("b1", 7, 3), dispatched(o1, "b2"), shrank(o4, "b1"), moved(o4, "b2")},
 			wantB1:     batch("b1", 7, 3, o3, o2),
-			wantB2:     batch("b2", 10, 0),
+			wantB2:     batch("b2", 10, 0, o4),
 		},
 		{
 			name: "line released, and the batch no longer holds its lines: the latest go until it does",
@@ -100,8 +110,30 @@ func TestDispatch(t *testing.T) {
 			// whatever their sizes), o3 stays.
 			b1: batch("b1", 10, 0, o3, o2, o4), b2: batch("b2", 10, 0),
 			orderID: "o1", ref: "b1", qty: 5,
-			wantEvents: []domain.Event{changed("b1", 5, 5), shrank(o4, "b1"), shrank(o2, "b1")},
+			// b1 has 1 unit left: both go to b2, oldest first (the
+			// reverse of the order they left).
+			wantEvents: []domain.Event{changed("b1", 5, 5), shrank(o4, "b1"), shrank(o2, "b1"), moved(o2, "b2"), moved(o4, "b2")},
 			wantB1:     batch("b1", 5, 5, o3),
+			wantB2:     batch("b2", 10, 0, o2, o4),
+		},
+		{
+			name: "line released, the batch no longer holds its lines, and no batch can take them: out of stock",
+			b1:   batch("b1", 10, 0, o3, o2, o4), b2: batch("b2", 1, 0),
+			orderID: "o1", ref: "b1", qty: 5,
+			wantEvents: []domain.Event{
+				changed("b1", 5, 5), shrank(o4, "b1"), shrank(o2, "b1"), outOfStock(o2), outOfStock(o4),
+			},
+			wantB1: batch("b1", 5, 5, o3),
+		},
+		{
+			name: "goods from another batch than the line's, which shrinks: its latest line takes the room the line left",
+			// 10 of 10 allocated in b1; o1 (3) is held in b1 but the goods
+			// left from b2, which shrinks below its o4 (2): o4 goes to b1.
+			b1: batch("b1", 10, 0, o1, o2, line("o5", sku, 5)), b2: batch("b2", 4, 0, o4),
+			orderID: "o1", ref: "b2", qty: 3,
+			wantEvents: []domain.Event{changed("b2", 1, 3), dispatched(o1, "b1"), shrank(o4, "b2"), moved(o4, "b1")},
+			wantB1:     batch("b1", 10, 0, o2, line("o5", sku, 5), o4),
+			wantB2:     batch("b2", 1, 3),
 		},
 		{
 			name: "goods from a batch on its way (the warehouse knows better)",

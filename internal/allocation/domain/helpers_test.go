@@ -92,7 +92,7 @@ var ignoreVersions = cmp.FilterPath(func(p cmp.Path) bool { return p.Last().Stri
 // reload returns the product as a repository would load it after the
 // session that changed p committed: at the next version when p changed,
 // with copies of its batches and of the lines it holds (as loaded by batch
-// ref, every line).
+// ref, every line), and of its waiting list, under the same policy.
 func reload(p *domain.Product) *domain.Product {
 	v := p.Version
 	if p.Changed() {
@@ -104,7 +104,9 @@ func reload(p *domain.Product) *domain.Product {
 		c.Lines = slices.Clone(b.Lines)
 		batches[i] = &c
 	}
-	return domain.NewProduct(p.SKU, v, batches...)
+	r := domain.NewProduct(p.SKU, v, batches...)
+	r.Waiting, r.Policy = slices.Clone(p.Waiting), p.Policy
+	return r
 }
 
 // batchWith returns a loaded batch of qty units holding lines (all of
@@ -116,4 +118,37 @@ func batchWith(ref, sku string, qty int, eta time.Time, lines ...domain.OrderLin
 		b.Allocated += l.Qty
 	}
 	return b
+}
+
+// shopLine returns a line of the shop's customer: one that waits for stock
+// when no batch can take it.
+func shopLine(orderID, sku string, qty int, customer string) domain.OrderLine {
+	return domain.OrderLine{OrderID: orderID, SKU: sku, Qty: qty, Customer: customer}
+}
+
+// vipLine returns a line of a VIP customer of the shop.
+func vipLine(orderID, sku string, qty int, customer string) domain.OrderLine {
+	l := shopLine(orderID, sku, qty, customer)
+	l.VIP = true
+	return l
+}
+
+// total returns the lines' total quantity.
+func total(lines []domain.OrderLine) int {
+	n := 0
+	for _, l := range lines {
+		n += l.Qty
+	}
+	return n
+}
+
+// assertWaiting compares the product's waiting list, in order, with want.
+func assertWaiting(t *testing.T, p *domain.Product, want []domain.Backorder) {
+	t.Helper()
+	if len(p.Waiting) == 0 && len(want) == 0 {
+		return
+	}
+	if diff := cmp.Diff(want, p.Waiting); diff != "" {
+		t.Errorf("waiting list mismatch (-want +got):\n%s", diff)
+	}
 }

@@ -353,13 +353,15 @@ func (p *Product) shrink(b *Batch) {
 }
 
 // settle ends every change that moves stock. First the lines a shrinking
-// batch pushed out are allocated again, in the same change, to another
+// batch pushed out are allocated again, oldest first, in the same change, to another
 // batch: a line never waits between batches, so nothing can happen to it
 // meanwhile (a dispatch, a release) that a later reallocation would undo.
 // A shop line no batch can take joins the waiting list; a line of the
 // book's API is out of stock. Then the waiting list takes the stock left.
 func (p *Product) settle() {
-	for _, l := range p.pushed {
+	// Oldest first: shrink pushed the latest out first, and the line that
+	// waited longest is placed first.
+	for _, l := range slices.Backward(p.pushed) {
 		if b := p.batchFor(l); b != nil {
 			p.allocateTo(b, l, false)
 		} else if l.Customer != "" {

@@ -21,6 +21,11 @@ func TestReportStock(t *testing.T) {
 	shrank := func(l domain.OrderLine) domain.Event {
 		return domain.Deallocated{OrderID: l.OrderID, SKU: sku, Qty: l.Qty, BatchRef: "b1", Reason: domain.ReasonBatchShrank}
 	}
+	// The lines pushed out are allocated again in the same change, oldest
+	// first: to b2, or back to b1 when they fit in the room left there.
+	moved := func(l domain.OrderLine, ref string) domain.Event {
+		return domain.Allocated{OrderID: l.OrderID, SKU: sku, Qty: l.Qty, BatchRef: ref}
+	}
 	count := func(seq, qty, dispatched int) domain.StockReport {
 		return domain.StockReport{Seq: seq, Kind: domain.ReportCount, Qty: qty, Dispatched: dispatched}
 	}
@@ -29,7 +34,8 @@ func TestReportStock(t *testing.T) {
 	}
 	// Every case starts from b1 (warehouse): 10 units, 4 dispatched from it
 	// so far, report 2 applied, holding o1, o2 and o3 (6 units), loaded by
-	// its ref; and b2 (tomorrow, 20), empty.
+	// its ref; and b2 (tomorrow, 20), empty: it takes the lines b1 can no
+	// longer hold.
 	tests := []struct {
 		name       string
 		ref        string // reported on when the case fails; b1 otherwise
@@ -39,6 +45,7 @@ func TestReportStock(t *testing.T) {
 		wantQty    int
 		wantSeq    int
 		wantLines  []domain.OrderLine
+		wantB2     []domain.OrderLine
 	}{
 		{
 			name:       "damage takes its units out",
@@ -53,10 +60,12 @@ func TestReportStock(t *testing.T) {
 			wantQty:    6, wantSeq: 3, wantLines: []domain.OrderLine{o1, o2, o3},
 		},
 		{
-			name:       "damage beyond the free units deallocates the latest lines",
-			report:     damage(3, 6),
-			wantEvents: []domain.Event{changed(4, 3), shrank(o3), shrank(o2)},
-			wantQty:    4, wantSeq: 3, wantLines: []domain.OrderLine{o1},
+			name:   "damage beyond the free units deallocates the latest lines",
+			report: damage(3, 6),
+			// 4 left: o3 and o2 go; o2 goes to b2, then o3 fits back in the
+			// unit o1 leaves.
+			wantEvents: []domain.Event{changed(4, 3), shrank(o3), shrank(o2), moved(o2, "b2"), moved(o3, "b1")},
+			wantQty:    4, wantSeq: 3, wantLines: []domain.OrderLine{o1, o3}, wantB2: []domain.OrderLine{o2},
 		},
 		{
 			name:       "count that saw the dispatches the batch knows of",
@@ -87,20 +96,22 @@ func TestReportStock(t *testing.T) {
 		{
 			name:       "count below what is allocated deallocates the latest lines",
 			report:     count(3, 3, 4),
-			wantEvents: []domain.Event{changed(3, 3), shrank(o3), shrank(o2)},
-			wantQty:    3, wantSeq: 3, wantLines: []domain.OrderLine{o1},
+			wantEvents: []domain.Event{changed(3, 3), shrank(o3), shrank(o2), moved(o2, "b2"), moved(o3, "b2")},
+			wantQty:    3, wantSeq: 3, wantLines: []domain.OrderLine{o1}, wantB2: []domain.OrderLine{o2, o3},
 		},
 		{
 			name:       "count below what is allocated, once the dispatches since are out",
 			report:     count(3, 7, 1), // 7 counted, 3 dispatched since: 4
-			wantEvents: []domain.Event{changed(4, 3), shrank(o3), shrank(o2)},
-			wantQty:    4, wantSeq: 3, wantLines: []domain.OrderLine{o1},
+			wantEvents: []domain.Event{changed(4, 3), shrank(o3), shrank(o2), moved(o2, "b2"), moved(o3, "b1")},
+			wantQty:    4, wantSeq: 3, wantLines: []domain.OrderLine{o1, o3}, wantB2: []domain.OrderLine{o2},
 		},
 		{
-			name:       "count of nothing deallocates every line, latest first",
-			report:     count(3, 0, 4),
-			wantEvents: []domain.Event{changed(0, 3), shrank(o3), shrank(o2), shrank(o1)},
-			wantQty:    0, wantSeq: 3,
+			name:   "count of nothing deallocates every line, latest first",
+			report: count(3, 0, 4),
+			wantEvents: []domain.Event{
+				changed(0, 3), shrank(o3), shrank(o2), shrank(o1), moved(o1, "b2"), moved(o2, "b2"), moved(o3, "b2"),
+			},
+			wantQty: 0, wantSeq: 3, wantB2: []domain.OrderLine{o1, o2, o3},
 		},
 		{
 			name:       "a seq may skip numbers",
@@ -162,8 +173,8 @@ func TestReportStock(t *testing.T) {
 			if diff := cmp.Diff(want, mustBatch(t, p, "b1"), cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("b1 after the report (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(newBatch("b2", sku, 20, tomorrow), mustBatch(t, p, "b2"), cmpopts.EquateEmpty()); diff != "" {
-				t.Errorf("b2 touched (-want +got):\n%s", diff)
+			if diff := cmp.Diff(batchWith("b2", sku, 20, tomorrow, tt.wantB2...), mustBatch(t, p, "b2"), cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("b2 after the report (-want +got):\n%s", diff)
 			}
 		})
 	}

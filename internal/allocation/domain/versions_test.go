@@ -27,6 +27,16 @@ func TestEventVersions(t *testing.T) {
 		)
 	}
 	fresh := func() *domain.Product { return domain.NewProduct(sku, 0) }
+	// waiting is loaded as well, with w1 (6, carol's) then w2 (5, dave's)
+	// waiting: b2's 5 units stay for w1 (the policy is strict).
+	waiting := func() *domain.Product {
+		p := loaded()
+		p.Waiting = []domain.Backorder{
+			{OrderLine: shopLine("w1", sku, 6, "carol"), Seq: 1},
+			{OrderLine: shopLine("w2", sku, 5, "dave"), Seq: 2},
+		}
+		return p
+	}
 	changed := func(ref string, qty, dispatched, seq, v int) domain.Event {
 		return domain.BatchQuantityChanged{Ref: ref, SKU: sku, Qty: qty, Dispatched: dispatched, ReportSeq: seq, Version: v}
 	}
@@ -161,6 +171,9 @@ func TestEventVersions(t *testing.T) {
 				changed("b1", 2, 0, 0, 8),
 				dealloc(o2, "b1", domain.ReasonBatchShrank, 8),
 				dealloc(o1, "b1", domain.ReasonBatchShrank, 8),
+				// Placed again oldest first: o1 takes b2's room, o2 finds none.
+				allocated(o1, "b2", 8), // allocated again in the change
+				outOfStock(o2, 8),      // read after the change
 			},
 			wantChanged: true,
 		},
@@ -186,6 +199,7 @@ func TestEventVersions(t *testing.T) {
 			want: []domain.Event{
 				changed("b1", 5, 5, 0, 8),
 				dealloc(o2, "b1", domain.ReasonBatchShrank, 8),
+				allocated(o2, "b2", 8),
 			},
 			wantChanged: true,
 		},
@@ -208,6 +222,7 @@ func TestEventVersions(t *testing.T) {
 			want: []domain.Event{
 				changed("b1", 6, 0, 1, 8),
 				dealloc(o2, "b1", domain.ReasonBatchShrank, 8),
+				allocated(o2, "b2", 8),
 			},
 			wantChanged: true,
 		},
@@ -219,6 +234,81 @@ func TestEventVersions(t *testing.T) {
 			},
 			want:        []domain.Event{changed("b2", 4, 0, 3, 8)},
 			wantChanged: true,
+		},
+		{
+			name:    "a shop line that waits: the waiting list is the product's, a change at the version it commits",
+			product: loaded,
+			act: func(p *domain.Product) error {
+				_, err := p.Allocate(shopLine("o3", sku, 6, "carol"))
+				return ignore(err, domain.ErrOutOfStock)
+			},
+			want:        []domain.Event{domain.OutOfStock{SKU: sku, OrderID: "o3", Qty: 6, Customer: "carol", Waiting: true, Version: 8}},
+			wantChanged: true,
+		},
+		{
+			name:    "a shop line of a product never stored waits at version 1",
+			product: fresh,
+			act: func(p *domain.Product) error {
+				_, err := p.Allocate(shopLine("o3", sku, 1, "carol"))
+				return ignore(err, domain.ErrOutOfStock)
+			},
+			want: []domain.Event{
+				domain.OutOfStock{SKU: sku, OrderID: "o3", Qty: 1, Customer: "carol", Waiting: true, UnknownSKU: true, Version: 1},
+			},
+			wantChanged: true,
+		},
+		{
+			name:    "a waiting line served by a new batch",
+			product: waiting,
+			act:     func(p *domain.Product) error { return p.AddBatch("b3", 6, noETA) },
+			want: []domain.Event{
+				domain.BatchCreated{Ref: "b3", SKU: sku, Qty: 6, Version: 8},
+				domain.Allocated{OrderID: "w1", SKU: sku, Qty: 6, BatchRef: "b3", Customer: "carol", Backorder: true, Version: 8},
+				domain.Allocated{OrderID: "w2", SKU: sku, Qty: 5, BatchRef: "b2", Customer: "dave", Backorder: true, Version: 8},
+			},
+			wantChanged: true,
+		},
+		{
+			name:    "a waiting line served by a deallocation",
+			product: waiting,
+			act:     func(p *domain.Product) error { _, err := p.Deallocate(o2); return err },
+			want: []domain.Event{
+				dealloc(o2, "b1", domain.ReasonRequested, 8),
+				domain.Allocated{OrderID: "w1", SKU: sku, Qty: 6, BatchRef: "b1", Customer: "carol", Backorder: true, Version: 8},
+				domain.Allocated{OrderID: "w2", SKU: sku, Qty: 5, BatchRef: "b2", Customer: "dave", Backorder: true, Version: 8},
+			},
+			wantChanged: true,
+		},
+		{
+			name:    "a waiting line cancelled",
+			product: waiting,
+			act:     func(p *domain.Product) error { _, err := p.Deallocate(shopLine("w1", sku, 6, "carol")); return err },
+			want: []domain.Event{
+				domain.BackorderCancelled{OrderID: "w1", SKU: sku, Qty: 6, Version: 8},
+				domain.Allocated{OrderID: "w2", SKU: sku, Qty: 5, BatchRef: "b2", Customer: "dave", Backorder: true, Version: 8},
+			},
+			wantChanged: true,
+		},
+		{
+			name:    "a waiting line served once its customer is a VIP",
+			product: waiting,
+			act: func(p *domain.Product) error {
+				p.PromoteVIP("dave") // w2 (5) is first in line now, and fits in b2
+				return nil
+			},
+			want: []domain.Event{
+				domain.Allocated{OrderID: "w2", SKU: sku, Qty: 5, BatchRef: "b2", Customer: "dave", Backorder: true, Version: 8},
+			},
+			wantChanged: true,
+		},
+		{
+			name:    "a line of the book's API behind the waiting list: out of stock at the version read",
+			product: waiting,
+			act: func(p *domain.Product) error {
+				_, err := p.Allocate(line("o3", sku, 1))
+				return ignore(err, domain.ErrOutOfStock)
+			},
+			want: []domain.Event{outOfStock(line("o3", sku, 1), 7)},
 		},
 		{
 			name:    "stale report raises nothing",
@@ -371,6 +461,15 @@ func TestEventVersionJSON(t *testing.T) {
 		},
 		{domain.OutOfStock{SKU: "S", OrderID: "o1", Qty: 2, Version: 4}, `{"sku":"S","orderid":"o1","qty":2,"version":4}`},
 		{domain.OutOfStock{SKU: "S"}, `{"sku":"S","version":0}`},
+		{
+			domain.OutOfStock{SKU: "S", OrderID: "o1", Qty: 2, Version: 4, Waiting: true, Customer: "carol"},
+			`{"sku":"S","orderid":"o1","qty":2,"version":4,"waiting":true,"customer":"carol"}`,
+		},
+		{
+			domain.Allocated{OrderID: "o1", SKU: "S", Qty: 2, BatchRef: "b1", Customer: "carol", Backorder: true, Version: 5},
+			`{"orderid":"o1","sku":"S","qty":2,"batchref":"b1","customer":"carol","backorder":true,"version":5}`,
+		},
+		{domain.BackorderCancelled{OrderID: "o1", SKU: "S", Qty: 2, Version: 6}, `{"orderid":"o1","sku":"S","qty":2,"version":6}`},
 		{domain.OutOfStock{SKU: "S", OrderID: "o1", Qty: 2, UnknownSKU: true}, `{"sku":"S","orderid":"o1","qty":2,"version":0,"unknown_sku":true}`},
 	}
 	for _, tt := range tests {

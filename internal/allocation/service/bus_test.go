@@ -188,9 +188,9 @@ func TestFailingEventHandlerDoesNotStopTheQueue(t *testing.T) {
 	if diff := cmp.Diff(wantKinds, kinds); diff != "" {
 		t.Fatalf("outbox (-want +got):\n%s", diff)
 	}
-	// o2 was reallocated first; its row failed, o1's did not.
-	assertView(t, f.store, "o2", nil)
-	assertView(t, f.store, "o1", []service.AllocationView{{SKU: "S", BatchRef: "b2"}})
+	// o1, the oldest, was reallocated first; its row failed, o2's did not.
+	assertView(t, f.store, "o1", nil)
+	assertView(t, f.store, "o2", []service.AllocationView{{SKU: "S", BatchRef: "b2"}})
 
 	marked := f.dispatch.marked()
 	for i, r := range raised {

@@ -83,7 +83,8 @@ func (h *Handlers) allocate(ctx context.Context, line domain.OrderLine, unknownO
 			p, err = domain.NewProduct(line.SKU, 0), nil
 			uow.Products().Add(p)
 		}
-		if errors.Is(err, fail.NotFound) {
+		if errors.Is(err, fail.NotFound) || err == nil && len(p.Batches) == 0 && !unknownOutOfStock {
+			// No batch of it (a product of waiting lines alone has none).
 			return fmt.Errorf("%w %s", ErrInvalidSKU, line.SKU)
 		} else if err != nil {
 			return err

@@ -392,9 +392,10 @@ func TestChangeBatchQuantityReallocatesSeveralLines(t *testing.T) {
 		assertView(t, f.store, o, []service.AllocationView{{SKU: "S", BatchRef: "b2"}})
 	}
 	assertBatch(t, f.store, domain.Batch{Ref: "b1", SKU: "S", Purchased: 0})
-	// Lines leave the shrinking batch newest first, and so arrive in b2.
+	// Lines leave the shrinking batch newest first, and are placed again
+	// oldest first.
 	assertBatch(t, f.store, domain.Batch{Ref: "b2", SKU: "S", Purchased: 10, ETA: tomorrow, Allocated: 9,
-		Lines: []domain.OrderLine{line("o3", "S", 3), line("o2", "S", 3), line("o1", "S", 3)}})
+		Lines: []domain.OrderLine{line("o1", "S", 3), line("o2", "S", 3), line("o3", "S", 3)}})
 	if rows := f.store.viewRows(); len(rows) != 3 {
 		t.Errorf("read model rows = %v, want 3", rows)
 	}

@@ -47,7 +47,7 @@ type unit struct {
 }
 
 func (u *unit) Products() service.ProductRepository   { return (*repository)(u) }
-func (u *unit) ReadModel() service.ReadModel           { return (*readModel)(u) }
+func (u *unit) ReadModel() service.ReadModel          { return (*readModel)(u) }
 func (u *unit) Customers() service.CustomerRepository { return (*customers)(u) }
 
 type customers unit

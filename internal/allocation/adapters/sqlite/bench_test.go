@@ -12,6 +12,7 @@ import (
 	allocsqlite "github.com/stockflow/stockflow/internal/allocation/adapters/sqlite"
 	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/allocation/service"
+	"github.com/stockflow/stockflow/internal/allocation/service/storetest"
 	msqlite "github.com/stockflow/stockflow/internal/messaging/sqlite"
 )
 
@@ -81,4 +82,21 @@ func seed(b *testing.B, store *allocsqlite.Store, history int) {
 		}
 		done = min(done+10_000, history)
 	}
+}
+
+// BenchmarkFillWaitingList: a batch arriving for a sku with 10,000 lines
+// waiting fills them all in order, in one change.
+//
+//	go test -run '^$' -bench FillWaitingList -benchtime 5x ./internal/allocation/adapters/sqlite/
+func BenchmarkFillWaitingList(b *testing.B) {
+	db, err := msqlite.Open(filepath.Join(b.TempDir(), "allocation.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	store, err := allocsqlite.Open(context.Background(), db, allocsqlite.Config{Registry: service.Messages()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	storetest.BenchmarkFillWaitingList(b, store, 10_000)
 }

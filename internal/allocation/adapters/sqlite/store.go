@@ -122,7 +122,7 @@ func (u *unitOfWork) Flush(ctx context.Context) ([]messaging.Raised, error) {
 }
 
 func (u *unitOfWork) Products() service.ProductRepository   { return (*repository)(u) }
-func (u *unitOfWork) ReadModel() service.ReadModel           { return (*readModel)(u) }
+func (u *unitOfWork) ReadModel() service.ReadModel          { return (*readModel)(u) }
 func (u *unitOfWork) Customers() service.CustomerRepository { return (*customers)(u) }
 
 type customers unitOfWork
