@@ -55,9 +55,11 @@ func TestShopUnderChaosOnBrokers(t *testing.T) {
 		}
 		t.Run(r.broker+"/"+store, func(t *testing.T) {
 			b := r.start(t)
-			var extra []string
+			// Carts expire while the workload runs (durable timers through
+			// kills): the stock they free goes to waiting lines.
+			extra := []string{"--reservation-ttl", "3s"}
 			if r.pg {
-				extra = []string{"--db", newDatabase(t)}
+				extra = append(extra, "--db", newDatabase(t))
 			}
 			sh := &chaosShop{shop: &shop{procs: map[string]*server{}, dir: t.TempDir(), b: b}, t: t, extra: extra}
 			for _, name := range shopServices {

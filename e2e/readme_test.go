@@ -444,6 +444,36 @@ var readmeChecks = []readmeCheck{
 			return nil
 		})
 	}},
+	{"flow 6", func(t *testing.T, e *readmeEnv, out string) {
+		v := e.vars("F", "G")
+		e.await("frank's and gail's sofas dispatched, gail's first, both told", func() error {
+			var f, g order
+			var ns []notification
+			if err := e.get(readmeUpAddr, "/orders/"+v[0], &f); err != nil {
+				return err
+			}
+			if err := e.get(readmeUpAddr, "/orders/"+v[1], &g); err != nil {
+				return err
+			}
+			if err := e.get(readmeUpAddr, "/notifications", &ns); err != nil {
+				return err
+			}
+			if f.Status != "dispatched" || g.Status != "dispatched" || !strings.Contains(g.detail("stock_arrived"), "sofa-1") ||
+				!strings.Contains(f.detail("stock_arrived"), "sofa-2") {
+				return fmt.Errorf("frank %s (%s), gail %s (%s)", f.Status, f.events(), g.Status, g.events())
+			}
+			filled := 0
+			for _, n := range ns {
+				if n.Kind == "backorder_filled" {
+					filled++
+				}
+			}
+			if filled != 2 {
+				return fmt.Errorf("%d backorder_filled notifications, want frank's and gail's", filled)
+			}
+			return nil
+		})
+	}},
 	{"flow 4", func(t *testing.T, e *readmeEnv, out string) {
 		v := e.vars("C", "O")
 		// The two cancels print their status alone on a line.

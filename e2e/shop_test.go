@@ -17,12 +17,15 @@ type shop struct {
 	procs map[string]*server // by service
 	dir   string
 	b     *testBroker // nil for one process
+	flags []string    // added to every service's
 }
 
-// startShopInOneProcess runs "stockflow up" on the embedded default.
-func startShopInOneProcess(t *testing.T) *shop {
-	s := start(t)
-	sh := &shop{procs: map[string]*server{}, dir: s.Dir}
+// startShopInOneProcess runs "stockflow up" on the embedded default, with
+// flags.
+func startShopInOneProcess(t *testing.T, flags ...string) *shop {
+	dir := t.TempDir()
+	s := startWith(t, options{Args: append([]string{"up", "--data", dir}, flags...), Dir: dir})
+	sh := &shop{procs: map[string]*server{}, dir: s.Dir, flags: flags}
 	for _, name := range shopServices {
 		sh.procs[name] = s
 	}
@@ -30,9 +33,9 @@ func startShopInOneProcess(t *testing.T) *shop {
 }
 
 // startShopInProcesses runs each service as a process of its own, all on
-// broker b, each with its SQLite file in one data directory.
-func startShopInProcesses(t *testing.T, b *testBroker) *shop {
-	sh := &shop{procs: map[string]*server{}, dir: t.TempDir(), b: b}
+// broker b, each with its SQLite file in one data directory, with flags.
+func startShopInProcesses(t *testing.T, b *testBroker, flags ...string) *shop {
+	sh := &shop{procs: map[string]*server{}, dir: t.TempDir(), b: b, flags: flags}
 	for _, name := range shopServices {
 		sh.startService(t, name)
 	}
@@ -41,7 +44,7 @@ func startShopInProcesses(t *testing.T, b *testBroker) *shop {
 
 func (sh *shop) startService(t *testing.T, name string) {
 	t.Helper()
-	sh.procs[name] = startWith(t, options{Args: []string{"serve", name, "--data", sh.dir, "--broker", sh.b.URL}, Dir: sh.dir})
+	sh.procs[name] = startWith(t, options{Args: append([]string{"serve", name, "--data", sh.dir, "--broker", sh.b.URL}, sh.flags...), Dir: sh.dir})
 }
 
 func (sh *shop) at(name string) *server { return sh.procs[name] }
@@ -202,7 +205,8 @@ func countNotifications(ns []notification, kind, subject string) int {
 	return n
 }
 
-// runFlows drives the flows 1 to 4 on a running shop.
+// runFlows drives the shop's flows on a running shop: 1 to 4, and the
+// backorders' (runBackorderFlows).
 func runFlows(t *testing.T, sh *shop) {
 	alloc := sh.at("allocation")
 	wh := sh.at("warehouse")
@@ -351,15 +355,16 @@ func runFlows(t *testing.T, sh *shop) {
 			}
 			return ""
 		})
-		third := sh.newOrder(t, "hank")
-		sh.addItem(t, third, "F4-DESK", 10)
-		sh.waitStatus(t, third, "reserved")
+		// The stock freed goes to the line waiting for it.
+		sh.waitStatus(t, second, "reserved")
 
 		// Once dispatched, an order can no longer be cancelled.
-		expect(t, sh.at("orders").post(t, "/orders/"+third+"/place", nil), http.StatusOK)
-		sh.waitStatus(t, third, "dispatched")
-		expectMessageContains(t, sh.at("orders").post(t, "/orders/"+third+"/cancel", nil), http.StatusConflict, "dispatched")
+		expect(t, sh.at("orders").post(t, "/orders/"+second+"/place", nil), http.StatusOK)
+		sh.waitStatus(t, second, "dispatched")
+		expectMessageContains(t, sh.at("orders").post(t, "/orders/"+second+"/cancel", nil), http.StatusConflict, "dispatched")
 	})
+
+	runBackorderFlows(t, sh)
 }
 
 func TestShopFlowsInOneProcess(t *testing.T) {

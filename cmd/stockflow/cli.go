@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"time"
 )
 
 // envName is the environment variable of the flag name: --smtp-from is
@@ -157,4 +158,23 @@ func versionLine() string {
 		commit = "commit " + commit[:min(12, len(commit))]
 	}
 	return fmt.Sprintf("stockflow %s, %s, %s %s/%s", v, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// positiveDuration is a duration flag that must be positive: a bad value,
+// on the command line or in the environment, is refused as the flag
+// package refuses any other.
+type positiveDuration time.Duration
+
+func (d *positiveDuration) String() string { return time.Duration(*d).String() }
+
+func (d *positiveDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("not a duration (30m, 2h, 90s)")
+	}
+	if v <= 0 {
+		return fmt.Errorf("must be positive, got %s", v)
+	}
+	*d = positiveDuration(v)
+	return nil
 }

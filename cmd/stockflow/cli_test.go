@@ -240,6 +240,60 @@ func TestCLIParse(t *testing.T) {
 	}
 }
 
+func TestCLIPositiveDuration(t *testing.T) {
+	tests := []struct {
+		value string
+		want  string // in the error; "" for none
+	}{
+		{"30m", ""},
+		{"90s", ""},
+		{"0s", "must be positive"},
+		{"-5m", "must be positive"},
+		{"soon", "not a duration"},
+		{"", "not a duration"},
+	}
+	for _, tt := range tests {
+		t.Run("flag "+tt.value, func(t *testing.T) {
+			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			f := addServerFlags(fs, io.Discard)
+			err := parse(fs, []string{"--reservation-ttl", tt.value})
+			if tt.want == "" {
+				if err != nil || f.reservationTTL != mustDuration(t, tt.value) {
+					t.Fatalf("--reservation-ttl %q: %v, ttl %v", tt.value, err, f.reservationTTL)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) || exitCode(err) != 2 {
+				t.Fatalf("--reservation-ttl %q: %v, want a usage error containing %q", tt.value, err, tt.want)
+			}
+		})
+	}
+	t.Run("environment", func(t *testing.T) {
+		t.Setenv("STOCKFLOW_RESERVATION_TTL", "0")
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		addServerFlags(fs, io.Discard)
+		if err := parse(fs, nil); err == nil || !strings.Contains(err.Error(), "STOCKFLOW_RESERVATION_TTL") || !strings.Contains(err.Error(), "must be positive") {
+			t.Fatalf("STOCKFLOW_RESERVATION_TTL=0: %v, want an error naming the variable", err)
+		}
+	})
+	t.Run("default", func(t *testing.T) {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		f := addServerFlags(fs, io.Discard)
+		if err := parse(fs, nil); err != nil || f.reservationTTL != 30*time.Minute {
+			t.Fatalf("default reservation TTL %v (%v), want 30m", f.reservationTTL, err)
+		}
+	})
+}
+
+func mustDuration(t *testing.T, s string) time.Duration {
+	t.Helper()
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 func TestCLICheckDB(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/httpx"
 	"github.com/stockflow/stockflow/internal/messaging"
 	"github.com/stockflow/stockflow/internal/metrics"
@@ -43,7 +44,13 @@ type serverFlags struct {
 	smtp, smtpFrom, stockTeam string
 	replay                    bool
 	grace, connectTimeout     time.Duration
-	logger                    func() (*slog.Logger, error)
+	// The orders service's reservations: how long an unplaced cart holds
+	// its stock.
+	reservationTTL time.Duration
+	// The allocation service's waiting lists: how stock too little for the
+	// first in line is served.
+	backorders domain.Policy
+	logger     func() (*slog.Logger, error)
 }
 
 func addServerFlags(fs *flag.FlagSet, stderr io.Writer) *serverFlags {
@@ -58,6 +65,13 @@ func addServerFlags(fs *flag.FlagSet, stderr io.Writer) *serverFlags {
 	fs.BoolVar(&f.replay, "replay", false, "consume again every message the broker keeps, from the oldest (durable brokers only)")
 	fs.DurationVar(&f.grace, "grace", 15*time.Second, "how long requests in flight may take to finish at shutdown")
 	fs.DurationVar(&f.connectTimeout, "connect-timeout", 5*time.Second, "how long to try reaching the database and the broker at start before giving up")
+	f.reservationTTL = 30 * time.Minute
+	fs.Var((*positiveDuration)(&f.reservationTTL), "reservation-ttl", "how long a cart not yet placed keeps its reservations before they expire and its stock is released (a `duration`: 30m, 2h)")
+	fs.Func("backorder-policy", "how waiting lines are served when stock comes: strict (the first in line first: stock too little for it stays for it) or fill (smaller lines behind it take that stock) (default strict)", func(s string) error {
+		p, err := domain.ParsePolicy(s)
+		f.backorders = p
+		return err
+	})
 	f.logger = logFlags(fs, stderr)
 	return f
 }

@@ -27,13 +27,13 @@ type serviceDef struct {
 var services = []serviceDef{
 	{
 		name: allocation.Name,
-		open: func(ctx context.Context, cfg platform.Config, _ *serverFlags) (platform.Service, error) {
-			return allocation.Open(ctx, cfg)
+		open: func(ctx context.Context, cfg platform.Config, f *serverFlags) (platform.Service, error) {
+			return allocation.Open(ctx, cfg, allocation.Options{Backorders: f.backorders})
 		},
 		migrate: allocation.Migrate,
 	},
-	docService(orders.Name, func(ctx context.Context, cfg platform.Config, _ *serverFlags) (platform.Service, error) {
-		return orders.Open(ctx, cfg)
+	docService(orders.Name, func(ctx context.Context, cfg platform.Config, f *serverFlags) (platform.Service, error) {
+		return orders.Open(ctx, cfg, orders.Options{ReservationTTL: f.reservationTTL})
 	}),
 	docService(warehouse.Name, func(ctx context.Context, cfg platform.Config, _ *serverFlags) (platform.Service, error) {
 		return warehouse.Open(ctx, cfg)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stockflow/stockflow/internal/allocation"
@@ -145,6 +146,37 @@ func TestConsumersReadTheExamples(t *testing.T) {
 						t.Errorf("%s cannot read example %d of %s on %s, which conforms to the document: %v\n\tpayload: %s", s.name, i, m.Ref, op.Channel, err, payload)
 					}
 				}
+			}
+		}
+	}
+}
+
+// TestOwnTimersAreMarked checks the document's convention for a message a
+// service sends to itself (a durable timer): the service both sends and
+// receives on its channel, and the message's description says that it is
+// a durable timer, published when due, so that nobody takes it for news
+// to hand on at once.
+func TestOwnTimersAreMarked(t *testing.T) {
+	doc := loadDocument(t)
+	for _, op := range doc.Select("", Send) {
+		if _, ok := doc.Find(op.Party, Receive, op.Channel); !ok || op.Party == Outside {
+			continue
+		}
+		for _, m := range op.Messages {
+			v, err := doc.Validator.Resolve(m.Ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg, _ := v.(map[string]any)
+			if ref, ok := msg["$ref"].(string); ok {
+				if v, err = doc.Validator.Resolve(ref); err != nil {
+					t.Fatal(err)
+				}
+				msg, _ = v.(map[string]any)
+			}
+			desc, _ := msg["description"].(string)
+			if !strings.Contains(desc, "durable timer: published when due") {
+				t.Errorf("%s sends %s to itself on %s, but its description does not say it is a durable timer (\"durable timer: published when due\"): %q", op.Party, m.Ref, op.Channel, desc)
 			}
 		}
 	}

@@ -19,6 +19,8 @@
 // service reads the examples of the messages it receives; and
 // dynamically, by running all five services in one process on one
 // in-process broker, driving the shop through HTTP until every message
-// kind was sent, and checking every message each service published
-// against the document.
+// kind was sent (a durable timer due years ahead is made due by promoting
+// it from its service's scheduled timers, as the relay does on its day),
+// and checking every message each service published against the
+// document.
 package contract

@@ -1,6 +1,7 @@
 // Package notifications is the notifications service: it e-mails the stock
-// team when no batch can take a line ("Out of stock for <sku>"), and
-// welcomes a customer who became a VIP. Every notification is kept; with a
+// team when no batch can take a line ("Out of stock for <sku>"), welcomes
+// a customer who became a VIP, and tells a customer when stock they waited
+// for arrived and is reserved for them. Every notification is kept; with a
 // mail server configured it is sent too, and retried until it is sent or
 // given up.
 //

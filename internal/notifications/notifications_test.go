@@ -90,6 +90,7 @@ func waitStatus(t *testing.T, s *notifications.Service, id, status string) domai
 const (
 	outOfStock = `{"sku": "RED-CHAIR", "orderid": "o1", "qty": 3}`
 	becameVIP  = `{"customer": "alice", "email": "alice@example.com", "orders": 3, "at": "2026-03-01T09:00:00Z"}`
+	filled     = `{"orderid": "o2", "customer": "bob", "email": "bob@example.com", "sku": "LAMP", "qty": 2, "batchref": "b3", "placed": false}`
 )
 
 func TestRecordedWithoutAMailServer(t *testing.T) {
@@ -100,6 +101,7 @@ func TestRecordedWithoutAMailServer(t *testing.T) {
 	deliver(t, s, "m1", "out_of_stock", outOfStock)
 	deliver(t, s, "m2", "customer_became_vip", becameVIP)
 	deliver(t, s, "m2", "customer_became_vip", becameVIP) // redelivered
+	deliver(t, s, "m3", "backorder_filled", filled)
 	deliver(t, s, "bad", "out_of_stock", `{"orderid": "o1"}`)
 
 	if n := get(t, s, "m1"); n.Status != domain.StatusRecorded || n.Subject != "Out of stock for RED-CHAIR" || !slices.Equal(n.To, team) {
@@ -108,9 +110,12 @@ func TestRecordedWithoutAMailServer(t *testing.T) {
 	if n := get(t, s, "m2"); n.Status != domain.StatusRecorded || n.Subject != "Welcome to VIP, alice" {
 		t.Fatalf("VIP notification %+v", n)
 	}
+	if n := get(t, s, "m3"); n.Status != domain.StatusRecorded || n.Subject != "LAMP is in stock: reserved in your cart" || !slices.Equal(n.To, []string{"bob@example.com"}) {
+		t.Fatalf("backorder notification %+v", n)
+	}
 	list, err := s.Handlers.Notifications(context.Background(), 10)
-	if err != nil || len(list) != 2 {
-		t.Fatalf("notifications %+v, %v: want 2", list, err)
+	if err != nil || len(list) != 3 {
+		t.Fatalf("notifications %+v, %v: want 3", list, err)
 	}
 	dead, err := s.DeadLetters(context.Background(), 10)
 	if err != nil || len(dead) != 1 || !strings.Contains(dead[0].Reason, "sku") {

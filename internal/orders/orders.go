@@ -11,9 +11,12 @@ package orders
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/stockflow/stockflow/internal/docstore"
+	"github.com/stockflow/stockflow/internal/fail"
 	ordershttp "github.com/stockflow/stockflow/internal/orders/adapters/http"
 	"github.com/stockflow/stockflow/internal/orders/service"
 	"github.com/stockflow/stockflow/internal/platform"
@@ -28,14 +31,34 @@ type Service struct {
 	cfg platform.Config
 }
 
-// Open opens the service's store and wires it.
-func Open(ctx context.Context, cfg platform.Config) (*Service, error) {
+// Options tune the service.
+type Options struct {
+	// ReservationTTL is how long a cart's reservations last unless it is
+	// placed: the clock starts with its first item. Zero means
+	// service.DefaultReservationTTL (30 minutes).
+	ReservationTTL time.Duration
+}
+
+func (o Options) validate() error {
+	if o.ReservationTTL < 0 {
+		return fail.Errorf(fail.Invalid, "reservation TTL must be positive, got %s", o.ReservationTTL)
+	}
+	return nil
+}
+
+// Open opens the service's store and wires it, tuned by opts.
+func Open(ctx context.Context, cfg platform.Config, opts Options) (*Service, error) {
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
 	reg := service.Messages()
 	base, err := platform.Assemble(ctx, cfg, platform.Parts[docstore.Store, *service.Handlers]{
 		Name: Name, Registry: reg, Inbound: service.Inbound,
-		Open:     platform.DocStore(Name),
-		Handlers: func(store docstore.Store) *service.Handlers { return service.NewHandlers(store, reg) },
-		Bus:      service.NewBus,
+		Open: platform.DocStore(Name),
+		Handlers: func(store docstore.Store) *service.Handlers {
+			return service.NewHandlers(store, reg, opts.ReservationTTL)
+		},
+		Bus: service.NewBus,
 	})
 	if err != nil {
 		return nil, err

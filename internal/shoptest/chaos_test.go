@@ -121,9 +121,11 @@ func (sh *inProcessShop) open(ctx context.Context, name string) (platform.Servic
 	cfg := platform.Config{DataDir: sh.dir, Transport: sh.broker, Log: testenv.Logger(sh.t, slog.LevelError)}
 	switch name {
 	case "allocation":
-		return allocation.Open(ctx, cfg)
+		return allocation.Open(ctx, cfg, allocation.Options{})
 	case "orders":
-		return orders.Open(ctx, cfg)
+		// Carts expire while the workload runs: the stock they free goes to
+		// waiting lines, under the same disruptions.
+		return orders.Open(ctx, cfg, orders.Options{ReservationTTL: 3 * time.Second})
 	case "warehouse":
 		return warehouse.Open(ctx, cfg)
 	case "crm":

@@ -3,6 +3,7 @@ package shoptest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -64,6 +65,17 @@ type (
 	allocation struct {
 		SKU      string `json:"sku"`
 		BatchRef string `json:"batchref"`
+	}
+	product struct {
+		Policy  string `json:"backorder_policy"`
+		Batches []struct {
+			Ref       string `json:"batchref"`
+			Available int    `json:"available"`
+		} `json:"batches"`
+		Waiting []struct {
+			OrderID string `json:"orderid"`
+			Qty     int    `json:"qty"`
+		} `json:"waiting"`
 	}
 )
 
@@ -177,6 +189,7 @@ func Check(ctx context.Context, s Shop, h *History) ([]string, error) {
 	}
 
 	// Orders: every service's view agrees with where the lines are held.
+	waits := map[held]bool{} // lines waiting for stock, as their orders say
 	for _, o := range orders {
 		var ord order
 		if _, err := get(ctx, s, "orders", "/orders/"+o.ID, &ord); err != nil {
@@ -206,8 +219,14 @@ func Check(ctx context.Context, s Shop, h *History) ([]string, error) {
 			inView[v.SKU] = v.BatchRef
 		}
 		allReserved := len(ord.Lines) > 0
+		atSea := false // some line's goods are on a ship: the warehouse waits for them
 		for _, l := range ord.Lines {
 			where := holds[held{o.ID, l.SKU}]
+			for _, b := range batches {
+				if b.Ref == where && b.atSea(time.Now()) {
+					atSea = true
+				}
+			}
 			switch {
 			case dispatched:
 				if l.State != "dispatched" {
@@ -216,9 +235,9 @@ func Check(ctx context.Context, s Shop, h *History) ([]string, error) {
 				if where != "" {
 					fail("order %s dispatched, its line %s still held by %s", o.ID, l.SKU, where)
 				}
-			case ord.Status == "cancelled":
+			case ord.Status == "cancelled" || ord.Status == "expired":
 				if where != "" {
-					fail("order %s cancelled, its line %s still held by %s (history %s)", o.ID, l.SKU, where, hist())
+					fail("order %s %s, its line %s still held by %s (history %s)", o.ID, ord.Status, l.SKU, where, hist())
 				}
 			case l.State == "reserved":
 				if where != l.BatchRef {
@@ -226,6 +245,9 @@ func Check(ctx context.Context, s Shop, h *History) ([]string, error) {
 				}
 			default:
 				allReserved = false
+				if l.State == "waiting_for_stock" {
+					waits[held{o.ID, l.SKU}] = true
+				}
 				if where != "" {
 					fail("order %s: line %s %s, but held by %s (history %s)", o.ID, l.SKU, l.State, where, hist())
 				}
@@ -235,7 +257,7 @@ func Check(ctx context.Context, s Shop, h *History) ([]string, error) {
 			}
 			delete(holds, held{o.ID, l.SKU})
 		}
-		if ord.PlacedAt != nil && ord.Status != "cancelled" && !dispatched && allReserved {
+		if ord.PlacedAt != nil && ord.Status != "cancelled" && !dispatched && allReserved && !atSea {
 			fail("order %s placed and every line reserved, but not dispatched (status %s, shipment %s)", o.ID, ord.Status, sh.Status)
 		}
 		if ord.PlacedAt != nil {
@@ -254,6 +276,47 @@ func Check(ctx context.Context, s Shop, h *History) ([]string, error) {
 			}
 		}
 	}
+	// Waiting lists: a line waits on its product's list when its order says
+	// it waits, and only then; and no list is left that the stock there is
+	// could serve (under strict the first in line, under fill any line).
+	skus := map[string]bool{}
+	for _, b := range batches {
+		skus[b.SKU] = true
+	}
+	for _, o := range orders {
+		for sku := range o.Items {
+			skus[sku] = true
+		}
+	}
+	for _, sku := range slices.Sorted(maps.Keys(skus)) {
+		var p product
+		found, err := get(ctx, s, "allocation", "/products/"+sku, &p)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			continue
+		}
+		for i, w := range p.Waiting {
+			k := held{w.OrderID, sku}
+			if !waits[k] {
+				fail("product %s: order %s waits on its list, but the order says its line does not wait", sku, w.OrderID)
+			}
+			delete(waits, k)
+			if i > 0 && p.Policy != "fill" {
+				continue
+			}
+			for _, b := range p.Batches {
+				if b.Available >= w.Qty {
+					fail("product %s: order %s waits for %d, but batch %s has %d available (%s)", sku, w.OrderID, w.Qty, b.Ref, b.Available, p.Policy)
+				}
+			}
+		}
+	}
+	for k := range waits {
+		fail("order %s: its line of %s waits for stock, but is on no waiting list", k.order, k.sku)
+	}
+
 	// Whatever else is held is a direct line, shown in the read model.
 	for k, ref := range holds {
 		if _, ok := direct[k.order]; !ok {

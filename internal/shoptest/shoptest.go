@@ -61,10 +61,17 @@ type History struct {
 	Ops    map[string]int    // operation -> times it was answered with success
 }
 
-// Batch is a batch the workload added.
+// Batch is a batch the workload added; ETA is empty for warehouse stock,
+// else the day (YYYY-MM-DD) a batch on its way comes in.
 type Batch struct {
 	Ref, SKU string
 	Qty      int
+	ETA      string
+}
+
+// atSea reports whether the batch's goods are not in the warehouse yet.
+func (b Batch) atSea(now time.Time) bool {
+	return b.ETA != "" && b.ETA > now.UTC().Format(time.DateOnly)
 }
 
 // Order is a cart the workload opened.
@@ -246,8 +253,10 @@ func (d *driver) op(ctx context.Context, rng *rand.Rand, worker int) error {
 func (d *driver) addBatch(ctx context.Context, rng *rand.Rand, sku string) error {
 	ref := d.id("b")
 	var eta any
+	var day string
 	if rng.IntN(3) == 0 {
-		eta = fmt.Sprintf("2031-01-%02d", 1+rng.IntN(28))
+		day = fmt.Sprintf("2031-01-%02d", 1+rng.IntN(28))
+		eta = day
 	}
 	qty := 3 + rng.IntN(13)
 	if err := d.expect(ctx, "add_batch", "allocation", http.MethodPost, "/add_batch",
@@ -255,7 +264,7 @@ func (d *driver) addBatch(ctx context.Context, rng *rand.Rand, sku string) error
 		return err
 	}
 	d.h.mu.Lock()
-	d.h.Batches[ref] = Batch{Ref: ref, SKU: sku, Qty: qty}
+	d.h.Batches[ref] = Batch{Ref: ref, SKU: sku, Qty: qty, ETA: day}
 	d.h.mu.Unlock()
 	return nil
 }

@@ -1,5 +1,6 @@
 // Package domain is the notifications model: an e-mail the system owes
-// someone (the stock team an out-of-stock alert, a new VIP a welcome), and
+// someone (the stock team an out-of-stock alert, a new VIP a welcome, a
+// customer the news that what they waited for is in stock), and
 // its delivery: sent, retried after a failure with a growing wait, or
 // given up. Pure Go: no I/O; the time is passed in.
 package domain
@@ -17,6 +18,7 @@ import (
 const (
 	KindOutOfStock = "out_of_stock"
 	KindVIPWelcome = "vip_welcome"
+	KindBackorder  = "backorder_filled"
 )
 
 // Statuses of a notification.
@@ -92,6 +94,33 @@ func VIPWelcome(customer, email string, orders int) (Content, error) {
 		Body: fmt.Sprintf("Hello %s,\n\nThank you for your %d orders: you are now one of our VIP customers.\n"+
 			"\nWelcome, and see you soon!\n", customer, orders),
 	}, nil
+}
+
+// BackorderFilled is the good news a customer gets when qty units of sku
+// they waited for arrived and are reserved for them: for order orderID
+// when placed, to be dispatched once all of it is in stock; else in their
+// cart, which they still have to place.
+func BackorderFilled(customer, email, orderID, sku string, qty int, placed bool) (Content, error) {
+	err := valid.First(valid.Ref("customer", customer), valid.Email("email", email), valid.Ref("orderid", orderID),
+		valid.Ref("sku", sku), valid.Positive("qty", qty))
+	if err != nil {
+		return Content{}, err
+	}
+	var body strings.Builder
+	fmt.Fprintf(&body, "Hello %s,\n\nGood news: the %d × %s you were waiting for has arrived", customer, qty, sku)
+	if placed {
+		fmt.Fprintf(&body, ", and it is now set aside for your order %s.\n", orderID)
+		body.WriteString("\nWe will send your order as soon as everything in it is in stock: there is nothing you need to do.\n")
+	} else {
+		fmt.Fprintf(&body, ", and it is now reserved in your cart (%s).\n", orderID)
+		body.WriteString("\nPlace your order soon to have it sent: the items of a cart that is not placed in time are released for other customers.\n")
+	}
+	body.WriteString("\nThank you for your patience!\n")
+	subject := fmt.Sprintf("%s is in stock: reserved for your order %s", sku, orderID)
+	if !placed {
+		subject = fmt.Sprintf("%s is in stock: reserved in your cart", sku)
+	}
+	return Content{Kind: KindBackorder, To: []string{email}, Subject: subject, Body: body.String()}, nil
 }
 
 // RetryPolicy bounds the attempts at sending a notification, and spaces

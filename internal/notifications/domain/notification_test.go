@@ -64,6 +64,36 @@ func TestVIPWelcome(t *testing.T) {
 	}
 }
 
+func TestBackorderFilled(t *testing.T) {
+	tests := []struct {
+		name    string
+		placed  bool
+		subject string
+		says    []string
+	}{
+		{"an order's line", true, "LAMP is in stock: reserved for your order o1",
+			[]string{"Hello alice", "3 × LAMP you were waiting for has arrived", "your order o1", "We will send your order"}},
+		{"a cart's line", false, "LAMP is in stock: reserved in your cart",
+			[]string{"Hello alice", "3 × LAMP you were waiting for has arrived", "reserved in your cart (o1)", "Place your order soon"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := domain.BackorderFilled("alice", "alice@example.com", "o1", "LAMP", 3, tt.placed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Kind != domain.KindBackorder || c.Subject != tt.subject || !slices.Equal(c.To, []string{"alice@example.com"}) {
+				t.Fatalf("content %+v", c)
+			}
+			for _, s := range tt.says {
+				if !strings.Contains(c.Body, s) {
+					t.Errorf("body %q does not say %q", c.Body, s)
+				}
+			}
+		})
+	}
+}
+
 func TestInvalidContent(t *testing.T) {
 	tests := []struct {
 		name string
@@ -77,6 +107,15 @@ func TestInvalidContent(t *testing.T) {
 		{"bad email", func() (domain.Content, error) { return domain.VIPWelcome("alice", "alice", 3) }},
 		{"no email", func() (domain.Content, error) { return domain.VIPWelcome("alice", "", 3) }},
 		{"no orders", func() (domain.Content, error) { return domain.VIPWelcome("alice", "a@example.com", 0) }},
+		{"backorder of no qty", func() (domain.Content, error) {
+			return domain.BackorderFilled("alice", "a@example.com", "o1", "LAMP", 0, true)
+		}},
+		{"backorder of a bad sku", func() (domain.Content, error) {
+			return domain.BackorderFilled("alice", "a@example.com", "o1", "LAMP\r\nBcc: x@y.z", 1, true)
+		}},
+		{"backorder without an order", func() (domain.Content, error) {
+			return domain.BackorderFilled("alice", "a@example.com", "", "LAMP", 1, false)
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

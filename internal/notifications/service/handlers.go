@@ -48,6 +48,7 @@ func NewBus(h *Handlers, log *slog.Logger, dispatched messaging.DispatchLog) *me
 	b := messaging.NewBus(log, dispatched)
 	messaging.HandleEvent(b, "notifications.out_of_stock", h.OutOfStock)
 	messaging.HandleEvent(b, "notifications.customer_became_vip", h.CustomerBecameVIP)
+	messaging.HandleEvent(b, "notifications.backorder_filled", h.BackorderFilled)
 	return b
 }
 
@@ -90,6 +91,15 @@ func (h *Handlers) OutOfStock(ctx context.Context, e OutOfStock) ([]messaging.Ra
 // CustomerBecameVIP welcomes a new VIP.
 func (h *Handlers) CustomerBecameVIP(ctx context.Context, e CustomerBecameVIP) ([]messaging.Raised, error) {
 	c, err := domain.VIPWelcome(e.Customer, e.Email, e.Orders)
+	if err != nil {
+		return nil, err
+	}
+	return nil, h.record(ctx, c)
+}
+
+// BackorderFilled tells a customer that what they waited for is in stock.
+func (h *Handlers) BackorderFilled(ctx context.Context, e BackorderFilled) ([]messaging.Raised, error) {
+	c, err := domain.BackorderFilled(e.Customer, e.Email, e.OrderID, e.SKU, e.Qty, e.Placed)
 	if err != nil {
 		return nil, err
 	}

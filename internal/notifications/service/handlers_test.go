@@ -28,6 +28,9 @@ func TestNotificationsOfEvents(t *testing.T) {
 		{"customer_became_vip", func(h *service.Handlers, ctx context.Context) ([]messaging.Raised, error) {
 			return h.CustomerBecameVIP(ctx, service.CustomerBecameVIP{Customer: "alice", Email: "alice@example.com", Orders: 3})
 		}, domain.KindVIPWelcome, []string{"alice@example.com"}, "Welcome to VIP, alice"},
+		{"backorder_filled", func(h *service.Handlers, ctx context.Context) ([]messaging.Raised, error) {
+			return h.BackorderFilled(ctx, service.BackorderFilled{OrderID: "o1", Customer: "alice", Email: "alice@example.com", SKU: "LAMP", Qty: 3, Placed: true})
+		}, domain.KindBackorder, []string{"alice@example.com"}, "LAMP is in stock: reserved for your order o1"},
 	}
 	for _, tt := range tests {
 		for _, withMail := range []bool{false, true} {
@@ -75,6 +78,9 @@ func TestInvalidMessagesArePermanent(t *testing.T) {
 		}},
 		{"negative qty", func(ctx context.Context) ([]messaging.Raised, error) {
 			return f.h.OutOfStock(ctx, service.OutOfStock{SKU: "SKU", Qty: -1})
+		}},
+		{"backorder without an email", func(ctx context.Context) ([]messaging.Raised, error) {
+			return f.h.BackorderFilled(ctx, service.BackorderFilled{OrderID: "o1", Customer: "alice", SKU: "LAMP", Qty: 3})
 		}},
 		{"bad email", func(ctx context.Context) ([]messaging.Raised, error) {
 			return f.h.CustomerBecameVIP(ctx, service.CustomerBecameVIP{Customer: "alice", Email: "alice", Orders: 3})

@@ -16,10 +16,12 @@ const (
 	ChannelOutOfStock = "out_of_stock"
 	// ChannelCustomerBecameVIP is the CRM service's.
 	ChannelCustomerBecameVIP = "customer_became_vip"
+	// ChannelBackorderFilled is the orders service's.
+	ChannelBackorderFilled = "backorder_filled"
 )
 
 // Inbound are the channels the notifications service consumes.
-var Inbound = []string{ChannelOutOfStock, ChannelCustomerBecameVIP}
+var Inbound = []string{ChannelOutOfStock, ChannelCustomerBecameVIP, ChannelBackorderFilled}
 
 // OutOfStock is the allocation service's out_of_stock, as the
 // notifications service reads it: no batch could take a line of SKU.
@@ -40,6 +42,18 @@ type CustomerBecameVIP struct {
 	Orders   int    `json:"orders"`
 }
 
+// BackorderFilled is the orders service's backorder_filled, as the
+// notifications service reads it: Qty units of SKU that the customer
+// waited for got stock, for their order (Placed) or their cart.
+type BackorderFilled struct {
+	OrderID  string `json:"orderid"`
+	Customer string `json:"customer"`
+	Email    string `json:"email"`
+	SKU      string `json:"sku"`
+	Qty      int    `json:"qty"`
+	Placed   bool   `json:"placed"`
+}
+
 // Messages returns the registry of the messages the notifications service
 // consumes.
 func Messages() *messaging.Registry {
@@ -47,5 +61,7 @@ func Messages() *messaging.Registry {
 	messaging.Register(r, ChannelOutOfStock, func(e OutOfStock) string { return e.SKU }, decode.Strict[OutOfStock]("sku"))
 	messaging.Register(r, ChannelCustomerBecameVIP, func(e CustomerBecameVIP) string { return e.Customer },
 		decode.Strict[CustomerBecameVIP]("customer", "email", "orders"))
+	messaging.Register(r, ChannelBackorderFilled, func(e BackorderFilled) string { return e.OrderID },
+		decode.Strict[BackorderFilled]("orderid", "customer", "email", "sku", "qty"))
 	return r
 }

@@ -45,3 +45,39 @@ type OrderStatusChanged struct {
 	Detail   string    `json:"detail"`
 	At       time.Time `json:"at"`
 }
+
+// ReservationTimeout is the orders service's own timer: a cart's
+// reservations are due to expire at ExpiresAt. It is raised when the
+// cart's clock starts, delivered when due (Due), and handled by the
+// orders service itself (Order.Expire), which checks that the clock it
+// belongs to still runs.
+type ReservationTimeout struct {
+	OrderID   string    `json:"orderid"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Due is when the timer is to be delivered: it makes the event a durable
+// timer (messaging.Timer) rather than news to hand on at once.
+func (e ReservationTimeout) Due() time.Time { return e.ExpiresAt }
+
+// ReservationExpired: a cart was not placed in time; the stock of Lines,
+// reserved or waited for, must be released (the lines waiting for stock
+// leave the waiting list).
+type ReservationExpired struct {
+	OrderID   string    `json:"orderid"`
+	Customer  string    `json:"customer"`
+	Lines     []Item    `json:"lines"`
+	ExpiredAt time.Time `json:"expired_at"`
+}
+
+// BackorderFilled: a line that waited for stock got it; the customer is
+// told. Placed says whether it is an order's line or a cart's.
+type BackorderFilled struct {
+	OrderID  string `json:"orderid"`
+	Customer string `json:"customer"`
+	Email    string `json:"email"`
+	SKU      string `json:"sku"`
+	Qty      int    `json:"qty"`
+	BatchRef string `json:"batchref"`
+	Placed   bool   `json:"placed"`
+}

@@ -19,6 +19,7 @@ var (
 	ErrDispatched = fail.Errorf(fail.Conflict, "the order is dispatched: it can no longer be cancelled")
 	ErrEmpty      = fail.Errorf(fail.Conflict, "the cart is empty: add an item before placing the order")
 	ErrItemInCart = fail.Errorf(fail.Conflict, "the sku is in the cart already")
+	ErrExpired    = fail.Errorf(fail.Conflict, "the cart expired: its reservations were released; add an item to reserve stock again")
 )
 
 // The states of a line: its stock, as the allocation service and the
@@ -28,7 +29,7 @@ const (
 	LineReserved   = "reserved"          // allocated to BatchRef
 	LineWaiting    = "waiting_for_stock" // no batch could take it
 	LineMoving     = "moving"            // its batch shrank; allocation is finding another
-	LineReleased   = "released"          // its stock was freed (the order was cancelled)
+	LineReleased   = "released"          // its stock was freed (the order was cancelled, or the cart expired)
 	LineDispatched = "dispatched"        // the goods left the warehouse
 )
 
@@ -41,6 +42,7 @@ const (
 	StatusReallocated = "reallocated" // every line is allocated, some moved to another batch
 	StatusDispatched  = "dispatched"
 	StatusCancelled   = "cancelled"
+	StatusExpired     = "expired" // a cart not placed in time: its reservations were released
 )
 
 // Line is an item of the order.
@@ -102,8 +104,14 @@ type Order struct {
 	PlacedAt   *time.Time `json:"placed_at,omitempty"`
 	Cancelled  bool       `json:"cancelled,omitempty"`
 	Dispatched bool       `json:"dispatched,omitempty"`
-	Lines      []Line     `json:"lines"`
-	History    []Entry    `json:"history"`
+	// ExpiresAt is when the reservations of a cart not yet placed expire
+	// (see Expire); nil before its first item, and once it is placed,
+	// cancelled or expired.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// ExpiredAt is when the cart expired; nil unless it is expired now.
+	ExpiredAt *time.Time `json:"expired_at,omitempty"`
+	Lines     []Line     `json:"lines"`
+	History   []Entry    `json:"history"`
 
 	events []any
 	dirty  bool
@@ -135,6 +143,8 @@ func (o *Order) Status() string {
 		return StatusCancelled
 	case o.Dispatched:
 		return StatusDispatched
+	case o.Expired():
+		return StatusExpired
 	case len(o.Lines) == 0:
 		return StatusCart
 	}
@@ -186,7 +196,10 @@ func (o *Order) record(at time.Time, event, detail string) {
 }
 
 // AddItem adds qty units of sku to the cart, and asks for their stock.
-func (o *Order) AddItem(sku string, qty int, at time.Time) error {
+// The first item starts the cart's clock: unless it is placed within ttl
+// (positive), its reservations expire. Adding an item to an expired cart
+// reopens it (see reopen).
+func (o *Order) AddItem(sku string, qty int, ttl time.Duration, at time.Time) error {
 	if err := valid.First(valid.Ref("sku", sku), valid.Positive("qty", qty)); err != nil {
 		return err
 	}
@@ -195,12 +208,17 @@ func (o *Order) AddItem(sku string, qty int, at time.Time) error {
 		return ErrCancelled
 	case o.Placed():
 		return ErrPlaced
+	case o.Expired():
+		o.reopen(at)
 	case o.line(sku) != nil:
 		return fmt.Errorf("%w: %s", ErrItemInCart, sku)
 	}
 	o.Lines = append(o.Lines, Line{SKU: sku, Qty: qty, State: LineRequested})
 	o.events = append(o.events, CartItemAdded{OrderID: o.ID, Customer: o.Customer, SKU: sku, Qty: qty})
 	o.record(at, "item_added", fmt.Sprintf("%d × %s added; reserving stock", qty, sku))
+	if o.ExpiresAt == nil {
+		o.startClock(ttl, at)
+	}
 	return nil
 }
 
@@ -213,10 +231,13 @@ func (o *Order) Place(at time.Time) error {
 		return ErrCancelled
 	case o.Placed():
 		return nil
+	case o.Expired():
+		return ErrExpired
 	case len(o.Lines) == 0:
 		return ErrEmpty
 	}
 	o.PlacedAt = &at
+	o.ExpiresAt = nil // a placed order keeps its reservations, and waits for stock as long as it takes
 	o.events = append(o.events, OrderPlaced{OrderID: o.ID, Customer: o.Customer, Email: o.Email, Lines: o.items(), PlacedAt: at})
 	o.record(at, "placed", "order placed; status "+o.Status())
 	return nil
@@ -231,32 +252,42 @@ func (o *Order) Cancel(at time.Time) error {
 	case o.Cancelled:
 		return nil
 	}
-	o.Cancelled = true
+	o.Cancelled, o.ExpiresAt = true, nil
 	o.events = append(o.events, OrderCancelled{OrderID: o.ID, Customer: o.Customer, Lines: o.items()})
 	o.record(at, "cancelled", "order cancelled; its stock is released")
 	return nil
 }
 
 // LineAllocated: the allocation service allocated the line of sku to a
-// batch, at version.
-func (o *Order) LineAllocated(sku, batchRef string, version int, at time.Time) {
+// batch, at version; backorder when the line had waited for stock, on the
+// allocation service's waiting list. A line that waited (as the order
+// knows it, or as the allocation service says, should its out_of_stock
+// not be in yet) got stock that arrived: the customer is told
+// (BackorderFilled).
+func (o *Order) LineAllocated(sku, batchRef string, version int, backorder bool, at time.Time) {
 	l := o.line(sku)
 	if l == nil || o.Dispatched || !o.newer(l, version, newsAllocated) {
 		return
 	}
 	switch {
-	case o.Cancelled:
-		// Allocated after the cancellation freed its stock (the messages
-		// crossed): ask again for the stock to be released.
+	case o.Cancelled || o.Expired():
+		// Allocated after the cancellation or the expiry freed its stock
+		// (the messages crossed): ask again for the stock to be released.
 		// With a version, it is news: the line was allocated again, even
 		// to the batch it was released from.
 		if version != 0 || l.State != LineReleased || l.BatchRef != batchRef {
 			l.State, l.BatchRef = LineReleased, batchRef
-			o.events = append(o.events, OrderCancelled{OrderID: o.ID, Customer: o.Customer, Lines: []Item{{SKU: l.SKU, Qty: l.Qty}}})
-			o.record(at, "released", fmt.Sprintf("%s was allocated to %s after the cancellation; releasing it", sku, batchRef))
+			o.release(*l)
+			o.record(at, "released", fmt.Sprintf("%s was allocated to %s after the %s; releasing it", sku, batchRef, o.ending()))
 		}
 	case l.State == LineReserved && l.BatchRef == batchRef:
 		// told twice
+	case l.State == LineWaiting || backorder:
+		l.State, l.BatchRef = LineReserved, batchRef
+		o.events = append(o.events, BackorderFilled{
+			OrderID: o.ID, Customer: o.Customer, Email: o.Email, SKU: sku, Qty: l.Qty, BatchRef: batchRef, Placed: o.Placed(),
+		})
+		o.record(at, "stock_arrived", fmt.Sprintf("%s arrived: reserved in batch %s", sku, batchRef))
 	case l.BatchRef != "" && l.BatchRef != batchRef || l.State == LineMoving:
 		l.State, l.BatchRef, l.Moved = LineReserved, batchRef, true
 		o.record(at, "reallocated", fmt.Sprintf("%s reallocated to batch %s", sku, batchRef))
@@ -279,18 +310,56 @@ func (o *Order) newer(l *Line, version, kind int) bool {
 
 // OutOfStock: no batch could take the line of sku, as read at version;
 // unknown when no batch of the sku exists at all. Either way the line
-// waits for stock: a sku nobody stocks yet may be stocked later.
-func (o *Order) OutOfStock(sku string, version int, unknown bool, at time.Time) {
+// waits for stock: a sku nobody stocks yet may be stocked later; waiting
+// when the allocation service put it on its waiting list, to allocate
+// it when stock arrives.
+func (o *Order) OutOfStock(sku string, version int, unknown, waiting bool, at time.Time) {
 	l := o.line(sku)
-	if l == nil || o.Dispatched || !o.newer(l, version, newsOutOfStock) || o.Cancelled || l.State == LineWaiting {
+	if l == nil || o.Dispatched || !o.newer(l, version, newsOutOfStock) {
+		return
+	}
+	if o.Cancelled || o.Expired() {
+		if waiting {
+			// It joined the waiting list after the cancellation or the
+			// expiry reached the allocation service (the messages
+			// crossed): ask again for it to leave.
+			o.release(*l)
+		}
+		return
+	}
+	if l.State == LineWaiting {
 		return
 	}
 	l.State, l.BatchRef = LineWaiting, ""
+	then := "waiting for stock"
+	if waiting {
+		then = "waiting for stock: it is reserved as soon as stock arrives"
+	}
 	if unknown {
-		o.record(at, "out_of_stock", fmt.Sprintf("Invalid sku %s: nobody stocks it yet; waiting for stock", sku))
+		o.record(at, "out_of_stock", fmt.Sprintf("Invalid sku %s: nobody stocks it yet; %s", sku, then))
 		return
 	}
-	o.record(at, "out_of_stock", fmt.Sprintf("Out of stock for sku %s; waiting for stock", sku))
+	o.record(at, "out_of_stock", fmt.Sprintf("Out of stock for sku %s; %s", sku, then))
+}
+
+// release asks the allocation service again to free the stock of the line
+// of a cancelled or expired order (reserved or waited for), with the event
+// that freed the others.
+func (o *Order) release(l Line) {
+	items := []Item{{SKU: l.SKU, Qty: l.Qty}}
+	if o.Cancelled {
+		o.events = append(o.events, OrderCancelled{OrderID: o.ID, Customer: o.Customer, Lines: items})
+		return
+	}
+	o.events = append(o.events, ReservationExpired{OrderID: o.ID, Customer: o.Customer, Lines: items, ExpiredAt: *o.ExpiredAt})
+}
+
+// ending names what released the order's stock, for its history.
+func (o *Order) ending() string {
+	if o.Cancelled {
+		return "cancellation"
+	}
+	return "expiry"
 }
 
 // Deallocation reasons, as the allocation service names them.
@@ -326,9 +395,21 @@ func (o *Order) LineDeallocated(sku, batchRef, reason string, version int, at ti
 }
 
 // GoodsDispatched: the warehouse dispatched the order's goods.
-func (o *Order) GoodsDispatched(at time.Time) {
+// from names the batch each line's goods left from (sku -> ref), as the
+// warehouse says: a line still waiting for stock here got it (the
+// allocation service's line_allocated is late, on another channel), and
+// the customer is told, as LineAllocated would have.
+func (o *Order) GoodsDispatched(from map[string]string, at time.Time) {
 	if o.Dispatched {
 		return
+	}
+	for i := range o.Lines {
+		if l := &o.Lines[i]; l.State == LineWaiting && from[l.SKU] != "" {
+			o.events = append(o.events, BackorderFilled{
+				OrderID: o.ID, Customer: o.Customer, Email: o.Email, SKU: l.SKU, Qty: l.Qty, BatchRef: from[l.SKU], Placed: o.Placed(),
+			})
+			o.record(at, "stock_arrived", fmt.Sprintf("%s arrived: reserved in batch %s", l.SKU, from[l.SKU]))
+		}
 	}
 	detail := "goods dispatched"
 	if o.Cancelled {

@@ -12,6 +12,9 @@ import (
 
 var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 
+// ttl is how long the carts of the tests hold their reservations.
+const ttl = 30 * time.Minute
+
 func newOrder(t *testing.T) *domain.Order {
 	t.Helper()
 	o, err := domain.NewOrder("o1", "alice", "alice@example.com", t0)
@@ -48,20 +51,20 @@ func TestNewOrderValidates(t *testing.T) {
 type step func(o *domain.Order) error
 
 func add(sku string, qty int) step {
-	return func(o *domain.Order) error { return o.AddItem(sku, qty, t0) }
+	return func(o *domain.Order) error { return o.AddItem(sku, qty, ttl, t0) }
 }
 func place(o *domain.Order) error  { return o.Place(t0) }
 func cancel(o *domain.Order) error { return o.Cancel(t0) }
 func allocated(sku, ref string) step {
-	return func(o *domain.Order) error { o.LineAllocated(sku, ref, 0, t0); return nil }
+	return func(o *domain.Order) error { o.LineAllocated(sku, ref, 0, false, t0); return nil }
 }
 func deallocated(sku, ref, reason string) step {
 	return func(o *domain.Order) error { o.LineDeallocated(sku, ref, reason, 0, t0); return nil }
 }
 func outOfStock(sku string) step {
-	return func(o *domain.Order) error { o.OutOfStock(sku, 0, false, t0); return nil }
+	return func(o *domain.Order) error { o.OutOfStock(sku, 0, false, false, t0); return nil }
 }
-func dispatched(o *domain.Order) error { o.GoodsDispatched(t0); return nil }
+func dispatched(o *domain.Order) error { o.GoodsDispatched(nil, t0); return nil }
 
 func TestStatusFollowsEvents(t *testing.T) {
 	for _, c := range []struct {
@@ -146,14 +149,14 @@ func TestEventsRaised(t *testing.T) {
 		steps []step
 		want  []string
 	}{
-		{"adding an item asks for its stock", []step{add("LAMP", 1)}, []string{"CartItemAdded"}},
-		{"cart changes are not announced as status changes", []step{add("LAMP", 1), allocated("LAMP", "b1")}, []string{"CartItemAdded"}},
-		{"placing", []step{add("LAMP", 1), place}, []string{"CartItemAdded", "OrderPlaced", "OrderStatusChanged"}},
-		{"placing twice raises nothing more", []step{add("LAMP", 1), place, place}, []string{"CartItemAdded", "OrderPlaced", "OrderStatusChanged"}},
-		{"changes after placing are announced", []step{add("LAMP", 1), place, allocated("LAMP", "b1"), dispatched}, []string{"CartItemAdded", "OrderPlaced", "OrderStatusChanged", "OrderStatusChanged", "OrderStatusChanged"}},
-		{"a duplicate allocation raises nothing", []step{add("LAMP", 1), place, allocated("LAMP", "b1"), allocated("LAMP", "b1")}, []string{"CartItemAdded", "OrderPlaced", "OrderStatusChanged", "OrderStatusChanged"}},
-		{"cancelling a cart", []step{add("LAMP", 1), cancel, cancel}, []string{"CartItemAdded", "OrderCancelled"}},
-		{"allocated after cancelling: released again", []step{add("LAMP", 1), cancel, allocated("LAMP", "b1"), allocated("LAMP", "b1")}, []string{"CartItemAdded", "OrderCancelled", "OrderCancelled"}},
+		{"adding an item asks for its stock", []step{add("LAMP", 1)}, []string{"CartItemAdded", "ReservationTimeout"}},
+		{"cart changes are not announced as status changes", []step{add("LAMP", 1), allocated("LAMP", "b1")}, []string{"CartItemAdded", "ReservationTimeout"}},
+		{"placing", []step{add("LAMP", 1), place}, []string{"CartItemAdded", "ReservationTimeout", "OrderPlaced", "OrderStatusChanged"}},
+		{"placing twice raises nothing more", []step{add("LAMP", 1), place, place}, []string{"CartItemAdded", "ReservationTimeout", "OrderPlaced", "OrderStatusChanged"}},
+		{"changes after placing are announced", []step{add("LAMP", 1), place, allocated("LAMP", "b1"), dispatched}, []string{"CartItemAdded", "ReservationTimeout", "OrderPlaced", "OrderStatusChanged", "OrderStatusChanged", "OrderStatusChanged"}},
+		{"a duplicate allocation raises nothing", []step{add("LAMP", 1), place, allocated("LAMP", "b1"), allocated("LAMP", "b1")}, []string{"CartItemAdded", "ReservationTimeout", "OrderPlaced", "OrderStatusChanged", "OrderStatusChanged"}},
+		{"cancelling a cart", []step{add("LAMP", 1), cancel, cancel}, []string{"CartItemAdded", "ReservationTimeout", "OrderCancelled"}},
+		{"allocated after cancelling: released again", []step{add("LAMP", 1), cancel, allocated("LAMP", "b1"), allocated("LAMP", "b1")}, []string{"CartItemAdded", "ReservationTimeout", "OrderCancelled", "OrderCancelled"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			o := newOrder(t)

@@ -17,7 +17,7 @@ type news struct {
 
 func allocatedAt(ref string, version int) news {
 	return news{fmt.Sprintf("line_allocated %s v%d", ref, version), func(o *domain.Order) error {
-		o.LineAllocated("LAMP", ref, version, t0)
+		o.LineAllocated("LAMP", ref, version, false, t0)
 		return nil
 	}}
 }
@@ -31,7 +31,7 @@ func deallocatedAt(ref, reason string, version int) news {
 
 func outOfStockAt(version int) news {
 	return news{fmt.Sprintf("out_of_stock v%d", version), func(o *domain.Order) error {
-		o.OutOfStock("LAMP", version, false, t0)
+		o.OutOfStock("LAMP", version, false, false, t0)
 		return nil
 	}}
 }

@@ -25,18 +25,27 @@ type View struct {
 
 func view(o *domain.Order) View { return View{o, o.Status()} }
 
+// DefaultReservationTTL is how long a cart's reservations last unless
+// the service is told otherwise.
+const DefaultReservationTTL = 30 * time.Minute
+
 // Handlers handles the orders service's commands and the events it
 // follows.
 type Handlers struct {
 	store    docstore.Store
 	registry *messaging.Registry
+	ttl      time.Duration
 	// Now tells the time (tests set it).
 	Now func() time.Time
 }
 
-// NewHandlers returns the handlers over store.
-func NewHandlers(store docstore.Store, registry *messaging.Registry) *Handlers {
-	return &Handlers{store: store, registry: registry, Now: func() time.Time { return time.Now().UTC() }}
+// NewHandlers returns the handlers over store; a cart's reservations last
+// ttl (DefaultReservationTTL when 0) unless it is placed.
+func NewHandlers(store docstore.Store, registry *messaging.Registry, ttl time.Duration) *Handlers {
+	if ttl <= 0 {
+		ttl = DefaultReservationTTL
+	}
+	return &Handlers{store: store, registry: registry, ttl: ttl, Now: func() time.Time { return time.Now().UTC() }}
 }
 
 // NewBus wires the handlers to a message bus.
@@ -50,6 +59,7 @@ func NewBus(h *Handlers, log *slog.Logger, dispatched messaging.DispatchLog) *me
 	messaging.HandleEvent(b, "orders.line_deallocated", h.LineDeallocated)
 	messaging.HandleEvent(b, "orders.out_of_stock", h.OutOfStock)
 	messaging.HandleEvent(b, "orders.goods_dispatched", h.GoodsDispatched)
+	messaging.HandleEvent(b, "orders.reservation_timeout", h.ReservationTimeout)
 	return b
 }
 
@@ -114,7 +124,7 @@ func (h *Handlers) CreateOrder(ctx context.Context, c domain.CreateOrder) (any, 
 // AddItem puts an item in a cart; the allocation service reserves its
 // stock.
 func (h *Handlers) AddItem(ctx context.Context, c domain.AddItem) (any, []messaging.Raised, error) {
-	return h.command(ctx, c.OrderID, func(o *domain.Order) error { return o.AddItem(c.SKU, c.Qty, h.Now()) })
+	return h.command(ctx, c.OrderID, func(o *domain.Order) error { return o.AddItem(c.SKU, c.Qty, h.ttl, h.Now()) })
 }
 
 // PlaceOrder places an order.
@@ -129,7 +139,7 @@ func (h *Handlers) CancelOrder(ctx context.Context, c domain.CancelOrder) (any, 
 
 // LineAllocated follows the allocation of an order's line.
 func (h *Handlers) LineAllocated(ctx context.Context, e LineAllocated) ([]messaging.Raised, error) {
-	return h.follow(ctx, e.OrderID, func(o *domain.Order) { o.LineAllocated(e.SKU, e.BatchRef, e.Version, h.Now()) })
+	return h.follow(ctx, e.OrderID, func(o *domain.Order) { o.LineAllocated(e.SKU, e.BatchRef, e.Version, e.Backorder, h.Now()) })
 }
 
 // LineDeallocated follows a line losing its batch.
@@ -142,12 +152,22 @@ func (h *Handlers) OutOfStock(ctx context.Context, e OutOfStock) ([]messaging.Ra
 	if e.OrderID == "" {
 		return nil, nil
 	}
-	return h.follow(ctx, e.OrderID, func(o *domain.Order) { o.OutOfStock(e.SKU, e.Version, e.UnknownSKU, h.Now()) })
+	return h.follow(ctx, e.OrderID, func(o *domain.Order) { o.OutOfStock(e.SKU, e.Version, e.UnknownSKU, e.Waiting, h.Now()) })
 }
 
 // GoodsDispatched follows the dispatch of an order.
 func (h *Handlers) GoodsDispatched(ctx context.Context, e GoodsDispatched) ([]messaging.Raised, error) {
-	return h.follow(ctx, e.OrderID, func(o *domain.Order) { o.GoodsDispatched(h.Now()) })
+	from := make(map[string]string, len(e.Lines))
+	for _, l := range e.Lines {
+		from[l.SKU] = l.BatchRef
+	}
+	return h.follow(ctx, e.OrderID, func(o *domain.Order) { o.GoodsDispatched(from, h.Now()) })
+}
+
+// ReservationTimeout handles a cart's timer, due: the cart expires if its
+// clock still runs (see domain.Order.Expire).
+func (h *Handlers) ReservationTimeout(ctx context.Context, e domain.ReservationTimeout) ([]messaging.Raised, error) {
+	return h.follow(ctx, e.OrderID, func(o *domain.Order) { o.Expire(e.ExpiresAt, h.ttl, h.Now()) })
 }
 
 // command changes the order id with fn, and returns its view.
@@ -198,8 +218,9 @@ func (h *Handlers) follow(ctx context.Context, id string, fn func(*domain.Order)
 	}))
 }
 
-// save stores the order, if it changed, with the events it raised; orders
-// are found by customer.
+// save stores the order, if it changed, with the events it raised (its
+// timers, messaging.Timer, wait in the store until due); orders are found
+// by customer.
 func (h *Handlers) save(ctx context.Context, tx docstore.Tx, o *domain.Order, version int64) error {
 	return docstore.SaveAggregate(ctx, tx, h.registry, kind, o.ID, version, o.Customer, o)
 }

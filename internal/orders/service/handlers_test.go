@@ -32,7 +32,7 @@ func setup(t *testing.T) *fixture {
 	}
 	t.Cleanup(store.Close)
 	reg := service.Messages()
-	h := service.NewHandlers(store, reg)
+	h := service.NewHandlers(store, reg, ttl)
 	log := testenv.Logger(t, slog.LevelWarn)
 	bus := service.NewBus(h, log, nil)
 	return &fixture{store: store, bus: bus, h: h, consumer: &messaging.Consumer{

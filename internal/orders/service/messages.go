@@ -16,6 +16,12 @@ const (
 	ChannelOrderPlaced        = "order_placed"
 	ChannelOrderCancelled     = "order_cancelled"
 	ChannelOrderStatusChanged = "order_status_changed"
+	ChannelReservationExpired = "reservation_expired"
+	ChannelBackorderFilled    = "backorder_filled"
+
+	// ChannelReservationTimeout is the service's own timer (a cart's
+	// clock), which it publishes for later and consumes when due.
+	ChannelReservationTimeout = "reservation_timeout"
 
 	// Followed: what the allocation service and the warehouse announce.
 	ChannelLineAllocated   = "line_allocated"
@@ -24,15 +30,21 @@ const (
 	ChannelGoodsDispatched = "goods_dispatched"
 )
 
-// Inbound are the channels the orders service consumes.
-var Inbound = []string{ChannelLineAllocated, ChannelLineDeallocated, ChannelOutOfStock, ChannelGoodsDispatched}
+// A cart's clock is a durable timer: raised with the change that starts
+// it, delivered when due.
+var _ messaging.Timer = domain.ReservationTimeout{}
 
-// LineAllocated is the allocation service's line_allocated, as orders reads it.
+// Inbound are the channels the orders service consumes.
+var Inbound = []string{ChannelLineAllocated, ChannelLineDeallocated, ChannelOutOfStock, ChannelGoodsDispatched, ChannelReservationTimeout}
+
+// LineAllocated is the allocation service's line_allocated, as orders
+// reads it. Backorder (optional) says the line had waited for stock.
 type LineAllocated struct {
-	OrderID  string `json:"orderid"`
-	SKU      string `json:"sku"`
-	BatchRef string `json:"batchref"`
-	Version  int    `json:"version"`
+	OrderID   string `json:"orderid"`
+	SKU       string `json:"sku"`
+	BatchRef  string `json:"batchref"`
+	Version   int    `json:"version"`
+	Backorder bool   `json:"backorder"`
 }
 
 // LineDeallocated is the allocation service's line_deallocated.
@@ -46,18 +58,25 @@ type LineDeallocated struct {
 
 // OutOfStock is the allocation service's out_of_stock. Lines allocated
 // from outside the shop (POST /allocate, the allocate channel) carry order
-// ids no cart has: those are ignored.
+// ids no cart has: those are ignored. Waiting (optional) says the line
+// joined the allocation service's waiting list.
 type OutOfStock struct {
 	SKU        string `json:"sku"`
 	OrderID    string `json:"orderid"`
 	Version    int    `json:"version"`
 	UnknownSKU bool   `json:"unknown_sku"`
+	Waiting    bool   `json:"waiting"`
 }
 
-// GoodsDispatched is the warehouse's goods_dispatched.
+// GoodsDispatched is the warehouse's goods_dispatched: each line names the
+// batch its goods left from.
 type GoodsDispatched struct {
 	OrderID      string    `json:"orderid"`
 	DispatchedAt time.Time `json:"dispatched_at"`
+	Lines        []struct {
+		SKU      string `json:"sku"`
+		BatchRef string `json:"batchref"`
+	} `json:"lines"`
 }
 
 // Messages returns the registry of the messages the orders service
@@ -69,6 +88,10 @@ func Messages() *messaging.Registry {
 	messaging.Register(r, ChannelOrderPlaced, func(e domain.OrderPlaced) string { return byOrder(e.OrderID) }, nil)
 	messaging.Register(r, ChannelOrderCancelled, func(e domain.OrderCancelled) string { return byOrder(e.OrderID) }, nil)
 	messaging.Register(r, ChannelOrderStatusChanged, func(e domain.OrderStatusChanged) string { return byOrder(e.OrderID) }, nil)
+	messaging.Register(r, ChannelReservationExpired, func(e domain.ReservationExpired) string { return byOrder(e.OrderID) }, nil)
+	messaging.Register(r, ChannelBackorderFilled, func(e domain.BackorderFilled) string { return byOrder(e.OrderID) }, nil)
+	messaging.Register(r, ChannelReservationTimeout, func(e domain.ReservationTimeout) string { return byOrder(e.OrderID) },
+		decode.Strict[domain.ReservationTimeout]("orderid", "expires_at"))
 	messaging.Register(r, ChannelLineAllocated, func(e LineAllocated) string { return e.SKU }, decode.Strict[LineAllocated]("orderid", "sku", "batchref"))
 	messaging.Register(r, ChannelLineDeallocated, func(e LineDeallocated) string { return e.SKU }, decode.Strict[LineDeallocated]("orderid", "sku", "batchref", "reason"))
 	messaging.Register(r, ChannelOutOfStock, func(e OutOfStock) string { return e.SKU }, decode.Strict[OutOfStock]("sku"))
