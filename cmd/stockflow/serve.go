@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -44,6 +45,7 @@ type serverFlags struct {
 	replay                    bool
 	grace, connectTimeout     time.Duration
 	logger                    func() (*slog.Logger, error)
+	edge                      *edgeFlags
 }
 
 func addServerFlags(fs *flag.FlagSet, stderr io.Writer) *serverFlags {
@@ -58,6 +60,7 @@ func addServerFlags(fs *flag.FlagSet, stderr io.Writer) *serverFlags {
 	fs.BoolVar(&f.replay, "replay", false, "consume again every message the broker keeps, from the oldest (durable brokers only)")
 	fs.DurationVar(&f.grace, "grace", 15*time.Second, "how long requests in flight may take to finish at shutdown")
 	fs.DurationVar(&f.connectTimeout, "connect-timeout", 5*time.Second, "how long to try reaching the database and the broker at start before giving up")
+	f.edge = addEdgeFlags(fs)
 	f.logger = logFlags(fs, stderr)
 	return f
 }
@@ -107,6 +110,14 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 	if err := broker.Check(f.broker); err != nil {
 		return usageError{err}
 	}
+	if err := f.edge.checkExposure(f.http, log); err != nil {
+		return err
+	}
+	m := metrics.New()
+	edge, err := f.edge.build(ctx, log, m)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", f.http)
 	if err != nil {
 		return fmt.Errorf("--http: %w", err)
@@ -153,7 +164,6 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 		log.Warn("no --broker: messages travel in this process only, and reach no service running in another; give every process the same --broker",
 			"services", names(defs))
 	}
-	m := metrics.New()
 	cfg := platform.Config{DB: f.db, DataDir: f.data, Transport: transport, Log: log, Metrics: m, Replay: f.replay}
 	var svcs []platform.Service
 	defer func() {
@@ -191,11 +201,13 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 	ready := newReadiness(checks)
 	mux.Handle("GET /readyz", ready)
 	mux.Handle("GET /metrics", m.Handler())
-	srv := &http.Server{
-		Handler:           httpx.Handler(mux, log, m.ObserveRequest),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+	srv := httpx.Server(httpx.Handler(mux, log, m.ObserveRequest, edge.layers...))
+	if edge.tls != nil {
+		srv.TLSConfig = edge.tls
+		ln = tls.NewListener(ln, edge.tls)
 	}
+	stopReload := edge.reloadOnHangup(log)
+	defer stopReload()
 
 	// Background work stops after the HTTP server has drained, so that the
 	// last requests' messages are relayed if the transport takes them.
@@ -219,7 +231,8 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 	if f.db != "" {
 		store = "postgres"
 	}
-	log.Info("stockflow up", "services", names(defs), "http", ln.Addr().String(), "store", store, "broker", redacted(f.broker), "version", versionLine())
+	log.Info("stockflow up", append([]any{"services", names(defs), "http", ln.Addr().String(), "store", store, "broker", redacted(f.broker)},
+		append(edge.describe(f.edge), "version", versionLine())...)...)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	select {
