@@ -203,7 +203,6 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 	mux.Handle("GET /metrics", m.Handler())
 	srv := httpx.Server(httpx.Handler(mux, log, m.ObserveRequest, edge.layers...))
 	if edge.tls != nil {
-		srv.TLSConfig = edge.tls
 		ln = tls.NewListener(ln, edge.tls)
 	}
 	stopReload := edge.reloadOnHangup(log)
