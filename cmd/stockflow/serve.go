@@ -202,6 +202,9 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 	mux.Handle("GET /readyz", ready)
 	mux.Handle("GET /metrics", m.Handler())
 	srv := httpx.Server(httpx.Handler(mux, log, m.ObserveRequest, edge.layers...))
+	// The server's own complaints (a failed TLS handshake, a broken
+	// request line) go to the log as the rest does.
+	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	if edge.tls != nil {
 		ln = tls.NewListener(ln, edge.tls)
 	}

@@ -52,6 +52,9 @@ func writeThenRead(t *testing.T, addr, path string, body []byte, chunked bool) (
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	// A socket buffer of a usual size, not loopback's large automatic one:
+	// the body is still being sent when the server answers.
+	conn.(*net.TCPConn).SetWriteBuffer(64 << 10)
 	// The headers, then the body, each written whole (as Python's urllib
 	// does).
 	var req bytes.Buffer
