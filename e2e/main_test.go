@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -119,6 +120,9 @@ type options struct {
 	// KillAtCleanup makes the cleanup kill the process (SIGKILL) instead of
 	// stopping it with SIGTERM and expecting exit code 0.
 	KillAtCleanup bool
+	// TLS, when set, is the client's side of a process serving HTTPS
+	// (--tls-cert in Args): Base is https://, and the test's client uses it.
+	TLS *tls.Config
 }
 
 // startWith starts stockflow as opts says, as startOn does.
@@ -174,8 +178,11 @@ func launchWith(t testing.TB, opts options) (*server, error) {
 		exited: make(chan struct{}),
 		client: &http.Client{
 			Timeout:   15 * time.Second,
-			Transport: &http.Transport{MaxIdleConnsPerHost: 64},
+			Transport: &http.Transport{MaxIdleConnsPerHost: 64, TLSClientConfig: opts.TLS},
 		},
+	}
+	if opts.TLS != nil {
+		s.Base = "https://" + addr
 	}
 	args := append([]string(nil), opts.Args...)
 	if opts.HTTPFromEnv {
@@ -223,7 +230,7 @@ func launchWith(t testing.TB, opts options) (*server, error) {
 // waitHealthy polls GET /healthz until it answers 200.
 func (s *server) waitHealthy(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	c := &http.Client{Timeout: time.Second}
+	c := &http.Client{Timeout: time.Second, Transport: s.client.Transport}
 	var last string
 	for time.Now().Before(deadline) {
 		select {

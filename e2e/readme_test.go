@@ -12,7 +12,8 @@ package e2e
 //     what keeps them apart from other tests); TestREADMEShop runs every
 //     other block, against a "stockflow up" of its own;
 //   - localhost:5005 and 127.0.0.1:5005 become the test's stockflow up,
-//     127.0.0.1:5101 to 5105 (flow 5's ports) free ports of the test's;
+//     127.0.0.1:5101 to 5105 (flow 5's ports) and 127.0.0.1:5106 (the keys' example)
+//     free ports of the test's;
 //     a block that still names one of those ports fails the test;
 //   - the working directory is a temporary one holding ./stockflow, the
 //     binary TestMain built; "go build -o ./stockflow ./cmd/stockflow"
@@ -155,7 +156,7 @@ func TestREADMEMarkers(t *testing.T) {
 
 // portsOfREADME are the addresses the README's blocks use, which the
 // tests point at their own servers.
-var portsOfREADME = regexp.MustCompile(`\b(5005|510[1-5])\b`)
+var portsOfREADME = regexp.MustCompile(`\b(5005|510[1-6])\b`)
 
 // TestREADMEShop runs the README's blocks that need no broker (the API,
 // flows 1 to 4, operating it) against a stockflow up of the test's.
@@ -168,6 +169,8 @@ func TestREADMEShop(t *testing.T) {
 			e := newReadmeEnv(t, sh, map[string]string{
 				"localhost:5005": srv.Addr,
 				"127.0.0.1:5005": srv.Addr,
+				// "Who may call what" starts a stockflow of its own there.
+				"127.0.0.1:5106": testenv.FreeAddr(t),
 			}, nil)
 			e.runBlocks(func(b readmeBlock) bool { return !needsBroker(b) })
 		})
@@ -543,6 +546,27 @@ var readmeChecks = []readmeCheck{
 			}
 			return nil
 		})
+	}},
+	{"Who may call what", func(t *testing.T, e *readmeEnv, out string) {
+		wantREADMEOutput(t, out,
+			`storefront  shop`,
+			`stock-team  stock,read`,
+			`"message":"No credential`,
+			`"message":"Forbidden: storefront may not call POST /add_batch`,
+			`{"ref":"k1","sku":"KEYS","qty":5,"eta":null}`,
+			`{"qty":5,"allocated":0}`,
+			`"message":"Unknown API key`,
+		)
+		for _, f := range []string{"storefront.key", "stock-team.key"} {
+			key, err := os.ReadFile(filepath.Join(e.dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs, _ := os.ReadFile(filepath.Join(e.dir, "auth.log"))
+			if k := strings.TrimSpace(string(key)); k == "" || strings.Contains(string(logs), k) || strings.Contains(out, k) {
+				t.Errorf("the key of %s is empty, or shows in the logs or the output", f)
+			}
+		}
 	}},
 	{"Operating it", func(t *testing.T, e *readmeEnv, out string) {
 		wantREADMEOutput(t, out,

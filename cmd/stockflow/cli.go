@@ -18,6 +18,18 @@ func envName(name string) string {
 	return "STOCKFLOW_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
 
+// flagEnv is the environment variable of flag f: the one its help names
+// ("(env STOCKFLOW_AUTH_KEYS)", for a flag whose own name would make a
+// vague variable), or else envName's.
+func flagEnv(f *flag.Flag) string {
+	if _, rest, ok := strings.Cut(f.Usage, "(env "); ok {
+		if name, _, ok := strings.Cut(rest, ")"); ok {
+			return name
+		}
+	}
+	return envName(f.Name)
+}
+
 // annotateEnv names each flag's environment variable in its help.
 func annotateEnv(fs *flag.FlagSet) {
 	fs.VisitAll(func(f *flag.Flag) {
@@ -37,7 +49,7 @@ func applyEnv(fs *flag.FlagSet) error {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		name := envName(f.Name)
+		name := flagEnv(f)
 		v, ok := os.LookupEnv(name)
 		if !ok || err != nil || set[f.Name] {
 			return

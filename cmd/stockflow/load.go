@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -46,6 +47,7 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	warmup := fs.Duration("warmup", time.Second, "load run before measuring")
 	pid := fs.Int("pid", 0, "`pid` of the server, to report its peak RSS")
 	yes := fs.Bool("yes", false, "drive a stockflow that is not on this machine (it adds batches and order lines there)")
+	key := keyFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -66,7 +68,13 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	root := strings.TrimSuffix(*base, "/")
 	post := func(path string, b []byte) (int, error) {
-		resp, err := client.Post(root+path, "application/json", bytes.NewReader(b))
+		req, err := http.NewRequest(http.MethodPost, root+path, bytes.NewReader(b))
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		bearer(req, *key)
+		resp, err := client.Do(req)
 		if err != nil {
 			return 0, err
 		}
@@ -81,6 +89,9 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		status, err := post("/add_batch", body)
 		if err != nil {
 			return fmt.Errorf("cannot connect to %s: %w", *base, errors.Unwrap(err))
+		}
+		if status == http.StatusUnauthorized || status == http.StatusForbidden {
+			return fmt.Errorf("adding batch for %s: %s answered %d: give --key (or STOCKFLOW_KEY), a key with the stock role", names[i], *base, status)
 		}
 		if status != http.StatusCreated {
 			return fmt.Errorf("adding batch for %s: %s answered %d, want 201", names[i], *base, status)
@@ -178,6 +189,18 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%d requests failed with a 5xx or a transport error", bad)
 	}
 	return nil
+}
+
+// keyFlag adds --key, the credential a command sends to the HTTP API.
+func keyFlag(fs *flag.FlagSet) *string {
+	return fs.String("key", "", "API `key` (or JWT) sent as Authorization: Bearer, when the API requires one")
+}
+
+// bearer sets req's credential, if any.
+func bearer(req *http.Request, key string) {
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
 }
 
 func pct(sorted []time.Duration, p float64) time.Duration {

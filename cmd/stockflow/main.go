@@ -5,6 +5,7 @@
 //	stockflow migrate        create or upgrade the PostgreSQL schemas
 //	stockflow dead-letters   list messages that could not be handled
 //	stockflow load           measure a running stockflow
+//	stockflow keys           manage the API keys
 //	stockflow version        show the version
 package main
 
@@ -37,6 +38,7 @@ Commands:
   dead-letters   list the messages that could not be handled, newest first
   load           drive a running stockflow with allocations and measure it
   status         ask a running stockflow whether it and what it needs answer
+  keys           add, list or revoke the API keys of a key file (--auth-keys)
   version        show the version, the commit it was built from, and Go's
   help           show this help, or a command's: stockflow help up
 
@@ -80,7 +82,7 @@ func init() {
 var silent []error
 
 // commands are the command names, for suggestions.
-var commands = []string{"up", "serve", "migrate", "dead-letters", "load", "status", "version", "help"}
+var commands = []string{"up", "serve", "migrate", "dead-letters", "load", "status", "keys", "version", "help"}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -101,6 +103,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return load(ctx, rest, stdout, stderr)
 	case "status":
 		return status(ctx, rest, stdout, stderr)
+	case "keys":
+		return keys(rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, versionLine())
 		return nil

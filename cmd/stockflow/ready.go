@@ -275,6 +275,7 @@ when it cannot be reached.`
 func status(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flagSet("status", statusAbout, stderr)
 	base := fs.String("url", "http://127.0.0.1:5005", "`URL` of the stockflow HTTP API")
+	key := keyFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -284,6 +285,7 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return usageError{fmt.Errorf("--url: %w", err)}
 	}
+	bearer(req, *key)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return usageError{fmt.Errorf("cannot connect to %s: %w", *base, errors.Unwrap(err))}

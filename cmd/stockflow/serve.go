@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -51,6 +52,7 @@ type serverFlags struct {
 	// first in line is served.
 	backorders domain.Policy
 	logger     func() (*slog.Logger, error)
+	edge       *edgeFlags
 }
 
 func addServerFlags(fs *flag.FlagSet, stderr io.Writer) *serverFlags {
@@ -72,6 +74,7 @@ func addServerFlags(fs *flag.FlagSet, stderr io.Writer) *serverFlags {
 		f.backorders = p
 		return err
 	})
+	f.edge = addEdgeFlags(fs)
 	f.logger = logFlags(fs, stderr)
 	return f
 }
@@ -121,6 +124,14 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 	if err := broker.Check(f.broker); err != nil {
 		return usageError{err}
 	}
+	if err := f.edge.checkExposure(f.http, log); err != nil {
+		return err
+	}
+	m := metrics.New()
+	edge, err := f.edge.build(ctx, log, m)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", f.http)
 	if err != nil {
 		return fmt.Errorf("--http: %w", err)
@@ -167,7 +178,6 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 		log.Warn("no --broker: messages travel in this process only, and reach no service running in another; give every process the same --broker",
 			"services", names(defs))
 	}
-	m := metrics.New()
 	cfg := platform.Config{DB: f.db, DataDir: f.data, Transport: transport, Log: log, Metrics: m, Replay: f.replay}
 	var svcs []platform.Service
 	defer func() {
@@ -205,11 +215,15 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 	ready := newReadiness(checks)
 	mux.Handle("GET /readyz", ready)
 	mux.Handle("GET /metrics", m.Handler())
-	srv := &http.Server{
-		Handler:           httpx.Handler(mux, log, m.ObserveRequest),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+	srv := httpx.Server(httpx.Handler(mux, log, m.ObserveRequest, edge.layers...))
+	// The server's own complaints (a failed TLS handshake, a broken
+	// request line) go to the log as the rest does.
+	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	if edge.tls != nil {
+		ln = tls.NewListener(ln, edge.tls)
 	}
+	stopReload := edge.reloadOnHangup(log)
+	defer stopReload()
 
 	// Background work stops after the HTTP server has drained, so that the
 	// last requests' messages are relayed if the transport takes them.
@@ -233,7 +247,8 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 	if f.db != "" {
 		store = "postgres"
 	}
-	log.Info("stockflow up", "services", names(defs), "http", ln.Addr().String(), "store", store, "broker", redacted(f.broker), "version", versionLine())
+	log.Info("stockflow up", append([]any{"services", names(defs), "http", ln.Addr().String(), "store", store, "broker", redacted(f.broker)},
+		append(edge.describe(f.edge), "version", versionLine())...)...)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	select {

@@ -11,7 +11,9 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -93,22 +95,38 @@ var probes = map[string]bool{"/healthz": true, "/readyz": true}
 // as a warning.
 const SlowRequest = 500 * time.Millisecond
 
+// A Layer wraps the handler a request is routed to, to answer it first
+// (a CORS preflight) or refuse it (a caller without the route's role).
+// pattern is the mux pattern of the request's route ("POST /allocate"), ""
+// when no route matches (the handler then answers 404 or 405).
+type Layer func(next http.Handler, pattern string) http.Handler
+
 // Handler wraps mux: it starts a flow for each request (its correlation id
-// taken from the X-Correlation-ID header when given), answers the router's
-// own 404 and 405 with JSON, recovers panics as 500, and logs one line per
-// request: at debug level, at warn when slower than SlowRequest, at error
-// for a 5xx.
-func Handler(mux *http.ServeMux, log *slog.Logger, observe func(route string, status int, d time.Duration)) http.Handler {
+// taken from the X-Correlation-ID header when given), runs the request
+// through layers (the first outermost), answers the router's own 404 and
+// 405 with JSON, recovers panics as 500, drains a request body left unread
+// before answering (DrainBody), and logs one line per request: at debug
+// level, at warn when slower than SlowRequest, at error for a 5xx.
+func Handler(mux *http.ServeMux, log *slog.Logger, observe func(route string, status int, d time.Duration), layers ...Layer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ctx := messaging.StartFlow(r.Context(), r.Header.Get(CorrelationHeader))
 		meta := messaging.MetaFrom(ctx)
 		w.Header().Set(CorrelationHeader, meta.CorrelationID)
+		r = r.WithContext(ctx)
 		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		if r.Body != nil && r.Body != http.NoBody {
+			rec.body = &watchedBody{ReadCloser: r.Body, limit: r.ContentLength}
+			r.Body = rec.body
+			rec.expectContinue = strings.EqualFold(r.Header.Get("Expect"), "100-continue")
+		}
 		var h http.Handler = mux // the mux, not the handler it finds, sets path values
 		_, pattern := mux.Handler(r)
 		if pattern == "" {
 			h = jsonErrors(mux)
+		}
+		for _, layer := range slices.Backward(layers) {
+			h = layer(h, pattern)
 		}
 		func() {
 			defer func() {
@@ -122,7 +140,7 @@ func Handler(mux *http.ServeMux, log *slog.Logger, observe func(route string, st
 					}
 				}
 			}()
-			h.ServeHTTP(rec, r.WithContext(ctx))
+			h.ServeHTTP(rec, r)
 		}()
 		d := time.Since(start)
 		if observe != nil {
@@ -182,18 +200,42 @@ type recorder struct {
 	http.ResponseWriter
 	status int
 	wrote  bool
+	// body is the request's body, watched to drain what the handler left
+	// unread before the answer goes out; nil without a body.
+	body           *watchedBody
+	expectContinue bool
 }
 
 func (r *recorder) WriteHeader(s int) {
 	if !r.wrote {
 		r.status, r.wrote = s, true
+		r.drain()
 	}
 	r.ResponseWriter.WriteHeader(s)
 }
 
 func (r *recorder) Write(b []byte) (int, error) {
-	r.wrote = true
+	if !r.wrote {
+		r.wrote = true
+		r.drain()
+	}
 	return r.ResponseWriter.Write(b)
+}
+
+// drain reads what is left of the request's body before the answer is
+// written (DrainBody).
+func (r *recorder) drain() {
+	if r.body == nil || r.body.eof {
+		return
+	}
+	if r.expectContinue && !r.body.read {
+		// The client waits for a 100 Continue it will not get: it sends
+		// no body, and the server closes the connection after the answer.
+		return
+	}
+	if !DrainBody(r.body) {
+		r.Header().Set("Connection", "close")
+	}
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

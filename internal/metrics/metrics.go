@@ -27,6 +27,7 @@ type Metrics struct {
 	relayed      *prometheus.CounterVec
 	relayFailed  *prometheus.CounterVec
 	retries      *prometheus.CounterVec
+	authFailures *prometheus.CounterVec
 }
 
 // New returns metrics registered with a registry of their own, with the
@@ -62,6 +63,9 @@ func New() *Metrics {
 		retries: f(prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "stockflow_version_conflict_retries_total", Help: "Transactions retried after losing a race for an aggregate (optimistic concurrency), by service.",
 		}, []string{"service"})).(*prometheus.CounterVec),
+		authFailures: f(prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stockflow_http_auth_failures_total", Help: "HTTP requests refused, by reason: missing, malformed, unknown_key, invalid_token, expired_token, jwks_unavailable (401) or forbidden (403).",
+		}, []string{"reason"})).(*prometheus.CounterVec),
 	}
 }
 
@@ -77,6 +81,11 @@ func (m *Metrics) ObserveRequest(route string, status int, d time.Duration) {
 	}
 	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
 	m.duration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// AuthFailed counts a request refused for reason (package auth).
+func (m *Metrics) AuthFailed(reason string) {
+	m.authFailures.WithLabelValues(reason).Inc()
 }
 
 // Depth tells the outbox's depth and the age of its oldest message.
