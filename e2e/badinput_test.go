@@ -143,6 +143,9 @@ func TestBadInput(t *testing.T) {
 		tc{"unknown path", "GET", "/allocations/" + order + "/more", nil, 404},
 		tc{"unknown batch", "GET", "/batches/" + uniq("nope"), nil, 404},
 		tc{"batch ref too long", "GET", "/batches/" + long, nil, 400},
+		tc{"unknown product", "GET", "/products/" + uniq("nope"), nil, 404},
+		tc{"sku too long", "GET", "/products/" + long, nil, 400},
+		tc{"no sku", "GET", "/products/", nil, 404},
 		tc{"wrong method", "POST", "/batches/" + ref, `{}`, 405},
 	)
 

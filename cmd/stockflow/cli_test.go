@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stockflow/stockflow/internal/allocation/domain"
 )
 
 // upFlags are the flag names of "stockflow up", for suggestions.
@@ -416,5 +418,41 @@ func TestCLIVersionLine(t *testing.T) {
 	line := versionLine()
 	if !strings.HasPrefix(line, "stockflow ") || !strings.Contains(line, runtime.Version()) || strings.Contains(line, "\n") {
 		t.Errorf("versionLine() = %q, want one line starting \"stockflow \" with %s", line, runtime.Version())
+	}
+}
+
+func TestCLIBackorderPolicy(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  string
+		want domain.Policy
+		err  string // in the error; "" for none
+	}{
+		{args: nil, want: domain.Strict},
+		{args: []string{"--backorder-policy", "fill"}, want: domain.Fill},
+		{args: []string{"--backorder-policy", "strict"}, want: domain.Strict},
+		{env: "fill", want: domain.Fill},
+		{args: []string{"--backorder-policy", "fifo"}, err: `strict or fill, got "fifo"`},
+		{env: "Fill", err: "STOCKFLOW_BACKORDER_POLICY"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " ")+" env="+tt.env, func(t *testing.T) {
+			if tt.env != "" {
+				t.Setenv("STOCKFLOW_BACKORDER_POLICY", tt.env)
+			}
+			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			f := addServerFlags(fs, io.Discard)
+			err := parse(fs, tt.args)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) || exitCode(err) != 2 {
+					t.Fatalf("%v: want a usage error containing %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || f.backorders != tt.want {
+				t.Fatalf("policy %v (%v), want %v", f.backorders, err, tt.want)
+			}
+		})
 	}
 }

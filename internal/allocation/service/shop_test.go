@@ -102,3 +102,79 @@ func TestDispatchOrderTakesTheStockOut(t *testing.T) {
 		t.Fatalf("dispatching an unknown line: %v, %v", eventTypes(raised), err)
 	}
 }
+
+// The shop's lines wait for stock; each consumer of the waiting list's
+// messages applies a message once, however often it is delivered.
+func TestWaitingListHandlers(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	deliver := func(id, consumer string) context.Context {
+		return messaging.WithMeta(t.Context(), messaging.Meta{MessageID: id, Consumer: consumer})
+	}
+	reserve := func(id, order, customer string, qty int) []string {
+		t.Helper()
+		raised, err := f.handlers.ReserveCartItem(deliver(id, "allocation.reserve_cart_item"), service.CartItemAdded{OrderID: order, SKU: "LAMP", Qty: qty, Customer: customer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return eventTypes(raised)
+	}
+	f.createBatch(t, "b1", "LAMP", 2, noETA)
+	if got := reserve("c1", "o1", "ann", 2); !reflect.DeepEqual(got, []string{"Allocated"}) {
+		t.Fatalf("ann's line: %v", got)
+	}
+	if got := reserve("c2", "o2", "bob", 3); !reflect.DeepEqual(got, []string{"OutOfStock"}) {
+		t.Fatalf("bob's line: %v, want it to wait", got)
+	}
+	if got := reserve("c2", "o2", "bob", 3); len(got) != 0 {
+		t.Fatalf("bob's line redelivered: %v", got)
+	}
+	if got := reserve("c3", "o3", "cid", 2); !reflect.DeepEqual(got, []string{"OutOfStock"}) {
+		t.Fatalf("cid's line: %v, want it to wait", got)
+	}
+
+	// cid becomes a VIP: his line goes first (nothing to serve it yet).
+	promote := func() []string {
+		raised, err := f.handlers.PromoteVIP(deliver("v1", "allocation.promote_vip"), service.CustomerBecameVIP{Customer: "cid"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return eventTypes(raised)
+	}
+	if got := promote(); len(got) != 0 {
+		t.Fatalf("promotion raised %v", got)
+	}
+	if got := promote(); len(got) != 0 {
+		t.Fatalf("promotion redelivered raised %v", got)
+	}
+
+	// Ann's cart expires: her 2 units go to cid, the VIP, though bob waited
+	// longer; redelivered, nothing more happens.
+	expire := func() []string {
+		raised, err := f.handlers.ReleaseExpiredCart(deliver("x1", "allocation.release_expired_cart"),
+			service.ReservationExpired{OrderID: "o1", Lines: []service.Item{{SKU: "LAMP", Qty: 2}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return eventTypes(raised)
+	}
+	if got := expire(); !reflect.DeepEqual(got, []string{"Deallocated", "Allocated"}) {
+		t.Fatalf("expiry raised %v, want ann's line freed and cid's served", got)
+	}
+	if got := expire(); len(got) != 0 {
+		t.Fatalf("expiry redelivered raised %v", got)
+	}
+	assertBatch(t, f.store, domain.Batch{Ref: "b1", SKU: "LAMP", Purchased: 2, Allocated: 2,
+		Lines: []domain.OrderLine{{OrderID: "o3", SKU: "LAMP", Qty: 2, Customer: "cid"}}})
+
+	// Bob cancels: his line leaves the waiting list.
+	raised, err := f.handlers.ReleaseCancelledOrder(deliver("k1", "allocation.release_cancelled_order"),
+		service.OrderCancelled{OrderID: "o2", Lines: []service.Item{{SKU: "LAMP", Qty: 3}}})
+	if err != nil || !reflect.DeepEqual(eventTypes(raised), []string{"BackorderCancelled"}) {
+		t.Fatalf("cancellation of a waiting line: %v, %v", eventTypes(raised), err)
+	}
+	p, err := f.handlers.Product(t.Context(), "LAMP")
+	if err != nil || len(p.Waiting) != 0 || p.Free != 0 {
+		t.Fatalf("product %+v, %v: want nobody waiting, nothing free", p, err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	allocpg "github.com/stockflow/stockflow/internal/allocation/adapters/postgres"
 	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/allocation/service"
+	"github.com/stockflow/stockflow/internal/allocation/service/storetest"
 )
 
 // BenchmarkAllocate allocates through the message bus (the command, then
@@ -63,4 +64,12 @@ func BenchmarkAllocate(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "allocations/s")
 		})
 	}
+}
+
+// BenchmarkFillWaitingList: a batch arriving for a sku with 10,000 lines
+// waiting fills them all in order, in one change, on the store serve runs.
+//
+//	go test -run '^$' -bench FillWaitingList -benchtime 5x ./internal/allocation/adapters/pggroup/
+func BenchmarkFillWaitingList(b *testing.B) {
+	storetest.BenchmarkFillWaitingList(b, newStore(b, pggroup.Config{}), 10_000)
 }
