@@ -27,7 +27,7 @@ func (o *Order) startClock(ttl time.Duration, at time.Time) {
 // reopen empties an expired cart, whose lines were released, so that
 // items can be added again: each reserves its stock anew.
 func (o *Order) reopen(at time.Time) {
-	o.ExpiredAt = nil
+	o.ExpiredAt, o.Reopened = nil, true
 	o.Lines = []Line{}
 	o.record(at, "reopened", "cart reopened: its expired items were removed; new items reserve stock again")
 }

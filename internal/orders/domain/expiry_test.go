@@ -3,6 +3,7 @@ package domain_test
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -206,6 +207,84 @@ func TestAddingToAnExpiredCartReopensIt(t *testing.T) {
 			o.Expire(next, ttl, next)
 			if !o.Expired() {
 				t.Fatalf("the new clock's timer did not expire the cart")
+			}
+		})
+	}
+}
+
+// The expiry of a cart reopened since, with the same sku, may reach the
+// allocation service after the new line: the release it causes (of the
+// new line's stock, or of its place on the waiting list) is late, and the
+// cart asks again for the stock. A cart never reopened takes a release as
+// it comes (an operator's POST /deallocate).
+func TestLateReleaseOfAReopenedCart(t *testing.T) {
+	reopened := due.Add(time.Hour)
+	tests := []struct {
+		name     string
+		reopen   bool
+		release  step
+		want     string // the line's state after the release
+		reserves bool   // asks again for the stock
+	}{
+		{"reopened, its line's stock released", true, func(o *domain.Order) error {
+			o.LineDeallocated("LAMP", "b1", domain.ReasonRequested, 7, reopened)
+			return nil
+		}, domain.LineRequested, true},
+		{"reopened, its waiting line taken off the list", true, func(o *domain.Order) error {
+			o.BackorderCancelled("LAMP", 7, reopened)
+			return nil
+		}, domain.LineRequested, true},
+		{"never expired, its line's stock released", false, func(o *domain.Order) error {
+			o.LineDeallocated("LAMP", "b1", domain.ReasonRequested, 7, reopened)
+			return nil
+		}, domain.LineReleased, false},
+		{"never expired, its waiting line taken off the list", false, func(o *domain.Order) error {
+			o.BackorderCancelled("LAMP", 7, reopened)
+			return nil
+		}, domain.LineReleased, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := newOrder(t)
+			steps := []step{add("LAMP", 1), allocated("LAMP", "b1")}
+			if tt.reopen {
+				steps = append(steps, timeout(due, due), addAt("LAMP", 1, reopened))
+			}
+			waiting := strings.Contains(tt.name, "waiting")
+			if waiting {
+				steps = append(steps, func(o *domain.Order) error { o.OutOfStock("LAMP", 6, false, true, reopened); return nil })
+			} else {
+				steps = append(steps, func(o *domain.Order) error { o.LineAllocated("LAMP", "b1", 6, false, reopened); return nil })
+			}
+			for _, s := range steps {
+				if err := s(o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if waiting && o.Lines[0].State != domain.LineWaiting {
+				t.Fatalf("setup: line %s, want it waiting", o.Lines[0].State)
+			}
+			if err := tt.release(o); err != nil {
+				t.Fatal(err)
+			}
+			if got := o.Lines[0].State; got != tt.want {
+				t.Errorf("line %s, want %s (history %v)", got, tt.want, o.History)
+			}
+			asked := 0
+			for _, e := range o.Events() {
+				if _, ok := e.(domain.CartItemAdded); ok {
+					asked++
+				}
+			}
+			want := 1
+			if tt.reopen {
+				want = 2
+			}
+			if tt.reserves {
+				want++
+			}
+			if asked != want {
+				t.Errorf("cart_item_added raised %d times, want %d", asked, want)
 			}
 		})
 	}

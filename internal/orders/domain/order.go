@@ -110,8 +110,11 @@ type Order struct {
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	// ExpiredAt is when the cart expired; nil unless it is expired now.
 	ExpiredAt *time.Time `json:"expired_at,omitempty"`
-	Lines     []Line     `json:"lines"`
-	History   []Entry    `json:"history"`
+	// Reopened: the cart expired and was reopened; its lines were added
+	// since (see LineDeallocated).
+	Reopened bool    `json:"reopened,omitempty"`
+	Lines    []Line  `json:"lines"`
+	History  []Entry `json:"history"`
 
 	events []any
 	dirty  bool
@@ -388,10 +391,46 @@ func (o *Order) LineDeallocated(sku, batchRef, reason string, version int, at ti
 	case reason == ReasonBatchShrank && !o.Cancelled && l.State == LineReserved:
 		l.State = LineMoving
 		o.record(at, "moving", fmt.Sprintf("batch %s shrank; finding %s another batch", batchRef, sku))
+	case reason == ReasonRequested && o.stale(l):
+		o.reserveAgain(l, at)
 	case reason == ReasonRequested && l.State != LineReleased:
 		l.State = LineReleased
 		o.record(at, "released", fmt.Sprintf("%s released from batch %s", sku, batchRef))
 	}
+}
+
+// BackorderCancelled: the line of sku left the allocation service's
+// waiting list without stock, at version (its order was cancelled, its
+// cart expired, or it was deallocated on request).
+func (o *Order) BackorderCancelled(sku string, version int, at time.Time) {
+	l := o.line(sku)
+	if l == nil || o.Dispatched || !o.newer(l, version, newsDeallocated) {
+		return
+	}
+	switch {
+	case l.State == LineWaiting && o.stale(l):
+		o.reserveAgain(l, at)
+	case l.State == LineWaiting:
+		l.State = LineReleased
+		o.record(at, "released", fmt.Sprintf("%s taken off the waiting list", sku))
+	}
+}
+
+// stale reports whether a release of the line can only be the expiry's
+// that came before the cart was reopened, late: the cart was reopened (all
+// its lines were added since), and is neither cancelled nor expired again.
+// The expiry, on another channel than the new line's cart_item_added, may
+// reach the allocation service after the new line, which has the same
+// order and sku, and release it.
+func (o *Order) stale(l *Line) bool {
+	return o.Reopened && !o.Cancelled && !o.Expired() && l.State != LineReleased
+}
+
+// reserveAgain asks again for the stock of a line a late release freed.
+func (o *Order) reserveAgain(l *Line, at time.Time) {
+	l.State, l.BatchRef = LineRequested, ""
+	o.events = append(o.events, CartItemAdded{OrderID: o.ID, Customer: o.Customer, SKU: l.SKU, Qty: l.Qty})
+	o.record(at, "reserving_again", fmt.Sprintf("%s was released by the expiry before the cart was reopened; reserving it again", l.SKU))
 }
 
 // GoodsDispatched: the warehouse dispatched the order's goods.

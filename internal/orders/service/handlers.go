@@ -59,6 +59,7 @@ func NewBus(h *Handlers, log *slog.Logger, dispatched messaging.DispatchLog) *me
 	messaging.HandleEvent(b, "orders.line_deallocated", h.LineDeallocated)
 	messaging.HandleEvent(b, "orders.out_of_stock", h.OutOfStock)
 	messaging.HandleEvent(b, "orders.goods_dispatched", h.GoodsDispatched)
+	messaging.HandleEvent(b, "orders.backorder_cancelled", h.BackorderCancelled)
 	messaging.HandleEvent(b, "orders.reservation_timeout", h.ReservationTimeout)
 	return b
 }
@@ -153,6 +154,11 @@ func (h *Handlers) OutOfStock(ctx context.Context, e OutOfStock) ([]messaging.Ra
 		return nil, nil
 	}
 	return h.follow(ctx, e.OrderID, func(o *domain.Order) { o.OutOfStock(e.SKU, e.Version, e.UnknownSKU, e.Waiting, h.Now()) })
+}
+
+// BackorderCancelled follows a line leaving the waiting list.
+func (h *Handlers) BackorderCancelled(ctx context.Context, e BackorderCancelled) ([]messaging.Raised, error) {
+	return h.follow(ctx, e.OrderID, func(o *domain.Order) { o.BackorderCancelled(e.SKU, e.Version, h.Now()) })
 }
 
 // GoodsDispatched follows the dispatch of an order.

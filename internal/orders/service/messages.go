@@ -27,7 +27,9 @@ const (
 	ChannelLineAllocated   = "line_allocated"
 	ChannelLineDeallocated = "line_deallocated"
 	ChannelOutOfStock      = "out_of_stock"
-	ChannelGoodsDispatched = "goods_dispatched"
+	// A waiting line left the waiting list without stock.
+	ChannelBackorderCancelled = "backorder_cancelled"
+	ChannelGoodsDispatched    = "goods_dispatched"
 )
 
 // A cart's clock is a durable timer: raised with the change that starts
@@ -35,7 +37,7 @@ const (
 var _ messaging.Timer = domain.ReservationTimeout{}
 
 // Inbound are the channels the orders service consumes.
-var Inbound = []string{ChannelLineAllocated, ChannelLineDeallocated, ChannelOutOfStock, ChannelGoodsDispatched, ChannelReservationTimeout}
+var Inbound = []string{ChannelLineAllocated, ChannelLineDeallocated, ChannelOutOfStock, ChannelBackorderCancelled, ChannelGoodsDispatched, ChannelReservationTimeout}
 
 // LineAllocated is the allocation service's line_allocated, as orders
 // reads it. Backorder (optional) says the line had waited for stock.
@@ -68,6 +70,13 @@ type OutOfStock struct {
 	Waiting    bool   `json:"waiting"`
 }
 
+// BackorderCancelled is the allocation service's backorder_cancelled.
+type BackorderCancelled struct {
+	OrderID string `json:"orderid"`
+	SKU     string `json:"sku"`
+	Version int    `json:"version"`
+}
+
 // GoodsDispatched is the warehouse's goods_dispatched: each line names the
 // batch its goods left from.
 type GoodsDispatched struct {
@@ -95,6 +104,7 @@ func Messages() *messaging.Registry {
 	messaging.Register(r, ChannelLineAllocated, func(e LineAllocated) string { return e.SKU }, decode.Strict[LineAllocated]("orderid", "sku", "batchref"))
 	messaging.Register(r, ChannelLineDeallocated, func(e LineDeallocated) string { return e.SKU }, decode.Strict[LineDeallocated]("orderid", "sku", "batchref", "reason"))
 	messaging.Register(r, ChannelOutOfStock, func(e OutOfStock) string { return e.SKU }, decode.Strict[OutOfStock]("sku"))
+	messaging.Register(r, ChannelBackorderCancelled, func(e BackorderCancelled) string { return e.SKU }, decode.Strict[BackorderCancelled]("orderid", "sku"))
 	messaging.Register(r, ChannelGoodsDispatched, func(e GoodsDispatched) string { return e.OrderID }, decode.Strict[GoodsDispatched]("orderid"))
 	return r
 }
