@@ -33,11 +33,13 @@ Commands:
                  in-process messages, no server needed); stops gracefully
                  on SIGTERM or Ctrl-C
   serve NAME     run one service alone (allocation, orders, warehouse, crm,
-                 notifications), for separate processes on one broker
+                 notifications, flows), for separate processes on one broker
   migrate        create or upgrade the PostgreSQL schemas, then exit
   dead-letters   list the messages that could not be handled, newest first
   load           drive a running stockflow with allocations and measure it
   status         ask a running stockflow whether it and what it needs answer
+  trace ID       print an order's (a flow's, a message's, a batch's) journey
+                 across the services, from the flows service's journal
   keys           add, list or revoke the API keys of a key file (--auth-keys)
   version        show the version, the commit it was built from, and Go's
   help           show this help, or a command's: stockflow help up
@@ -103,6 +105,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return load(ctx, rest, stdout, stderr)
 	case "status":
 		return status(ctx, rest, stdout, stderr)
+	case "trace":
+		return trace(ctx, rest, stdout, stderr)
 	case "keys":
 		return keys(rest, stdout, stderr)
 	case "version", "-version", "--version":

@@ -16,6 +16,7 @@ var routeRoles = map[string]auth.Role{
 	"GET /allocations/{orderid}":  auth.Stock,
 	"GET /batches/{batchref}":     auth.Stock,
 	"GET /products/{sku}":         auth.Stock,
+	"GET /flows":                  auth.Ops,
 	// orders: what a storefront calls
 	"POST /orders":                  auth.Shop,
 	"GET /orders":                   auth.Shop,

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/stockflow/stockflow/internal/allocation/domain"
+	"github.com/stockflow/stockflow/internal/flows"
 	"github.com/stockflow/stockflow/internal/httpx"
 	"github.com/stockflow/stockflow/internal/messaging"
 	"github.com/stockflow/stockflow/internal/metrics"
@@ -51,8 +52,12 @@ type serverFlags struct {
 	// The allocation service's waiting lists: how stock too little for the
 	// first in line is served.
 	backorders domain.Policy
-	logger     func() (*slog.Logger, error)
-	edge       *edgeFlags
+	// The journal: how long the flows service keeps a message, and whether
+	// the services record receipts of what they handle.
+	flowsRetention time.Duration
+	receipts       bool
+	logger         func() (*slog.Logger, error)
+	edge           *edgeFlags
 }
 
 func addServerFlags(fs *flag.FlagSet, stderr io.Writer) *serverFlags {
@@ -74,6 +79,9 @@ func addServerFlags(fs *flag.FlagSet, stderr io.Writer) *serverFlags {
 		f.backorders = p
 		return err
 	})
+	f.flowsRetention = flows.DefaultRetention
+	fs.Var((*positiveDuration)(&f.flowsRetention), "flows-retention", "how long the flows service's journal keeps a message (a `duration`: 168h, 24h)")
+	fs.BoolVar(&f.receipts, "receipts", true, "record a receipt of each message a service handles, in the transaction that handles it, for the flows service's journal (--receipts=false: none)")
 	f.edge = addEdgeFlags(fs)
 	f.logger = logFlags(fs, stderr)
 	return f
@@ -178,7 +186,7 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 		log.Warn("no --broker: messages travel in this process only, and reach no service running in another; give every process the same --broker",
 			"services", names(defs))
 	}
-	cfg := platform.Config{DB: f.db, DataDir: f.data, Transport: transport, Log: log, Metrics: m, Replay: f.replay}
+	cfg := platform.Config{DB: f.db, DataDir: f.data, Transport: transport, Log: log, Metrics: m, Replay: f.replay, NoReceipts: !f.receipts}
 	var svcs []platform.Service
 	defer func() {
 		for _, svc := range slices.Backward(svcs) {

@@ -43,6 +43,7 @@ type Bus struct {
 	commands map[reflect.Type]func(context.Context, any) (any, []Raised, error)
 	events   map[reflect.Type][]namedHandler
 	metrics  BusMetrics
+	receipts bool
 }
 
 type namedHandler struct {
@@ -66,6 +67,10 @@ func NewBus(log *slog.Logger, dispatch DispatchLog) *Bus {
 		events:   map[reflect.Type][]namedHandler{},
 	}
 }
+
+// SetReceipts makes the handlers that handle each message once record a
+// receipt of it (see Receipt).
+func (b *Bus) SetReceipts(on bool) { b.receipts = on }
 
 // SetMetrics makes the bus report to m.
 func (b *Bus) SetMetrics(m BusMetrics) { b.metrics = m }
@@ -170,6 +175,7 @@ func (b *Bus) dispatchEvents(ctx context.Context, queue []Raised, replayed bool)
 			}
 			m := metaOf(r.Envelope, consumer)
 			m.Replayed = i >= notReplayed
+			m.Receipts = b.receipts
 			hctx := WithMeta(ctx, m)
 			start := time.Now()
 			var more []Raised

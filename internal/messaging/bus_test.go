@@ -395,8 +395,8 @@ func TestBusEventHandlerMeta(t *testing.T) {
 			env:  messaging.Envelope{ID: "ev-1", Channel: "order_placed", CorrelationID: "corr-1", CausationID: "cmd-1", Payload: json.RawMessage(`{}`)},
 			want: func(env messaging.Envelope) []messaging.Meta {
 				return []messaging.Meta{
-					{MessageID: "ev-1", CorrelationID: "corr-1", CausationID: "cmd-1", Consumer: "alpha", Replayed: true},
-					{MessageID: "ev-1", CorrelationID: "corr-1", CausationID: "cmd-1", Consumer: "beta", Replayed: true},
+					{MessageID: "ev-1", CorrelationID: "corr-1", CausationID: "cmd-1", Channel: "order_placed", Consumer: "alpha", Replayed: true},
+					{MessageID: "ev-1", CorrelationID: "corr-1", CausationID: "cmd-1", Channel: "order_placed", Consumer: "beta", Replayed: true},
 				}
 			},
 		},
@@ -405,8 +405,8 @@ func TestBusEventHandlerMeta(t *testing.T) {
 			env:  messaging.Envelope{ID: "ev-2", Channel: "order_placed", Payload: json.RawMessage(`{}`)},
 			want: func(env messaging.Envelope) []messaging.Meta {
 				return []messaging.Meta{
-					{MessageID: "ev-2", CorrelationID: "ev-2", Consumer: "alpha", Replayed: true},
-					{MessageID: "ev-2", CorrelationID: "ev-2", Consumer: "beta", Replayed: true},
+					{MessageID: "ev-2", CorrelationID: "ev-2", Channel: "order_placed", Consumer: "alpha", Replayed: true},
+					{MessageID: "ev-2", CorrelationID: "ev-2", Channel: "order_placed", Consumer: "beta", Replayed: true},
 				}
 			},
 		},
@@ -449,7 +449,7 @@ func TestBusCommandEventsCarryCommandMeta(t *testing.T) {
 	if _, err := b.Handle(context.Background(), placeOrder{SKU: "A"}); err != nil {
 		t.Fatal(err)
 	}
-	want := messaging.Meta{MessageID: raised.Envelope.ID, CorrelationID: cmdMeta.CorrelationID, CausationID: cmdMeta.MessageID, Consumer: "h", Replayed: true}
+	want := messaging.Meta{MessageID: raised.Envelope.ID, CorrelationID: cmdMeta.CorrelationID, CausationID: cmdMeta.MessageID, Channel: raised.Envelope.Channel, Key: raised.Envelope.Key, OccurredAt: raised.Envelope.OccurredAt, Consumer: "h", Replayed: true}
 	if diff := cmp.Diff(want, evMeta); diff != "" {
 		t.Errorf("event handler meta (-want +got):\n%s", diff)
 	}
@@ -490,7 +490,7 @@ func TestBusRedispatch(t *testing.T) {
 		t.Errorf("dispatched ids (-want +got):\n%s", diff)
 	}
 	for i, env := range []messaging.Envelope{e1, e2, e3} {
-		wantMeta := messaging.Meta{MessageID: env.ID, CorrelationID: env.CorrelationID, CausationID: env.CausationID, Consumer: []string{"placed", "reserved", "placed"}[i], Replayed: true}
+		wantMeta := messaging.Meta{MessageID: env.ID, CorrelationID: env.CorrelationID, CausationID: env.CausationID, Channel: env.Channel, Key: env.Key, OccurredAt: env.OccurredAt, Consumer: []string{"placed", "reserved", "placed"}[i], Replayed: true}
 		if diff := cmp.Diff(wantMeta, metas[i]); diff != "" {
 			t.Errorf("meta of redispatched %d (-want +got):\n%s", i, diff)
 		}

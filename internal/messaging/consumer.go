@@ -66,7 +66,9 @@ func (c *Consumer) Handle(ctx context.Context, d Delivery) error {
 	if d.ID == "" {
 		d.ID = NewID() // a message from outside that carries no id: it starts a flow
 	}
-	ctx = WithMeta(ctx, metaOf(d.Envelope, c.Name+"/"+d.Channel))
+	m := metaOf(d.Envelope, c.Name+"/"+d.Channel)
+	m.Receipts = c.Bus.receipts
+	ctx = WithMeta(ctx, m)
 	return c.observe(ctx, d, c.settle(ctx, d, recovered(func() error { return c.dispatch(ctx, d) })))
 }
 

@@ -352,28 +352,28 @@ func TestConsumerMeta(t *testing.T) {
 			name: "full envelope",
 			env:  messaging.Envelope{ID: "id-1", Channel: "place_order", CorrelationID: "corr", CausationID: "cause"},
 			want: func(messaging.Meta) messaging.Meta {
-				return messaging.Meta{MessageID: "id-1", CorrelationID: "corr", CausationID: "cause", Consumer: "allocation/place_order"}
+				return messaging.Meta{MessageID: "id-1", CorrelationID: "corr", CausationID: "cause", Channel: "place_order", Consumer: "allocation/place_order"}
 			},
 		},
 		{
 			name: "no correlation: the message starts a flow",
 			env:  messaging.Envelope{ID: "id-2", Channel: "strict_order"},
 			want: func(messaging.Meta) messaging.Meta {
-				return messaging.Meta{MessageID: "id-2", CorrelationID: "id-2", Consumer: "allocation/strict_order"}
+				return messaging.Meta{MessageID: "id-2", CorrelationID: "id-2", Channel: "strict_order", Consumer: "allocation/strict_order"}
 			},
 		},
 		{
 			name: "no id: the consumer gives one",
 			env:  messaging.Envelope{Channel: "place_order"},
 			want: func(got messaging.Meta) messaging.Meta {
-				return messaging.Meta{MessageID: got.MessageID, CorrelationID: got.MessageID, Consumer: "allocation/place_order"}
+				return messaging.Meta{MessageID: got.MessageID, CorrelationID: got.MessageID, Channel: "place_order", Consumer: "allocation/place_order"}
 			},
 		},
 		{
 			name: "no id, but a correlation",
 			env:  messaging.Envelope{Channel: "place_order", CorrelationID: "corr"},
 			want: func(got messaging.Meta) messaging.Meta {
-				return messaging.Meta{MessageID: got.MessageID, CorrelationID: "corr", Consumer: "allocation/place_order"}
+				return messaging.Meta{MessageID: got.MessageID, CorrelationID: "corr", Channel: "place_order", Consumer: "allocation/place_order"}
 			},
 		},
 	}
@@ -433,7 +433,7 @@ func TestConsumerEvents(t *testing.T) {
 		t.Errorf("events handled (-want +got):\n%s", diff)
 	}
 	// Event handlers are named by themselves in the inbox.
-	want := []messaging.Meta{{MessageID: "msg-1", CorrelationID: "corr-1", CausationID: "cause-1", Consumer: "reserve"}}
+	want := []messaging.Meta{{MessageID: "msg-1", CorrelationID: "corr-1", CausationID: "cause-1", Channel: "order_placed", Key: "LAMP", OccurredAt: time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC), Consumer: "reserve"}}
 	if diff := cmp.Diff(want, metas); diff != "" {
 		t.Errorf("event handler meta (-want +got):\n%s", diff)
 	}

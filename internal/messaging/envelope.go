@@ -36,6 +36,10 @@ type Envelope struct {
 	// service's own bus does not dispatch it locally. It does not travel
 	// on the wire.
 	DeliverAt time.Time
+	// Dispatched stores the message as dispatched already: no local handler
+	// is to handle it (a receipt, a dead letter); it is only published. It
+	// does not travel on the wire.
+	Dispatched bool
 }
 
 // DeliverAt returns r scheduled for at: a durable timer (see
@@ -104,6 +108,11 @@ type Meta struct {
 	MessageID     string
 	CorrelationID string
 	CausationID   string
+	// Channel is the message's channel, when it came in on one; Key and
+	// OccurredAt are its envelope's.
+	Channel    string
+	Key        string
+	OccurredAt time.Time
 	// Consumer names the handler that is handling the message, when it must
 	// handle each message once: a unit of work records (Consumer, MessageID)
 	// in its transaction and skips a message it already recorded.
@@ -113,6 +122,9 @@ type Meta struct {
 	// broker delivery until acknowledged): a unit of work that stores no
 	// new messages then need not wait for the disk at commit.
 	Replayed bool
+	// Receipts: the handling records a receipt of the message (see
+	// Receipt), when Consumer names it.
+	Receipts bool
 }
 
 type metaKey struct{}
@@ -144,5 +156,6 @@ func metaOf(env Envelope, consumer string) Meta {
 	if corr == "" {
 		corr = env.ID
 	}
-	return Meta{MessageID: env.ID, CorrelationID: corr, CausationID: env.CausationID, Consumer: consumer}
+	return Meta{MessageID: env.ID, CorrelationID: corr, CausationID: env.CausationID, Channel: env.Channel, Key: env.Key,
+		OccurredAt: env.OccurredAt, Consumer: consumer}
 }

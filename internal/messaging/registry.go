@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"time"
 )
 
@@ -89,6 +91,11 @@ func due(msg any) time.Time {
 		return t.Due().UTC()
 	}
 	return time.Time{}
+}
+
+// Channels returns the registered channels, sorted.
+func (r *Registry) Channels() []string {
+	return slices.Sorted(maps.Keys(r.byChannel))
 }
 
 // Decode returns the message env carries.

@@ -1,6 +1,7 @@
 package messaging
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -101,7 +102,7 @@ func DeadLetterEnvelope(d DeadLetter) Envelope {
 		ID:            NewID(),
 		Channel:       DeadLetterChannel,
 		Key:           d.Channel,
-		CorrelationID: d.MessageID,
+		CorrelationID: cmp.Or(d.CorrelationID, d.MessageID),
 		CausationID:   d.MessageID,
 		OccurredAt:    d.FailedAt,
 		Payload:       payload,

@@ -124,17 +124,43 @@ func (u *UnitOfWork[T]) once(ctx context.Context, fn func(context.Context, T) er
 		return nil, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	start := time.Now()
 	raised, err := Work(ctx, tx, fn)
+	if errors.Is(err, ErrAlreadyHandled) && MetaFrom(ctx).wantsReceipt() {
+		tx.Rollback(context.WithoutCancel(ctx))
+		u.duplicate(ctx, start)
+	}
 	if err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, err
 	}
-	if len(raised) > 0 && u.cfg.Committed != nil {
+	if Publishes(ctx, raised) && u.cfg.Committed != nil {
 		u.cfg.Committed()
 	}
 	return raised, nil
+}
+
+// duplicate records a receipt of the message ctx carries as a duplicate:
+// the inbox skipped it. It is the journal's, and best effort: a receipt
+// lost changes nothing the message did.
+func (u *UnitOfWork[T]) duplicate(ctx context.Context, start time.Time) {
+	tx, err := u.cfg.Begin(ctx)
+	if err != nil {
+		return
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if tx.AppendOutbox(ctx, []Envelope{receipt(MetaFrom(ctx), OutcomeDuplicate, start, nil)}) == nil && tx.Commit(ctx) == nil && u.cfg.Committed != nil {
+		u.cfg.Committed()
+	}
+}
+
+// Publishes reports whether a unit of work that handled the message ctx
+// carries, and raised raised, stored messages in the outbox: what it
+// raised, or the message's receipt.
+func Publishes(ctx context.Context, raised []Raised) bool {
+	return len(raised) > 0 || MetaFrom(ctx).wantsReceipt()
 }
 
 // Work is the unit of work's sequence inside an open transaction, but for
@@ -142,7 +168,9 @@ func (u *UnitOfWork[T]) once(ctx context.Context, fn func(context.Context, T) er
 // that commits the work of several callers in one transaction (group
 // commit) runs it for each.
 func Work[T Tx](ctx context.Context, tx T, fn func(context.Context, T) error) ([]Raised, error) {
-	if meta := MetaFrom(ctx); meta.Consumer != "" && meta.MessageID != "" {
+	start := time.Now()
+	meta := MetaFrom(ctx)
+	if meta.Consumer != "" && meta.MessageID != "" {
 		// First, so that a duplicate handled at the same time waits on
 		// this entry, or is refused.
 		claimed, err := tx.Claim(ctx, meta.Consumer, meta.MessageID)
@@ -160,11 +188,14 @@ func Work[T Tx](ctx context.Context, tx T, fn func(context.Context, T) error) ([
 	if err != nil {
 		return nil, err
 	}
-	if len(raised) > 0 {
-		envs := make([]Envelope, len(raised))
-		for i, r := range raised {
-			envs[i] = r.Envelope
-		}
+	envs := make([]Envelope, len(raised), len(raised)+1)
+	for i, r := range raised {
+		envs[i] = r.Envelope
+	}
+	if meta.wantsReceipt() {
+		envs = append(envs, receipt(meta, OutcomeHandled, start, raised))
+	}
+	if len(envs) > 0 {
 		if err := tx.AppendOutbox(ctx, envs); err != nil {
 			return nil, fmt.Errorf("outbox: %w", err)
 		}

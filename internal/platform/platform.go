@@ -40,6 +40,10 @@ type Config struct {
 	// Replay makes the service's consumer group read again every message
 	// the broker keeps, from the oldest (a durable transport only).
 	Replay bool
+	// NoReceipts stops the service recording a receipt of each message it
+	// handles (messaging.Receipt), which the flows service's journal
+	// follows.
+	NoReceipts bool
 }
 
 // Service is a running service, as the stockflow command drives it.
@@ -125,6 +129,7 @@ func Assemble[S Store, H any](ctx context.Context, cfg Config, p Parts[S, H]) (*
 	dispatched := messaging.NewDispatchLog(store.Messaging(), cfg.Log)
 	handlers := p.Handlers(store)
 	bus := p.Bus(handlers, cfg.Log, dispatched)
+	bus.SetReceipts(!cfg.NoReceipts)
 	rc := messaging.RuntimeConfig{
 		Name: p.Name, Registry: p.Registry, Store: store.Messaging(), Transport: cfg.Transport,
 		Log: cfg.Log, Inbound: p.Inbound, Replay: cfg.Replay,

@@ -28,9 +28,9 @@ func QueueOutbox(b *pgx.Batch, envs []messaging.Envelope) {
 				e.ID, e.DeliverAt, e.Channel, e.Key, e.CorrelationID, e.CausationID, e.OccurredAt, []byte(e.Payload))
 			continue
 		}
-		b.Queue(`INSERT INTO outbox (id, channel, msg_key, correlation_id, causation_id, occurred_at, payload)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			e.ID, e.Channel, e.Key, e.CorrelationID, e.CausationID, e.OccurredAt, []byte(e.Payload))
+		b.Queue(`INSERT INTO outbox (id, channel, msg_key, correlation_id, causation_id, occurred_at, payload, dispatched)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			e.ID, e.Channel, e.Key, e.CorrelationID, e.CausationID, e.OccurredAt, []byte(e.Payload), e.Dispatched)
 	}
 }
 

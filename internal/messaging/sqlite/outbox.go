@@ -54,12 +54,12 @@ func AppendOutbox(ctx context.Context, tx *sql.Tx, envs []messaging.Envelope) er
 		} else {
 			if stmt == nil {
 				if stmt, err = tx.PrepareContext(ctx, `INSERT INTO outbox
-					(id, channel, msg_key, correlation_id, causation_id, occurred_at, payload)
-					VALUES (?, ?, ?, ?, ?, ?, ?)`); err != nil {
+					(id, channel, msg_key, correlation_id, causation_id, occurred_at, payload, dispatched)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?)`); err != nil {
 					return err
 				}
 			}
-			_, err = stmt.ExecContext(ctx, e.ID, e.Channel, e.Key, e.CorrelationID, e.CausationID, e.OccurredAt.UnixMicro(), []byte(e.Payload))
+			_, err = stmt.ExecContext(ctx, e.ID, e.Channel, e.Key, e.CorrelationID, e.CausationID, e.OccurredAt.UnixMicro(), []byte(e.Payload), e.Dispatched)
 		}
 		if err != nil {
 			return err

@@ -168,7 +168,7 @@ func (g *group) commit() {
 	publishes, allReplayed := false, true
 	for _, sh := range g.shares {
 		if sh.ran {
-			publishes = publishes || len(sh.raised) > 0
+			publishes = publishes || messaging.Publishes(sh.job.ctx, sh.raised)
 			allReplayed = allReplayed && messaging.MetaFrom(sh.job.ctx).Replayed
 		}
 	}
@@ -203,7 +203,7 @@ func (g *group) committed() (again []*job) {
 	for _, sh := range g.shares {
 		if sh.ran {
 			g.s.cache.remember(sh.tx.Seen())
-			publishes = publishes || len(sh.raised) > 0
+			publishes = publishes || messaging.Publishes(sh.job.ctx, sh.raised)
 		}
 	}
 	if publishes && g.s.cfg.Committed != nil {
