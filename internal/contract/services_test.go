@@ -18,6 +18,7 @@ import (
 
 	"github.com/stockflow/stockflow/internal/allocation"
 	"github.com/stockflow/stockflow/internal/crm"
+	"github.com/stockflow/stockflow/internal/flows"
 	"github.com/stockflow/stockflow/internal/messaging"
 	"github.com/stockflow/stockflow/internal/notifications"
 	"github.com/stockflow/stockflow/internal/orders"
@@ -164,6 +165,9 @@ var openers = []opener{
 	{notifications.Name, func(ctx context.Context, cfg platform.Config) (platform.Service, error) {
 		// No mail server: notifications are recorded, not sent.
 		return notifications.Open(ctx, cfg, notifications.Mail{StockTeam: []string{"stock@example.com"}})
+	}},
+	{flows.Name, func(ctx context.Context, cfg platform.Config) (platform.Service, error) {
+		return flows.Open(ctx, cfg, flows.Options{Channels: flowsMessages().Channels()})
 	}},
 }
 
@@ -360,7 +364,11 @@ func TestServicesKeepTheContract(t *testing.T) {
 	// A message each group cannot decode: every service dead-letters one,
 	// and once each was handed its own, every group is subscribed.
 	for _, s := range services {
-		sh.poison(s.name, s.inbound[0])
+		ch := s.inbound[0]
+		if s.name == flows.Name {
+			ch = messaging.ChannelReceipts // it journals any payload of the others
+		}
+		sh.poison(s.name, ch)
 	}
 
 	// Batches: in the warehouse (eta null) and on their way (a date: the
