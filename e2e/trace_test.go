@@ -1,9 +1,13 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
+	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -145,4 +149,67 @@ func TestTraceAsSeparateProcessesCatchesUp(t *testing.T) {
 	sh.startService(t, "flows")
 	out := awaitTrace(t, sh.at("flows").Addr, id, journey...)
 	t.Logf("stockflow trace %s:\n%s", id, out)
+}
+
+// A message a service gives up on shows in its trace with the reason; a
+// message delivered twice shows the second as a duplicate, skipped; and
+// trace --follow prints what joins a flow as it happens.
+func TestTraceShowsFailuresAndDuplicates(t *testing.T) {
+	b := startRedisStreamsBroker(t)
+	sh := startShopInProcesses(t, b)
+	sh.startService(t, "flows")
+	flowsAt := sh.at("flows").Addr
+	sh.at("allocation").addBatch(t, "td-b1", "TD-LAMP", 10, "")
+
+	bad := b.publish(t, "change_batch_quantity", "td-b1", map[string]any{"batchref": "td-b1", "qty": -1})
+	out := awaitTrace(t, flowsAt, bad, []string{"outside → change_batch_quantity", "batch td-b1", "!! DEAD-LETTERED",
+		"✗ allocation  DEAD-LETTERED after 1 attempts: qty must not be negative"})
+	t.Logf("trace of a dead letter:\n%s", out)
+
+	twice := envelope("allocate", "TD-LAMP", map[string]any{"orderid": "td-o1", "sku": "TD-LAMP", "qty": 2})
+	b.publishAll(t, twice)
+	awaitTrace(t, flowsAt, twice.ID, []string{"outside → allocate", "✓ allocation/allocate  handled"})
+
+	// --follow, from before the duplicate comes.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "trace", "--url", "http://"+flowsAt, "--follow", twice.ID)
+	cmd.Env = environ()
+	var follow syncBuffer
+	cmd.Stdout, cmd.Stderr = &follow, &follow
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = cmd.Wait() }()
+	await(t, "trace --follow printing the flow", func() string {
+		if !strings.Contains(follow.String(), "✓ allocation/allocate  handled") {
+			return follow.String()
+		}
+		return ""
+	})
+	b.publishAll(t, twice) // again: the inbox skips it
+	await(t, "trace --follow printing the duplicate", func() string {
+		if !strings.Contains(follow.String(), "↺ allocation/allocate  duplicate, skipped") {
+			return follow.String()
+		}
+		return ""
+	})
+}
+
+// syncBuffer is a buffer a process writes to while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

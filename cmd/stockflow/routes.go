@@ -17,6 +17,7 @@ var routeRoles = map[string]auth.Role{
 	"GET /batches/{batchref}":     auth.Stock,
 	"GET /products/{sku}":         auth.Stock,
 	"GET /flows":                  auth.Ops,
+	"GET /flows/stream":           auth.Ops,
 	// orders: what a storefront calls
 	"POST /orders":                  auth.Shop,
 	"GET /orders":                   auth.Shop,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	flowshttp "github.com/stockflow/stockflow/internal/flows/adapters/http"
 	"github.com/stockflow/stockflow/internal/flows/domain"
 )
 
@@ -32,7 +34,7 @@ func trace(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	base := fs.String("url", "http://127.0.0.1:5005", "`URL` of the stockflow HTTP API (the flows service's)")
 	asJSON := fs.Bool("json", false, "print the trace as JSON")
 	follow := fs.Bool("follow", false, "keep printing the messages that join the trace, until interrupted")
-	every := fs.Duration("poll", time.Second, "how often --follow asks for new messages")
+	every := fs.Duration("retry", 2*time.Second, "how long --follow waits before following again a stream that broke")
 	key := keyFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: stockflow trace [flags] ID\n\n%s\n\nFlags:\n", traceAbout)
@@ -54,7 +56,7 @@ func trace(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{errors.New("trace takes one ID: an order id, a correlation id, a message id or a batch ref")}
 	}
 	if *every <= 0 {
-		return usageError{errors.New("--poll must be positive")}
+		return usageError{errors.New("--retry must be positive")}
 	}
 	c := traceClient{base: strings.TrimSuffix(*base, "/"), key: *key}
 	param, nodes, err := c.find(ctx, id)
@@ -71,21 +73,53 @@ func trace(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if !*follow {
 		return nil
 	}
-	tick := time.NewTicker(*every)
-	defer tick.Stop()
 	for {
+		err := c.stream(ctx, param, id, p.event)
+		if ctx.Err() != nil {
+			return nil
+		}
+		fmt.Fprintln(stderr, "stockflow trace:", err, "; again in", *every)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
+		case <-time.After(*every):
 		}
-		nodes, err := c.get(ctx, param, id)
-		if err != nil && !errors.Is(err, errNoFlow) {
-			fmt.Fprintln(stderr, "stockflow trace:", err)
+	}
+}
+
+// stream follows GET /flows/stream?param=id, handing each event to fn,
+// until ctx is done or the stream ends.
+func (c traceClient) stream(ctx context.Context, param, id string, fn func(flowshttp.Event)) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/flows/stream?"+url.Values{param: {id}}.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	bearer(req, c.key)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot connect to %s: %w", c.base, errors.Unwrap(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered the stream with %s", c.base, resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
 			continue
 		}
-		p.print(nodes)
+		var e flowshttp.Event
+		if json.Unmarshal([]byte(data), &e) == nil {
+			fn(e)
+		}
 	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	return errors.New("the stream ended")
 }
 
 // takesValue reports whether the last of args is the value of the flag
@@ -174,7 +208,7 @@ func (p *tracePrinter) print(nodes []*domain.Node) {
 				p.message(n, depth)
 			}
 			for _, h := range n.Handlings {
-				k := n.ID + " " + h.Handler + " " + h.Outcome + " " + h.At.String()
+				k := h.MessageID + " " + h.Handler + " " + h.Outcome + " " + h.At.String()
 				if !p.seen[k] {
 					p.seen[k] = true
 					p.handling(h, depth)
@@ -184,6 +218,22 @@ func (p *tracePrinter) print(nodes []*domain.Node) {
 		}
 	}
 	walk(nodes, 0)
+}
+
+// event prints a live stream's event, unless it was printed before.
+func (p *tracePrinter) event(e flowshttp.Event) {
+	switch {
+	case e.Message != nil && !p.seen[e.Message.ID]:
+		p.seen[e.Message.ID] = true
+		p.message(&domain.Node{Message: *e.Message, HopMS: e.HopMS}, e.Depth)
+	case e.Handling != nil:
+		h := *e.Handling
+		k := h.MessageID + " " + h.Handler + " " + h.Outcome + " " + h.At.String()
+		if !p.seen[k] {
+			p.seen[k] = true
+			p.handling(h, e.Depth)
+		}
+	}
 }
 
 func (p *tracePrinter) message(n *domain.Node, depth int) {

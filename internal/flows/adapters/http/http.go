@@ -4,9 +4,13 @@ package http
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/stockflow/stockflow/internal/fail"
 	"github.com/stockflow/stockflow/internal/flows/domain"
@@ -23,34 +27,25 @@ type Flows interface {
 type API struct {
 	Flows Flows
 	Log   *slog.Logger
+	// Poll is how often a live stream looks for what joined its flows
+	// (default half a second).
+	Poll time.Duration
 }
 
 // Register adds the flows routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /flows", a.trace)
+	mux.HandleFunc("GET /flows/stream", a.stream)
 }
 
 // trace answers GET /flows?order=|correlation=|message=|batch=[&limit=]:
 // the causal tree of the flows named, roots first, each message with
 // what each handler did with it and the messages it caused.
 func (a *API) trace(w http.ResponseWriter, r *http.Request) {
-	v := r.URL.Query()
-	q := service.Query{Message: v.Get("message"), Correlation: v.Get("correlation"), Order: v.Get("order"), Batch: v.Get("batch")}
-	if s := v.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			httpx.Fail(w, r, a.Log, fail.Errorf(fail.Invalid, "limit must be a positive number, got %q", s))
-			return
-		}
-		q.Limit = n
-	}
-	for name := range v {
-		switch name {
-		case "message", "correlation", "order", "batch", "limit":
-		default:
-			httpx.Fail(w, r, a.Log, fail.Errorf(fail.Invalid, "unknown parameter %q: name one of message, correlation, order or batch", name))
-			return
-		}
+	q, err := query(r)
+	if err != nil {
+		httpx.Fail(w, r, a.Log, err)
+		return
 	}
 	nodes, err := a.Flows.Trace(r.Context(), q)
 	if err != nil {
@@ -58,4 +53,117 @@ func (a *API) trace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpx.JSON(w, http.StatusOK, nodes)
+}
+
+// query reads the trace's query from r's URL.
+func query(r *http.Request) (service.Query, error) {
+	v := r.URL.Query()
+	q := service.Query{Message: v.Get("message"), Correlation: v.Get("correlation"), Order: v.Get("order"), Batch: v.Get("batch")}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return q, fail.Errorf(fail.Invalid, "limit must be a positive number, got %q", s)
+		}
+		q.Limit = n
+	}
+	for name := range v {
+		switch name {
+		case "message", "correlation", "order", "batch", "limit":
+		default:
+			return q, fail.Errorf(fail.Invalid, "unknown parameter %q: name one of message, correlation, order or batch", name)
+		}
+	}
+	return q, q.Validate()
+}
+
+// Event is an event of a live stream: a message that joined the flows
+// watched, or what a handler did with one, with its depth in the tree.
+type Event struct {
+	Depth int `json:"depth"`
+	// HopMS is the time from the message's cause to it.
+	HopMS    float64          `json:"hop_ms,omitempty"`
+	Message  *domain.Message  `json:"message,omitempty"`
+	Handling *domain.Handling `json:"handling,omitempty"`
+}
+
+// stream answers GET /flows/stream?order=|correlation=|message=|batch=
+// as Server-Sent Events: first every message of the flows and what was
+// done with it, then what joins them, as it joins, until the client goes.
+// A flow not in the journal yet is waited for.
+func (a *API) stream(w http.ResponseWriter, r *http.Request) {
+	q, err := query(r)
+	if err != nil {
+		httpx.Fail(w, r, a.Log, err)
+		return
+	}
+	rc := http.NewResponseController(w)
+	// A stream outlives the server's write timeout.
+	_ = rc.SetWriteDeadline(time.Time{})
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, "retry: 2000\n\n")
+	if err := rc.Flush(); err != nil {
+		return // the client went, or nothing here can stream
+	}
+	poll := a.Poll
+	if poll <= 0 {
+		poll = 500 * time.Millisecond
+	}
+	seen := map[string]bool{}
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		nodes, err := a.Flows.Trace(r.Context(), q)
+		switch {
+		case err == nil:
+			for _, e := range fresh(nodes, seen) {
+				b, _ := json.Marshal(e)
+				kind := "message"
+				if e.Handling != nil {
+					kind = "handling"
+				}
+				fmt.Fprintf(w, "event: %s\ndata: %s\n\n", kind, b)
+			}
+		case errors.Is(err, fail.NotFound):
+		case r.Context().Err() == nil:
+			a.Log.WarnContext(r.Context(), "flows stream", "err", err)
+		}
+		fmt.Fprint(w, ": keep-alive\n\n")
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// fresh returns the events of nodes not in seen, in tree order, and adds
+// them to it.
+func fresh(nodes []*domain.Node, seen map[string]bool) []Event {
+	var out []Event
+	var walk func(ns []*domain.Node, depth int)
+	walk = func(ns []*domain.Node, depth int) {
+		for _, n := range ns {
+			if !seen[n.ID] {
+				seen[n.ID] = true
+				m := n.Message
+				out = append(out, Event{Depth: depth, HopMS: n.HopMS, Message: &m})
+			}
+			for _, h := range n.Handlings {
+				k := n.ID + " " + h.Handler + " " + h.Outcome + " " + h.At.String()
+				if !seen[k] {
+					seen[k] = true
+					out = append(out, Event{Depth: depth, Handling: &h})
+				}
+			}
+			walk(n.Children, depth+1)
+		}
+	}
+	walk(nodes, 0)
+	return out
 }
