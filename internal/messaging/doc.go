@@ -9,6 +9,8 @@
 //	              (the book's messagebus.handle)
 //	uow.go        the unit of work: inbox, handler, aggregates, outbox and
 //	              commit in one transaction, run again when it lost a race
+//	receipt.go    the receipt a handling records in its transaction, for the
+//	              journal (internal/flows)
 //	outbox.go     the relay that publishes what the outbox holds, and
 //	              durable timers when they are due
 //	consumer.go   the consumer pipeline: decode, validate, recover panics,
