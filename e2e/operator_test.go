@@ -673,7 +673,7 @@ func TestOperatorReadiness(t *testing.T) {
 		if status != http.StatusOK || rep.Status != "ready" {
 			t.Fatalf("GET /readyz: %d %+v, want 200 ready", status, rep)
 		}
-		stores := []string{"allocation store", "orders store", "warehouse store", "crm store", "notifications store"}
+		stores := []string{"allocation store", "orders store", "warehouse store", "crm store", "notifications store", "flows store"}
 		var names []string
 		for _, d := range rep.Dependencies {
 			names = append(names, d.Name)
