@@ -15,7 +15,8 @@ import (
 
 // Schemes lists the transports a broker URL can name.
 const Schemes = `"" or inproc:// (in-process, the default), redis://host:port (Redis pub/sub, as in the book), ` +
-	`redis+streams://host:port (Redis Streams), nats://host:port (NATS JetStream), kafka://host:port[,host:port...] (Kafka)`
+	`redis+streams://host:port (Redis Streams), nats://host:port (NATS JetStream), kafka://host:port[,host:port...] (Kafka); ` +
+	`rediss://, rediss+streams://, tls:// (NATS) and kafka+tls:// for TLS (see the README's Production section)`
 
 // Check reports what is wrong with a broker URL, without connecting.
 func Check(rawURL string) error {
@@ -27,7 +28,7 @@ func Check(rawURL string) error {
 		return fmt.Errorf("--broker: not a URL: use %s", Schemes)
 	}
 	switch u.Scheme {
-	case "inproc", "redis", "rediss", "redis+streams", "rediss+streams", "nats":
+	case "inproc", "redis", "rediss", "redis+streams", "rediss+streams", "nats", "tls":
 		return nil
 	case "kafka":
 		_, err := kafka.ParseURL(rawURL)
@@ -55,7 +56,7 @@ func Open(rawURL string, log *slog.Logger) (messaging.Transport, error) {
 		return redis.NewPubSub(rawURL, log)
 	case "redis+streams", "rediss+streams":
 		return redis.NewStreams(rawURL, log)
-	case "nats":
+	case "nats", "tls":
 		return nats.New(rawURL, log)
 	case "kafka":
 		brokers, err := kafka.ParseURL(rawURL)
