@@ -465,7 +465,7 @@ func TestMigrateAndEnvironment(t *testing.T) {
 		Env:  []string{"STOCKFLOW_DB=" + bad},
 	})
 	if err := eventually(5*time.Second, func() error {
-		if !strings.Contains(s.logs.String(), "store=postgres") {
+		if !strings.Contains(s.logs.String(), `store="postgres://`) {
 			return fmt.Errorf("serve --db: logs do not name the postgres store:\n%s", s.logs.String())
 		}
 		return nil

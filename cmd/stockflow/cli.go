@@ -42,20 +42,33 @@ func annotateEnv(fs *flag.FlagSet) {
 // applyEnv gives every flag of fs its environment variable: the variable,
 // when set, is the value of each flag the command line did not set
 // (parsed already, or to be parsed after, which then wins), and the flag's
-// help names it.
+// help names it. The variable with _FILE added (STOCKFLOW_DB_FILE) names
+// a file whose first line is the value instead, for secrets.
 func applyEnv(fs *flag.FlagSet) error {
 	annotateEnv(fs)
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || set[f.Name] {
+			return
+		}
 		name := flagEnv(f)
 		v, ok := os.LookupEnv(name)
-		if !ok || err != nil || set[f.Name] {
+		shown := fmt.Sprintf("%s=%q", name, v)
+		fv, fromFile, e := fromFileEnv(f, name)
+		if e != nil {
+			err = e
+			return
+		}
+		if fromFile {
+			v, ok, shown = fv, true, name+"_FILE" // its value may be a secret
+		}
+		if !ok {
 			return
 		}
 		if e := fs.Set(f.Name, v); e != nil {
-			err = usageError{fmt.Errorf("%s=%q: %w", name, v, e)}
+			err = usageError{fmt.Errorf("%s: %w", shown, e)}
 		}
 	})
 	return err

@@ -342,6 +342,8 @@ func TestCLIRedacted(t *testing.T) {
 		{"rediss+streams://user:hunter2@cache.example:6380/0", "rediss+streams://user:xxxxx@cache.example:6380/0"},
 		{"kafka://k1:9092,k2:9092", "kafka://k1:9092,k2:9092"},
 		{"nats://user:hunter2@127.0.0.1:4222", "nats://user:xxxxx@127.0.0.1:4222"},
+		{"tls://hunter2@nats.example:4222?ca=%2Fetc%2Fca.pem", "tls://xxxxx@nats.example:4222?ca=%2Fetc%2Fca.pem"},
+		{"kafka+tls://app:hunter2@k1:9093,k2:9093?sasl=scram-sha-512", "kafka+tls://app:xxxxx@k1:9093,k2:9093?sasl=scram-sha-512"},
 	}
 	for _, tt := range tests {
 		got := redacted(tt.raw)

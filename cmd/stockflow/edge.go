@@ -16,6 +16,7 @@ import (
 	"github.com/stockflow/stockflow/internal/auth"
 	"github.com/stockflow/stockflow/internal/httpx"
 	"github.com/stockflow/stockflow/internal/metrics"
+	"github.com/stockflow/stockflow/internal/secure"
 )
 
 // edgeFlags are the flags of the HTTP listener's edge: who may call what,
@@ -135,7 +136,7 @@ func (e *edgeFlags) build(ctx context.Context, log *slog.Logger, m *metrics.Metr
 				// until its keys are had, and the fetch is tried again.
 				log.Warn("JWT key set unavailable; tokens are refused until it is fetched", "err", err)
 			} else {
-				log.Info("JWT key set fetched", "keys", n, "url", e.jwks)
+				log.Info("JWT key set fetched", "keys", n, "url", secure.URL(e.jwks))
 			}
 			g.JWT = j
 		}

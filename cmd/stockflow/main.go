@@ -46,7 +46,10 @@ Commands:
 
 Run "stockflow <command> --help" for a command's flags. Every flag can be
 set by an environment variable instead: --smtp-from by STOCKFLOW_SMTP_FROM,
-and so on; the command line wins.
+and so on; the command line wins. The variable with _FILE added names a
+file holding the value (STOCKFLOW_DB_FILE=/run/secrets/db), and
+--db-password-file and --broker-password-file read the password of a URL's
+user from a file: no secret need be on the command line.
 `
 
 func main() {

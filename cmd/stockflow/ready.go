@@ -21,6 +21,7 @@ import (
 
 	"github.com/stockflow/stockflow/internal/httpx"
 	"github.com/stockflow/stockflow/internal/messaging"
+	"github.com/stockflow/stockflow/internal/secure"
 )
 
 // checkDB refuses a --db that is not a PostgreSQL URL, before anything is
@@ -91,10 +92,14 @@ func reach(ctx context.Context, what string, timeout time.Duration, ping func(co
 	wait := 100 * time.Millisecond
 	for {
 		pctx, pcancel := context.WithTimeout(ctx, min(timeout, 2*time.Second))
-		err := ping(pctx)
+		err := secure.Explain(ping(pctx))
 		pcancel()
 		if err == nil {
 			return nil
+		}
+		if errors.Is(err, secure.ErrCertificate) {
+			// Waiting will not make the certificate acceptable.
+			return fmt.Errorf("cannot reach %s: %w", what, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -114,15 +119,12 @@ func pingPostgres(ctx context.Context, db string) error {
 	return conn.Close(ctx)
 }
 
-// redacted is a broker URL fit for logs and errors: without its password.
+// redacted is a broker URL fit for logs and errors: without its secrets.
 func redacted(raw string) string {
 	if raw == "" {
 		return "inproc"
 	}
-	if u, err := url.Parse(raw); err == nil {
-		return u.Redacted()
-	}
-	return raw
+	return secure.URL(raw)
 }
 
 // A check is one dependency /readyz reports on.

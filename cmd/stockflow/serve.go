@@ -24,6 +24,7 @@ import (
 	"github.com/stockflow/stockflow/internal/messaging"
 	"github.com/stockflow/stockflow/internal/metrics"
 	"github.com/stockflow/stockflow/internal/platform"
+	"github.com/stockflow/stockflow/internal/secure"
 	"github.com/stockflow/stockflow/internal/transport/broker"
 )
 
@@ -58,14 +59,19 @@ type serverFlags struct {
 	receipts       bool
 	logger         func() (*slog.Logger, error)
 	edge           *edgeFlags
+	// The passwords of --db's and --broker's users, from files
+	// (--db-password-file, --broker-password-file): they join the URLs.
+	dbPassword, brokerPassword func(rawURL string) (string, error)
 }
 
 func addServerFlags(fs *flag.FlagSet, stderr io.Writer) *serverFlags {
 	f := &serverFlags{}
 	fs.StringVar(&f.http, "http", "127.0.0.1:5005", "`address` the HTTP API listens on")
 	fs.StringVar(&f.data, "data", "./stockflow-data", "`directory` of the SQLite databases, when --db is not given")
-	fs.StringVar(&f.db, "db", "", "PostgreSQL `URL` (postgres://user@host:port/db); empty: SQLite under --data")
+	fs.StringVar(&f.db, "db", "", "PostgreSQL `URL` (postgres://user@host:port/db; TLS: ?sslmode=verify-full&sslrootcert=CA-FILE); empty: SQLite under --data")
+	f.dbPassword = passwordFile(fs, "db", "--db's user")
 	fs.StringVar(&f.broker, "broker", "", "message broker `URL`: "+broker.Schemes+"")
+	f.brokerPassword = passwordFile(fs, "broker", "--broker's user (a NATS token when the URL names no user)")
 	fs.StringVar(&f.smtp, "smtp", "", "SMTP server `host:port` the notifications are sent through; empty: recorded only, listed by GET /notifications")
 	fs.StringVar(&f.smtpFrom, "smtp-from", "stockflow@localhost", "sender `address` of the notifications")
 	fs.StringVar(&f.stockTeam, "stock-team", "stock-team@localhost", "`addresses` of the stock team, comma-separated, told when a sku runs out")
@@ -124,6 +130,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all bool) error {
 	log, err := f.logger()
 	if err != nil {
+		return err
+	}
+	if err := f.joinPasswords(); err != nil {
 		return err
 	}
 	if err := checkDB(f.db); err != nil {
@@ -253,7 +262,7 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 
 	store := "sqlite:" + f.data
 	if f.db != "" {
-		store = "postgres"
+		store = secure.URL(f.db)
 	}
 	log.Info("stockflow up", append([]any{"services", names(defs), "http", ln.Addr().String(), "store", store, "broker", redacted(f.broker)},
 		append(edge.describe(f.edge), "version", versionLine())...)...)
@@ -277,6 +286,22 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 	}
 	log.Info("stopped")
 	return err
+}
+
+// joinPasswords joins the passwords read from files to their URLs.
+func (f *serverFlags) joinPasswords() error {
+	var err error
+	if f.dbPassword != nil {
+		if f.db, err = f.dbPassword(f.db); err != nil {
+			return err
+		}
+	}
+	if f.brokerPassword != nil {
+		if f.broker, err = f.brokerPassword(f.broker); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // tuneGC makes the collector run at four times the live heap rather than
@@ -306,14 +331,19 @@ deployment, say). Safe when several instances migrate at once.`
 func migrate(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flagSet("migrate", migrateAbout, stderr)
 	db := fs.String("db", "", "PostgreSQL `URL`")
+	dbPassword := passwordFile(fs, "db", "--db's user")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *db == "" {
 		return usageError{errors.New("migrate: --db (or STOCKFLOW_DB) is required")}
 	}
+	url, err := dbPassword(*db)
+	if err != nil {
+		return err
+	}
 	for _, s := range services {
-		if err := s.migrate(ctx, *db); err != nil {
+		if err := s.migrate(ctx, url); err != nil {
 			return err
 		}
 	}
@@ -328,6 +358,7 @@ func deadLetters(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := flagSet("dead-letters", deadLettersAbout, stderr)
 	data := fs.String("data", "./stockflow-data", "`directory` of the SQLite databases, when --db is not given")
 	db := fs.String("db", "", "PostgreSQL `URL`")
+	dbPassword := passwordFile(fs, "db", "--db's user")
 	only := fs.String("service", "", "list only the dead letters of these `services` (comma-separated; default all)")
 	limit := fs.Int("limit", 100, "how many to list")
 	if err := parse(fs, args); err != nil {
@@ -339,6 +370,9 @@ func deadLetters(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defs, err := lookup(names)
 	if err != nil {
+		return err
+	}
+	if *db, err = dbPassword(*db); err != nil {
 		return err
 	}
 	if err := checkDB(*db); err != nil {

@@ -61,7 +61,11 @@ type Server struct {
 	bin   string
 	args  func(s *Server) []string
 	ready func(s *Server) error
-	logs  LogBuffer // the output of every run
+	// attr and workDir, when set, are the process's attributes (the user
+	// it runs as) and working directory.
+	attr    *syscall.SysProcAttr
+	workDir string
+	logs    LogBuffer // the output of every run
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -129,15 +133,26 @@ var errExited = errors.New("exited")
 // first ones are taken meanwhile).
 func start(t testing.TB, s *Server, scheme string) *Server {
 	t.Helper()
+	return startWith(t, s, func(s *Server) string { return scheme + "://" + s.Addr })
+}
+
+// startWith is start with the server's URL made by urlOf, and the binary
+// s.bin when it is set already.
+func startWith(t testing.TB, s *Server, urlOf func(*Server) string) *Server {
+	t.Helper()
 	s.t = t
-	s.bin = lookBinary(s.Name)
+	if s.bin == "" {
+		s.bin = lookBinary(s.Name)
+	}
 	if s.bin == "" {
 		if Required() {
 			t.Fatalf("%s is not installed and STOCKFLOW_REQUIRE_SERVICES=1", s.Name)
 		}
 		t.Skipf("skipping: %s is not installed, cannot start a server of the test's own", s.Name)
 	}
-	s.Dir = t.TempDir()
+	if s.Dir == "" {
+		s.Dir = t.TempDir()
+	}
 	t.Cleanup(func() {
 		s.Kill()
 		if t.Failed() {
@@ -147,7 +162,7 @@ func start(t testing.TB, s *Server, scheme string) *Server {
 	for attempt := 1; ; attempt++ {
 		s.Port = FreePort(t)
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
-		s.URL = scheme + "://" + s.Addr
+		s.URL = urlOf(s)
 		err := s.launch(nil)
 		if err == nil {
 			return s
@@ -163,6 +178,7 @@ func start(t testing.TB, s *Server, scheme string) *Server {
 // most 10s until it is ready.
 func (s *Server) launch(extra []string) error {
 	cmd := exec.Command(s.bin, append(s.args(s), extra...)...)
+	cmd.SysProcAttr, cmd.Dir = s.attr, s.workDir
 	run := &LogBuffer{}
 	w := io.MultiWriter(run, &s.logs)
 	cmd.Stdout, cmd.Stderr = w, w

@@ -7,6 +7,7 @@ import (
 	"net/url"
 
 	"github.com/stockflow/stockflow/internal/messaging"
+	"github.com/stockflow/stockflow/internal/secure"
 	"github.com/stockflow/stockflow/internal/transport/inproc"
 	"github.com/stockflow/stockflow/internal/transport/kafka"
 	"github.com/stockflow/stockflow/internal/transport/nats"
@@ -15,7 +16,8 @@ import (
 
 // Schemes lists the transports a broker URL can name.
 const Schemes = `"" or inproc:// (in-process, the default), redis://host:port (Redis pub/sub, as in the book), ` +
-	`redis+streams://host:port (Redis Streams), nats://host:port (NATS JetStream), kafka://host:port[,host:port...] (Kafka)`
+	`redis+streams://host:port (Redis Streams), nats://host:port (NATS JetStream), kafka://host:port[,host:port...] (Kafka); ` +
+	`rediss://, rediss+streams://, tls:// (NATS) and kafka+tls:// for TLS (see the README's Production section)`
 
 // Check reports what is wrong with a broker URL, without connecting.
 func Check(rawURL string) error {
@@ -24,12 +26,12 @@ func Check(rawURL string) error {
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return fmt.Errorf("--broker: not a URL: use %s", Schemes)
+		return fmt.Errorf("--broker: not a URL: use %s", Schemes) // url.Parse's error would show the URL, password and all
 	}
 	switch u.Scheme {
-	case "inproc", "redis", "rediss", "redis+streams", "rediss+streams", "nats":
+	case "inproc", "redis", "rediss", "redis+streams", "rediss+streams", "nats", "tls":
 		return nil
-	case "kafka":
+	case "kafka", "kafka+tls":
 		_, err := kafka.ParseURL(rawURL)
 		return err
 	}
@@ -46,7 +48,7 @@ func Open(rawURL string, log *slog.Logger) (messaging.Transport, error) {
 	}
 	u, _ := url.Parse(rawURL)
 	if u.Host == "" && u.Scheme != "inproc" {
-		log.Info("the broker URL names no host: using the default", "broker", u.Redacted(), "means", u.Scheme+"://localhost (the default port)")
+		log.Info("the broker URL names no host: using the default", "broker", secure.URL(rawURL), "means", u.Scheme+"://localhost (the default port)")
 	}
 	switch u.Scheme {
 	case "inproc":
@@ -55,14 +57,10 @@ func Open(rawURL string, log *slog.Logger) (messaging.Transport, error) {
 		return redis.NewPubSub(rawURL, log)
 	case "redis+streams", "rediss+streams":
 		return redis.NewStreams(rawURL, log)
-	case "nats":
+	case "nats", "tls":
 		return nats.New(rawURL, log)
-	case "kafka":
-		brokers, err := kafka.ParseURL(rawURL)
-		if err != nil {
-			return nil, err
-		}
-		return kafka.New(brokers, log)
+	case "kafka", "kafka+tls":
+		return kafka.Open(rawURL, log)
 	}
 	return nil, fmt.Errorf("--broker: unsupported scheme %s://: use %s", u.Scheme, Schemes)
 }

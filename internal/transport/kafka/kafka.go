@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/stockflow/stockflow/internal/messaging"
+	"github.com/stockflow/stockflow/internal/secure"
 )
 
 // Kafka is the Kafka transport.
@@ -212,38 +212,6 @@ func (k *Kafka) clientOpts(extra ...kgo.Opt) []kgo.Opt {
 	}
 	opts = append(opts, extra...)
 	return append(opts, k.cfg.clientOpts...)
-}
-
-// ParseURL returns the brokers a URL names:
-// kafka://host:port[,host:port...] (port 9092 when left out).
-func ParseURL(rawURL string) ([]string, error) {
-	rest, ok := strings.CutPrefix(rawURL, "kafka://")
-	if !ok {
-		return nil, fmt.Errorf("kafka: %q: want kafka://host:port[,host:port...]", rawURL)
-	}
-	rest = strings.TrimSuffix(rest, "/")
-	if rest == "" || strings.ContainsAny(rest, "/?#@") {
-		return nil, fmt.Errorf("kafka: %q: want kafka://host:port[,host:port...]", rawURL)
-	}
-	var brokers []string
-	for _, hp := range strings.Split(rest, ",") {
-		if hp == "" {
-			return nil, fmt.Errorf("kafka: %q: empty broker address", rawURL)
-		}
-		host, port, err := net.SplitHostPort(hp)
-		if err != nil {
-			// no port: host, or [ipv6]
-			host, port = strings.TrimSuffix(strings.TrimPrefix(hp, "["), "]"), "9092"
-			if strings.ContainsAny(host, "[]") {
-				return nil, fmt.Errorf("kafka: %q: bad broker address %q", rawURL, hp)
-			}
-		}
-		if host == "" || port == "" {
-			return nil, fmt.Errorf("kafka: %q: bad broker address %q", rawURL, hp)
-		}
-		brokers = append(brokers, net.JoinHostPort(host, port))
-	}
-	return brokers, nil
 }
 
 // Client returns the producer client, for tests and diagnostics.
@@ -496,4 +464,4 @@ func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 }
 
 // Ping reports whether a Kafka broker answers.
-func (k *Kafka) Ping(ctx context.Context) error { return k.client.Ping(ctx) }
+func (k *Kafka) Ping(ctx context.Context) error { return secure.Explain(k.client.Ping(ctx)) }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -190,12 +191,21 @@ func TestParseURL(t *testing.T) {
 		{"kafka://", nil},
 		{"redis://a:1", nil},
 		{"kafka://a:1,,b:2", nil},
-		{"kafka://user:pw@a:1", nil},
+		{"kafka://user:pw@a:1", nil}, // a user with no mechanism
+		{"kafka://a:1?sasl=plain", nil},
+		{"kafka://user:pw@a:1?sasl=gssapi", nil},
+		{"kafka://a:1?ca=/etc/ca.pem", nil}, // TLS files on a plain URL
+		{"kafka+tls://a:1?cafile=/etc/ca.pem", nil},
+		{"kafka+tls://user:pw@a:1,b?sasl=scram-sha-512", []string{"a:1", "b:9092"}},
+		{"kafka://user:pw@a:1?sasl=PLAIN", []string{"a:1"}},
 	} {
-		got, err := kafka.ParseURL(tc.in)
+		u, err := kafka.ParseURL(tc.in)
+		got := u.Brokers
 		if tc.want == nil {
 			if err == nil {
 				t.Errorf("ParseURL(%q) = %v, want an error", tc.in, got)
+			} else if strings.Contains(err.Error(), ":pw@") {
+				t.Errorf("ParseURL(%q): the error shows the password: %v", tc.in, err)
 			}
 			continue
 		}

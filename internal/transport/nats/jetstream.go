@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/stockflow/stockflow/internal/messaging"
+	"github.com/stockflow/stockflow/internal/secure"
 )
 
 // Headers that carry an envelope's fields; the payload is the message data.
@@ -289,8 +290,9 @@ func WithPublishTimeout(d time.Duration) Option { return func(c *config) { c.pub
 // WithClientName sets the connection's name, as the server shows it.
 func WithClientName(name string) Option { return func(c *config) { c.name = name } }
 
-// New connects to the NATS server at url (nats://host:port), and creates
-// or updates the stream.
+// New connects to the NATS server at url (nats://host:port, or
+// tls://host:port; with a user, a token, a .creds file and TLS files as
+// connectOptions reads them), and creates or updates the stream.
 func New(url string, log *slog.Logger, opts ...Option) (*JetStream, error) {
 	cfg := config{
 		stream:         DefaultStream,
@@ -334,8 +336,12 @@ func New(url string, log *slog.Logger, opts ...Option) (*JetStream, error) {
 		return nil, fmt.Errorf("nats: redelivery backoff (%v, %v) invalid", cfg.backoffBase, cfg.backoffMax)
 	}
 
+	servers, secrets, err := connectOptions(url)
+	if err != nil {
+		return nil, err
+	}
 	t := &JetStream{log: log, cfg: cfg, closed: make(chan struct{}), connDone: make(chan struct{})}
-	nc, err := nats.Connect(url,
+	nc, err := nats.Connect(servers, append(secrets,
 		nats.Name(cfg.name),
 		nats.Timeout(cfg.connectTimeout),
 		nats.MaxReconnects(-1),
@@ -359,9 +365,9 @@ func New(url string, log *slog.Logger, opts ...Option) (*JetStream, error) {
 				log.Warn("nats error", "err", err)
 			}
 		}),
-	)
+	)...)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", redact(url), err) // the error names nats already
+		return nil, fmt.Errorf("connecting to %s: %w", servers, secure.Explain(err)) // the error names nats already
 	}
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.publishTimeout))
 	if err != nil {
@@ -376,14 +382,6 @@ func New(url string, log *slog.Logger, opts ...Option) (*JetStream, error) {
 		return nil, err
 	}
 	return t, nil
-}
-
-// redact hides a password in url.
-func redact(url string) string {
-	if i, j := strings.Index(url, "://"), strings.LastIndex(url, "@"); i >= 0 && j > i {
-		return url[:i+3] + "***" + url[j:]
-	}
-	return url
 }
 
 // Conn returns the NATS connection.

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/stockflow/stockflow/internal/secure"
 )
 
 // clientLog is where the Redis client's own lines go ("redis: ...
@@ -36,8 +38,10 @@ func (slogPrinter) Printf(ctx context.Context, format string, v ...any) {
 	log.DebugContext(ctx, "redis client: "+strings.TrimSpace(fmt.Sprintf(format, v...)))
 }
 
-// Ping reports whether Redis answers.
-func (p *PubSub) Ping(ctx context.Context) error { return p.client.Ping(ctx).Err() }
+// Ping reports whether Redis answers; a server certificate refused says
+// why (secure.Explain).
+func (p *PubSub) Ping(ctx context.Context) error { return secure.Explain(p.client.Ping(ctx).Err()) }
 
-// Ping reports whether Redis answers.
-func (s *Streams) Ping(ctx context.Context) error { return s.client.Ping(ctx).Err() }
+// Ping reports whether Redis answers; a server certificate refused says
+// why (secure.Explain).
+func (s *Streams) Ping(ctx context.Context) error { return secure.Explain(s.client.Ping(ctx).Err()) }

@@ -31,12 +31,13 @@ type PubSub struct {
 }
 
 // NewPubSub returns a pub/sub transport on the Redis at url
-// (redis://host:port[/db]).
+// (redis://[user:password@]host:port[/db], or rediss:// for TLS, with
+// ca=, cert= and key= in its query: see options).
 func NewPubSub(url string, log *slog.Logger) (*PubSub, error) {
 	logClientTo(log)
-	opts, err := redis.ParseURL(url)
+	opts, err := options(url)
 	if err != nil {
-		return nil, fmt.Errorf("--broker: %w", err) // the error names redis already
+		return nil, err
 	}
 	opts.MaxRetries = -1   // none: the outbox relay retries, with backoff
 	opts.DialerRetries = 1 // and the subscriber reconnects, with backoff

@@ -161,7 +161,8 @@ var errStreamsClosed = errors.New("redis streams: transport closed")
 
 // NewStreams returns a Redis Streams transport on the Redis at url
 // (redis+streams://[user:password@]host:port[/db], or rediss+streams://
-// for TLS; redis:// and rediss:// are accepted too).
+// for TLS, with ca=, cert= and key= in its query: see options; redis://
+// and rediss:// are accepted too).
 func NewStreams(rawURL string, log *slog.Logger) (*Streams, error) {
 	logClientTo(log)
 	u := rawURL
@@ -174,9 +175,9 @@ func NewStreams(rawURL string, log *slog.Logger) (*Streams, error) {
 	default:
 		return nil, fmt.Errorf("redis streams: URL %q: want redis+streams://host:port[/db]", redact(rawURL))
 	}
-	opts, err := redis.ParseURL(u)
+	opts, err := options(u)
 	if err != nil {
-		return nil, fmt.Errorf("--broker: %w", err) // the error names redis already
+		return nil, err
 	}
 	opts.MaxRetries = -1 // the callers retry, with backoff
 	if opts.DialTimeout == 0 {
