@@ -43,34 +43,36 @@ type Keys struct {
 // batch when all its lines share them. A payload that is not a JSON
 // object has none.
 func KeysOf(payload []byte) Keys {
-	var p struct {
-		Order    string `json:"orderid"`
-		Customer string `json:"customer"`
-		SKU      string `json:"sku"`
-		Batch    string `json:"batchref"`
-		Ref      string `json:"ref"`
-		Qty      int    `json:"qty"`
-		Lines    []struct {
-			SKU   string `json:"sku"`
-			Batch string `json:"batchref"`
-			Qty   int    `json:"qty"`
-		} `json:"lines"`
-	}
-	if json.Unmarshal(payload, &p) != nil {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(payload, &fields) != nil {
 		return Keys{}
 	}
-	k := Keys{Order: p.Order, Customer: p.Customer, SKU: p.SKU, Batch: cmp.Or(p.Batch, p.Ref), Qty: p.Qty}
-	if len(p.Lines) > 0 && k.SKU == "" {
-		k.SKU, k.Batch, k.Qty = p.Lines[0].SKU, p.Lines[0].Batch, 0
-		for _, l := range p.Lines {
-			if l.SKU != k.SKU {
-				k.SKU = ""
-			}
-			if l.Batch != k.Batch {
-				k.Batch = ""
-			}
-			k.Qty += l.Qty
+	// Each field on its own: one of an unexpected type loses itself only.
+	str := func(name string) string {
+		var v string
+		_ = json.Unmarshal(fields[name], &v)
+		return v
+	}
+	var qty int
+	_ = json.Unmarshal(fields["qty"], &qty)
+	k := Keys{Order: str("orderid"), Customer: str("customer"), SKU: str("sku"), Batch: cmp.Or(str("batchref"), str("ref")), Qty: qty}
+	var lines []struct {
+		SKU   string `json:"sku"`
+		Batch string `json:"batchref"`
+		Qty   int    `json:"qty"`
+	}
+	if json.Unmarshal(fields["lines"], &lines) != nil || len(lines) == 0 || k.SKU != "" {
+		return k
+	}
+	k.SKU, k.Batch, k.Qty = lines[0].SKU, lines[0].Batch, 0
+	for _, l := range lines {
+		if l.SKU != k.SKU {
+			k.SKU = ""
 		}
+		if l.Batch != k.Batch {
+			k.Batch = ""
+		}
+		k.Qty += l.Qty
 	}
 	return k
 }
@@ -133,15 +135,22 @@ func Tree(msgs []Message, handlings []Handling) []*Node {
 	for _, m := range msgs {
 		nodes[m.ID] = &Node{Message: m, Handlings: []Handling{}}
 	}
+	raisedBy := map[string]string{} // message id -> the message whose handling raised it
 	for _, h := range handlings {
 		if n := nodes[h.MessageID]; n != nil {
 			n.Handlings = append(n.Handlings, h)
+		}
+		for _, id := range h.Raised {
+			raisedBy[id] = h.MessageID
 		}
 	}
 	var roots []*Node
 	for _, m := range msgs {
 		n := nodes[m.ID]
 		parent := nodes[m.CausationID]
+		if parent == nil {
+			parent = nodes[raisedBy[m.ID]]
+		}
 		if parent == nil || parent == n {
 			roots = append(roots, n)
 			continue
