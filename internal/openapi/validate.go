@@ -62,11 +62,19 @@ func (v *Validator) Document() *Document { return v.doc }
 // options are the validation's: every status must be documented;
 // credentials are the server's business (the document describes a
 // server with authentication, the tests run it with and without).
-var options = &openapi3filter.Options{
-	IncludeResponseStatus: true,
-	AuthenticationFunc:    openapi3filter.NoopAuthenticationFunc,
-	MultiError:            true,
-}
+// A schema's complaint names where in the value it is and why, not the
+// whole schema and value.
+var options = func() *openapi3filter.Options {
+	o := &openapi3filter.Options{
+		IncludeResponseStatus: true,
+		AuthenticationFunc:    openapi3filter.NoopAuthenticationFunc,
+		MultiError:            true,
+	}
+	o.WithCustomSchemaErrorFunc(func(err *openapi3.SchemaError) string {
+		return fmt.Sprintf("at /%s: %s", strings.Join(err.JSONPointer(), "/"), err.Reason)
+	})
+	return o
+}()
 
 // Check checks e, records it, and returns what does not match the
 // document: an error that names the route, the status and the schema's
@@ -126,7 +134,7 @@ func (v *Validator) checkUnrouted(e Exchange, routerStatus int) error {
 		var body any
 		if err := json.Unmarshal(e.ResponseBody, &body); err != nil {
 			errs = append(errs, fmt.Errorf("the error body is not JSON: %w", err))
-		} else if err := v.error.VisitJSON(body, openapi3.EnableJSONSchema2020(), openapi3.VisitAsResponse()); err != nil {
+		} else if err := v.error.VisitJSON(body, openapi3.EnableJSONSchema2020(), openapi3.VisitAsResponse(), openapi3.MultiErrors()); err != nil {
 			errs = append(errs, fmt.Errorf("the error body does not match schema Error: %s", oneLine(err)))
 		}
 	}
