@@ -19,9 +19,9 @@ func load(t *testing.T) *openapi.Document {
 	return d
 }
 
-// The document keeps its own conventions, which the package doc of
-// docs/openapi.json's info states: every operation named, summarized and
-// tagged with its service; every answer carries the correlation id; every
+// The document keeps its conventions, so that a client generated from it
+// can rely on them: every operation named, summarized and tagged with its
+// service; every answer carries the correlation id; every
 // error is an Error; a secured route documents 401 and 403, an open one
 // neither; a route that reads a body documents 400 and 413; a 503 of a
 // service says when to try again.
@@ -115,6 +115,8 @@ func TestValidator(t *testing.T) {
 			Status: 405, ResponseHeader: jsonHeader, ResponseBody: []byte(`{"message": "Method DELETE not allowed on /allocate"}`)}, ""},
 		{"another method, 404", openapi.Exchange{Method: "DELETE", Target: "/allocate",
 			Status: 404, ResponseHeader: jsonHeader, ResponseBody: []byte(`{"message": "no"}`)}, "router answers 405"},
+		{"a path not clean", openapi.Exchange{Method: "POST", Target: "//allocate",
+			Status: 307, ResponseHeader: http.Header{"Location": {"/allocate"}}}, ""},
 		{"metrics", openapi.Exchange{Method: "GET", Target: "/metrics",
 			Status: 200, ResponseHeader: http.Header{"Content-Type": {"text/plain; version=0.0.4; charset=utf-8"}, "X-Correlation-Id": {"c"}}, ResponseBody: []byte("# HELP x\n")}, ""},
 	}

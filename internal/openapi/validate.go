@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-
 	"mime"
 	"net/http"
 	"strings"
@@ -118,11 +117,15 @@ func (v *Validator) Check(ctx context.Context, e Exchange) error {
 }
 
 // checkUnrouted checks the answer to a request no route takes: the
-// router's 404 or 405, with an error body; or a browser's preflight,
-// answered by the CORS layer.
+// router's 404 or 405, with an error body; the router's redirection of a
+// path that is not clean; or a browser's preflight, answered by the CORS
+// layer.
 func (v *Validator) checkUnrouted(e Exchange, routerStatus int) error {
 	if e.Method == http.MethodOptions && e.Status == http.StatusNoContent {
 		return nil
+	}
+	if routerStatus == http.StatusTemporaryRedirect && e.Status == routerStatus && e.ResponseHeader.Get("Location") != "" {
+		return nil // a path not clean ("//allocate"), sent to its clean form
 	}
 	var errs []error
 	if e.Status != routerStatus {
