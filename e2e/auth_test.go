@@ -89,6 +89,7 @@ func TestAuthRoles(t *testing.T) {
 		{"ops", "GET", "/metrics", nil},
 		{"open", "GET", "/healthz", nil},
 		{"open", "GET", "/readyz", nil},
+		{"open", "GET", "/openapi.json", nil},
 	}
 	// allowed says which groups a caller may call.
 	callers := []struct {

@@ -49,7 +49,15 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: go build ./cmd/stockflow: %v\n%s", err, out)
 		return 1
 	}
-	return m.Run()
+	if err := newAPICheck(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	code := m.Run()
+	if err := writeAPICoverage(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: writing the OpenAPI coverage:", err)
+	}
+	return code
 }
 
 // moduleRoot finds the directory of the go.mod of module, walking up from
@@ -338,24 +346,32 @@ func (r *response) isJSON() bool {
 
 // request sends a request. body is nil (no body), a string or []byte (sent
 // as is, with its length), an io.Reader (sent chunked, length unknown) or
-// anything else (sent as JSON).
+// anything else (sent as JSON). The request and its answer are checked
+// against docs/openapi.json (apiCheck): a mismatch fails the server's
+// test.
 func (s *server) request(ctx context.Context, method, path string, body any, header http.Header) (*response, error) {
 	var rd io.Reader
+	var sent func() []byte // the body sent, for the check
 	length := int64(0)
 	switch b := body.(type) {
 	case nil:
+		sent = func() []byte { return nil }
 	case string:
 		rd, length = strings.NewReader(b), int64(len(b))
+		sent = func() []byte { return []byte(b) }
 	case []byte:
 		rd, length = bytes.NewReader(b), int64(len(b))
+		sent = func() []byte { return b }
 	case io.Reader:
-		rd, length = b, -1
+		tee := &teeBody{r: b}
+		rd, length, sent = tee, -1, tee.bytes
 	default:
 		data, err := json.Marshal(b)
 		if err != nil {
 			return nil, err
 		}
 		rd, length = bytes.NewReader(data), int64(len(data))
+		sent = func() []byte { return data }
 	}
 	req, err := http.NewRequestWithContext(ctx, method, s.Base+path, rd)
 	if err != nil {
@@ -377,7 +393,9 @@ func (s *server) request(ctx context.Context, method, path string, body any, hea
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
 	}
-	return &response{Method: method, Path: path, Status: resp.StatusCode, Header: resp.Header, Body: data}, nil
+	r := &response{Method: method, Path: path, Status: resp.StatusCode, Header: resp.Header, Body: data}
+	checkExchange(s.t, req, sent(), r)
+	return r, nil
 }
 
 // do sends a request and fails the test when it gets no answer.

@@ -199,9 +199,10 @@ func (p *opProc) stop(t testing.TB) {
 func (p *opProc) do(t testing.TB, method, path string, body any) *response {
 	t.Helper()
 	var rd io.Reader
+	var data []byte
 	if body != nil {
-		data, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if data, err = json.Marshal(body); err != nil {
 			t.Fatal(err)
 		}
 		rd = bytes.NewReader(data)
@@ -218,11 +219,13 @@ func (p *opProc) do(t testing.TB, method, path string, body any) *response {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
+	answer, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
-	return &response{Method: method, Path: path, Status: resp.StatusCode, Header: resp.Header, Body: data}
+	r := &response{Method: method, Path: path, Status: resp.StatusCode, Header: resp.Header, Body: answer}
+	checkExchange(t, req, data, r)
+	return r
 }
 
 // opLines returns the non-empty lines of s.

@@ -39,8 +39,8 @@ var routeRoles = map[string]auth.Role{
 	"GET /metrics": auth.Ops, // open unless --metrics-auth
 }
 
-// openRoutes are the routes anyone may call: the probes, and the metrics
-// unless metricsAuth.
+// openRoutes are the routes anyone may call: the probes, the API's
+// description, and the metrics unless metricsAuth.
 func openRoutes(metricsAuth bool) map[string]bool {
-	return map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /metrics": !metricsAuth}
+	return map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /openapi.json": true, "GET /metrics": !metricsAuth}
 }

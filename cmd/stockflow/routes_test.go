@@ -3,9 +3,6 @@ package main
 import (
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -13,42 +10,11 @@ import (
 	"github.com/stockflow/stockflow/internal/auth"
 )
 
-// registration finds the routes of the services' HTTP adapters and of the
-// process: mux.HandleFunc("POST /allocate", ...).
-var registration = regexp.MustCompile(`mux\.Handle(?:Func)?\("([A-Z]+ [^"]+)"`)
-
-// registeredRoutes are the patterns registered in the sources.
-func registeredRoutes(t *testing.T) []string {
-	t.Helper()
-	files, err := filepath.Glob("../../internal/*/adapters/http/*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	files = append(files, "serve.go")
-	var out []string
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range registration.FindAllStringSubmatch(string(data), -1) {
-			out = append(out, m[1])
-		}
-	}
-	if len(out) < 20 {
-		t.Fatalf("found %d routes in %v; the pattern no longer finds them", len(out), files)
-	}
-	return out
-}
-
 // Every route has its role (or is open), and every role of the table
 // names a route that exists.
 func TestRouteRoles(t *testing.T) {
 	t.Parallel()
-	routes := registeredRoutes(t)
+	routes := servedRoutes(t)
 	open := openRoutes(false)
 	for _, r := range routes {
 		if _, ok := routeRoles[r]; !ok && !open[r] {

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stockflow/stockflow/docs"
 	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/flows"
 	"github.com/stockflow/stockflow/internal/httpx"
@@ -213,14 +214,6 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 		}
 	}
 
-	mux := http.NewServeMux()
-	for _, svc := range svcs {
-		svc.Routes(mux)
-	}
-	// Liveness: the process serves. Readiness: what it needs answers.
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		httpx.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
 	var checks []check
 	for i, svc := range svcs {
 		checks = append(checks, check{name: defs[i].name + " store", needed: true, probe: svc.Ready})
@@ -230,8 +223,11 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 		checks = append(checks, smtpCheck(f.smtp)...)
 	}
 	ready := newReadiness(checks)
-	mux.Handle("GET /readyz", ready)
-	mux.Handle("GET /metrics", m.Handler())
+	mux := http.NewServeMux()
+	for _, svc := range svcs {
+		svc.Routes(mux)
+	}
+	processRoutes(mux, ready, m.Handler())
 	srv := httpx.Server(httpx.Handler(mux, log, m.ObserveRequest, edge.layers...))
 	// The server's own complaints (a failed TLS handshake, a broken
 	// request line) go to the log as the rest does.
@@ -302,6 +298,21 @@ func (f *serverFlags) joinPasswords() error {
 		}
 	}
 	return nil
+}
+
+// processRoutes adds the routes of the process itself, whichever
+// services it runs: liveness (the process serves), readiness (what it
+// needs answers), the metrics, and the description of the HTTP API.
+func processRoutes(mux httpx.Mux, ready, metrics http.Handler) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		httpx.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.Handle("GET /readyz", ready)
+	mux.Handle("GET /metrics", metrics)
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(docs.OpenAPI)
+	})
 }
 
 // tuneGC makes the collector run at four times the live heap rather than

@@ -14,7 +14,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 
@@ -26,6 +25,7 @@ import (
 	allocsqlite "github.com/stockflow/stockflow/internal/allocation/adapters/sqlite"
 	"github.com/stockflow/stockflow/internal/allocation/domain"
 	"github.com/stockflow/stockflow/internal/allocation/service"
+	"github.com/stockflow/stockflow/internal/httpx"
 	"github.com/stockflow/stockflow/internal/messaging"
 	mpostgres "github.com/stockflow/stockflow/internal/messaging/postgres"
 	msqlite "github.com/stockflow/stockflow/internal/messaging/sqlite"
@@ -135,7 +135,7 @@ func Migrate(ctx context.Context, dbURL string) error {
 }
 
 // Routes adds the service's HTTP routes to mux.
-func (s *Service) Routes(mux *http.ServeMux) {
+func (s *Service) Routes(mux httpx.Mux) {
 	api := &allochttp.API{Bus: s.Bus, Views: s.Handlers, Log: s.log}
 	api.Register(mux)
 }

@@ -12,11 +12,11 @@ package crm
 
 import (
 	"context"
-	"net/http"
 
 	crmhttp "github.com/stockflow/stockflow/internal/crm/adapters/http"
 	"github.com/stockflow/stockflow/internal/crm/service"
 	"github.com/stockflow/stockflow/internal/docstore"
+	"github.com/stockflow/stockflow/internal/httpx"
 	"github.com/stockflow/stockflow/internal/platform"
 )
 
@@ -47,6 +47,6 @@ func Open(ctx context.Context, cfg platform.Config) (*Service, error) {
 }
 
 // Routes adds the service's HTTP routes to mux.
-func (s *Service) Routes(mux *http.ServeMux) {
+func (s *Service) Routes(mux httpx.Mux) {
 	(&crmhttp.API{Customers: s.Handlers, Log: s.cfg.Log}).Register(mux)
 }

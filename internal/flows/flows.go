@@ -16,7 +16,6 @@ package flows
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -25,6 +24,7 @@ import (
 	flowspg "github.com/stockflow/stockflow/internal/flows/adapters/postgres"
 	flowsqlite "github.com/stockflow/stockflow/internal/flows/adapters/sqlite"
 	"github.com/stockflow/stockflow/internal/flows/service"
+	"github.com/stockflow/stockflow/internal/httpx"
 	"github.com/stockflow/stockflow/internal/messaging"
 	mpostgres "github.com/stockflow/stockflow/internal/messaging/postgres"
 	"github.com/stockflow/stockflow/internal/platform"
@@ -136,7 +136,7 @@ func (s *Service) prune(ctx context.Context) {
 }
 
 // Routes adds the service's HTTP routes to mux.
-func (s *Service) Routes(mux *http.ServeMux) {
+func (s *Service) Routes(mux httpx.Mux) {
 	(&flowshttp.API{Flows: s.Handlers, Log: s.cfg.Log}).Register(mux)
 }
 

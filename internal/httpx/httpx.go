@@ -24,6 +24,14 @@ import (
 	"github.com/stockflow/stockflow/internal/valid"
 )
 
+// Mux is where routes are registered: an *http.ServeMux, or a wrapper
+// that also lists them (the tests that check docs/openapi.json against
+// the routes the services register).
+type Mux interface {
+	Handle(pattern string, handler http.Handler)
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
 // MaxBody is the largest request body read.
 const MaxBody = 1 << 20
 

@@ -17,9 +17,9 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 
 	"github.com/stockflow/stockflow/internal/docstore"
+	"github.com/stockflow/stockflow/internal/httpx"
 	notificationshttp "github.com/stockflow/stockflow/internal/notifications/adapters/http"
 	"github.com/stockflow/stockflow/internal/notifications/adapters/smtp"
 	"github.com/stockflow/stockflow/internal/notifications/service"
@@ -110,6 +110,6 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // Routes adds the service's HTTP routes to mux.
-func (s *Service) Routes(mux *http.ServeMux) {
+func (s *Service) Routes(mux httpx.Mux) {
 	(&notificationshttp.API{Notifications: s.Handlers, Log: s.cfg.Log}).Register(mux)
 }

@@ -12,11 +12,11 @@ package orders
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/stockflow/stockflow/internal/docstore"
 	"github.com/stockflow/stockflow/internal/fail"
+	"github.com/stockflow/stockflow/internal/httpx"
 	ordershttp "github.com/stockflow/stockflow/internal/orders/adapters/http"
 	"github.com/stockflow/stockflow/internal/orders/service"
 	"github.com/stockflow/stockflow/internal/platform"
@@ -67,6 +67,6 @@ func Open(ctx context.Context, cfg platform.Config, opts Options) (*Service, err
 }
 
 // Routes adds the service's HTTP routes to mux.
-func (s *Service) Routes(mux *http.ServeMux) {
+func (s *Service) Routes(mux httpx.Mux) {
 	(&ordershttp.API{Bus: s.Bus, Orders: s.Handlers, Log: s.cfg.Log}).Register(mux)
 }

@@ -12,7 +12,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/stockflow/stockflow/internal/docstore"
 	docpg "github.com/stockflow/stockflow/internal/docstore/postgres"
 	docsqlite "github.com/stockflow/stockflow/internal/docstore/sqlite"
+	"github.com/stockflow/stockflow/internal/httpx"
 	"github.com/stockflow/stockflow/internal/messaging"
 	mpostgres "github.com/stockflow/stockflow/internal/messaging/postgres"
 	"github.com/stockflow/stockflow/internal/metrics"
@@ -49,7 +49,7 @@ type Config struct {
 // Service is a running service, as the stockflow command drives it.
 type Service interface {
 	// Routes adds the service's HTTP routes to mux.
-	Routes(mux *http.ServeMux)
+	Routes(mux httpx.Mux)
 	// Recover hands the events a crash left undispatched, committed at
 	// least olderThan ago, to their handlers.
 	Recover(ctx context.Context, olderThan time.Duration) error

@@ -12,9 +12,9 @@ package warehouse
 
 import (
 	"context"
-	"net/http"
 
 	"github.com/stockflow/stockflow/internal/docstore"
+	"github.com/stockflow/stockflow/internal/httpx"
 	"github.com/stockflow/stockflow/internal/platform"
 	warehousehttp "github.com/stockflow/stockflow/internal/warehouse/adapters/http"
 	"github.com/stockflow/stockflow/internal/warehouse/service"
@@ -45,6 +45,6 @@ func Open(ctx context.Context, cfg platform.Config) (*Service, error) {
 }
 
 // Routes adds the service's HTTP routes to mux.
-func (s *Service) Routes(mux *http.ServeMux) {
+func (s *Service) Routes(mux httpx.Mux) {
 	(&warehousehttp.API{Bus: s.Bus, Views: s.Handlers, Log: s.cfg.Log}).Register(mux)
 }

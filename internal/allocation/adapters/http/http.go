@@ -34,7 +34,7 @@ type API struct {
 }
 
 // Register adds the allocation routes to mux.
-func (a *API) Register(mux *http.ServeMux) {
+func (a *API) Register(mux httpx.Mux) {
 	mux.HandleFunc("POST /add_batch", a.addBatch)
 	mux.HandleFunc("POST /allocate", a.allocate)
 	mux.HandleFunc("POST /change_batch_quantity", a.changeBatchQuantity)

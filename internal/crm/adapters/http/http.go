@@ -26,7 +26,7 @@ type API struct {
 }
 
 // Register adds the CRM routes to mux.
-func (a *API) Register(mux *http.ServeMux) {
+func (a *API) Register(mux httpx.Mux) {
 	mux.HandleFunc("GET /customers", a.list)
 	mux.HandleFunc("GET /customers/{customer}", a.get)
 }

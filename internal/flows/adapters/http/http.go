@@ -33,7 +33,7 @@ type API struct {
 }
 
 // Register adds the flows routes to mux.
-func (a *API) Register(mux *http.ServeMux) {
+func (a *API) Register(mux httpx.Mux) {
 	mux.HandleFunc("GET /flows", a.trace)
 	mux.HandleFunc("GET /flows/stream", a.stream)
 }

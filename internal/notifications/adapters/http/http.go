@@ -25,7 +25,7 @@ type API struct {
 }
 
 // Register adds the notifications routes to mux.
-func (a *API) Register(mux *http.ServeMux) {
+func (a *API) Register(mux httpx.Mux) {
 	mux.HandleFunc("GET /notifications", a.list)
 	mux.HandleFunc("GET /notifications/{id}", a.get)
 }

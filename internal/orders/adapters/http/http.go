@@ -34,7 +34,7 @@ type API struct {
 }
 
 // Register adds the orders routes to mux.
-func (a *API) Register(mux *http.ServeMux) {
+func (a *API) Register(mux httpx.Mux) {
 	mux.HandleFunc("POST /orders", a.create)
 	mux.HandleFunc("GET /orders", a.list)
 	mux.HandleFunc("GET /orders/{orderid}", a.get)

@@ -31,7 +31,7 @@ type API struct {
 }
 
 // Register adds the warehouse routes to mux.
-func (a *API) Register(mux *http.ServeMux) {
+func (a *API) Register(mux httpx.Mux) {
 	mux.HandleFunc("POST /warehouse/batches/{batchref}/count", a.report(domain.ReportCount))
 	mux.HandleFunc("POST /warehouse/batches/{batchref}/damage", a.report(domain.ReportDamage))
 	mux.HandleFunc("GET /warehouse/batches/{batchref}", a.batch)
