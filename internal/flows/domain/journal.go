@@ -144,14 +144,29 @@ func Tree(msgs []Message, handlings []Handling) []*Node {
 			raisedBy[id] = h.MessageID
 		}
 	}
+	parentOf := func(m Message) *Node {
+		if p := nodes[m.CausationID]; p != nil {
+			return p
+		}
+		return nodes[raisedBy[m.ID]]
+	}
+	// cyclic reports whether n's causes lead back to it (ids that name
+	// each other): such a message is a root, so that none is lost.
+	cyclic := func(n *Node) bool {
+		seen := map[*Node]bool{n: true}
+		for p := parentOf(n.Message); p != nil; p = parentOf(p.Message) {
+			if seen[p] {
+				return true
+			}
+			seen[p] = true
+		}
+		return false
+	}
 	var roots []*Node
 	for _, m := range msgs {
 		n := nodes[m.ID]
-		parent := nodes[m.CausationID]
-		if parent == nil {
-			parent = nodes[raisedBy[m.ID]]
-		}
-		if parent == nil || parent == n {
+		parent := parentOf(m)
+		if parent == nil || parent == n || cyclic(n) {
 			roots = append(roots, n)
 			continue
 		}

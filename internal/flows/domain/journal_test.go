@@ -202,6 +202,30 @@ func TestTree(t *testing.T) {
 				Children: []shape{{ID: "b", HopMS: 1, Failed: true, Handlings: []string{"orders.y=handled", "allocation/b=dead_lettered"}}}}},
 		},
 		{
+			name: "a message whose cause is unknown goes under the message whose handling raised it",
+			msgs: []domain.Message{msg("a", "", at(0)), msg("b", "elsewhere", at(2)), msg("c", "", at(3))},
+			handlings: []domain.Handling{
+				{MessageID: "a", Handler: "orders.x", Outcome: domain.Handled, At: at(1), Raised: []string{"b", "c"}},
+			},
+			want: []shape{{ID: "a", Handlings: []string{"orders.x=handled"}, Children: []shape{{ID: "b", HopMS: 2}, {ID: "c", HopMS: 3}}}},
+		},
+		{
+			name: "the cause named wins over a receipt",
+			msgs: []domain.Message{msg("a", "", at(0)), msg("b", "", at(1)), msg("c", "a", at(2))},
+			handlings: []domain.Handling{
+				{MessageID: "b", Handler: "orders.x", Outcome: domain.Handled, At: at(1), Raised: []string{"c"}},
+			},
+			want: []shape{{ID: "a", Children: []shape{{ID: "c", HopMS: 2}}}, {ID: "b", Handlings: []string{"orders.x=handled"}}},
+		},
+		{
+			name: "raised by a message not in the trace: a root",
+			msgs: []domain.Message{msg("a", "", at(0)), msg("b", "", at(1))},
+			handlings: []domain.Handling{
+				{MessageID: "ghost", Handler: "orders.x", Outcome: domain.Handled, At: at(1), Raised: []string{"b"}},
+			},
+			want: []shape{{ID: "a"}, {ID: "b"}},
+		},
+		{
 			name: "a duplicate is no failure",
 			msgs: []domain.Message{msg("a", "", at(0))},
 			handlings: []domain.Handling{
@@ -248,5 +272,28 @@ func TestTreePlacesRaisedUnderTheReceiptsMessage(t *testing.T) {
 	want := []shape{{ID: "a", Handlings: []string{"orders.place=handled"}, Children: []shape{{ID: "b", HopMS: 2}}}}
 	if diff := cmp.Diff(want, shapeOf(domain.Tree(msgs, hs))); diff != "" {
 		t.Errorf("Tree (-want +got):\n%s", diff)
+	}
+}
+
+// Messages whose causes lead back to themselves (ids that name each
+// other) are roots: none is lost from the trace.
+func TestTreeKeepsMessagesThatNameEachOther(t *testing.T) {
+	at := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	roots := domain.Tree([]domain.Message{
+		{ID: "a", CausationID: "b", OccurredAt: at},
+		{ID: "b", CausationID: "a", OccurredAt: at.Add(time.Millisecond)},
+		{ID: "c", CausationID: "a", OccurredAt: at.Add(2 * time.Millisecond)},
+	}, nil)
+	var ids []string
+	var walk func(ns []*domain.Node)
+	walk = func(ns []*domain.Node) {
+		for _, n := range ns {
+			ids = append(ids, n.ID)
+			walk(n.Children)
+		}
+	}
+	walk(roots)
+	if len(ids) != 3 {
+		t.Fatalf("the tree holds %v, want a, b and c", ids)
 	}
 }

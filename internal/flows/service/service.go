@@ -102,8 +102,18 @@ func (h *Handlers) Message(ctx context.Context, o Observed) ([]messaging.Raised,
 	m := messaging.MetaFrom(ctx)
 	return nil, h.store.RecordMessage(ctx, domain.Message{
 		ID: m.MessageID, Channel: m.Channel, Key: m.Key, CorrelationID: m.CorrelationID, CausationID: m.CausationID,
-		OccurredAt: m.OccurredAt.UTC(), Payload: o.Payload, Producer: h.producers[m.Channel], Keys: domain.KeysOf(o.Payload),
+		OccurredAt: m.OccurredAt.UTC(), Payload: asJSON(o.Payload), Producer: h.producers[m.Channel], Keys: domain.KeysOf(o.Payload),
 	})
+}
+
+// asJSON returns payload, or, when it is not JSON (a broker delivers any
+// bytes), the JSON string of it: a trace is JSON.
+func asJSON(payload []byte) json.RawMessage {
+	if json.Valid(payload) {
+		return payload
+	}
+	b, _ := json.Marshal(string(payload))
+	return b
 }
 
 // Receipt journals what a handler did with a message.
@@ -121,10 +131,7 @@ func (h *Handlers) DeadLetter(ctx context.Context, d messaging.DeadLetter) ([]me
 		return nil, nil
 	}
 	m := domain.Message{ID: d.MessageID, Channel: d.Channel, Key: d.Key, CorrelationID: d.CorrelationID, CausationID: d.CausationID,
-		Payload: json.RawMessage(d.Payload), Producer: h.producers[d.Channel], Keys: domain.KeysOf([]byte(d.Payload))}
-	if !json.Valid(m.Payload) {
-		m.Payload, _ = json.Marshal(d.Payload) // kept as a string
-	}
+		Payload: asJSON([]byte(d.Payload)), Producer: h.producers[d.Channel], Keys: domain.KeysOf([]byte(d.Payload))}
 	if d.OccurredAt != nil {
 		m.OccurredAt = d.OccurredAt.UTC()
 	}
