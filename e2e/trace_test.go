@@ -1,15 +1,15 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/stockflow/stockflow/internal/testenv"
 )
 
 // traceOrder drives an order through the journey the flows service must
@@ -175,7 +175,7 @@ func TestTraceShowsFailuresAndDuplicates(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, "trace", "--url", "http://"+flowsAt, "--follow", twice.ID)
 	cmd.Env = environ()
-	var follow syncBuffer
+	var follow testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &follow, &follow
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -194,22 +194,4 @@ func TestTraceShowsFailuresAndDuplicates(t *testing.T) {
 		}
 		return ""
 	})
-}
-
-// syncBuffer is a buffer a process writes to while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

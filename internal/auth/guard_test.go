@@ -1,7 +1,6 @@
 package auth_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -16,25 +15,8 @@ import (
 
 	"github.com/stockflow/stockflow/internal/auth"
 	"github.com/stockflow/stockflow/internal/httpx"
+	"github.com/stockflow/stockflow/internal/testenv"
 )
-
-// syncBuffer is a log sink safe for concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // A guarded mux: a route per group, behind Guard, with API keys of each
 // role and JWTs of an identity provider.
@@ -58,7 +40,7 @@ func TestGuard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testenv.Buffer
 	var mu sync.Mutex
 	refused := map[string]int{}
 	g := &auth.Guard{

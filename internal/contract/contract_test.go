@@ -25,21 +25,26 @@ import (
 // docPath is the contract, from this package's directory.
 const docPath = "../../docs/asyncapi.json"
 
-// services are stockflow's services: the names their operations are
-// tagged with, the channels they consume, and the registries of their
-// messages.
-var services = []struct {
-	name     string
-	inbound  []string
-	messages func() *messaging.Registry
-}{
+// domainServices are the services of the shop: the names their
+// operations are tagged with, the channels they consume, and the
+// registries of their messages.
+var domainServices = []service{
 	{allocation.Name, allocationsvc.Inbound, allocationsvc.Messages},
 	{orders.Name, orderssvc.Inbound, orderssvc.Messages},
 	{warehouse.Name, warehousesvc.Inbound, warehousesvc.Messages},
 	{crm.Name, crmsvc.Inbound, crmsvc.Messages},
 	{notifications.Name, notificationssvc.Inbound, notificationssvc.Messages},
-	{flows.Name, flowsInbound(), flowsMessages},
 }
+
+type service struct {
+	name     string
+	inbound  []string
+	messages func() *messaging.Registry
+}
+
+// services are every service: the shop's, and the flows service, which
+// journals every channel of theirs.
+var services = append(domainServices, service{flows.Name, flowsInbound(), flowsMessages})
 
 // flowsMessages is the flows service's registry: every channel of the
 // other services, the receipts and the dead letters, as the stockflow
@@ -47,17 +52,7 @@ var services = []struct {
 func flowsMessages() *messaging.Registry {
 	regs := map[string]*messaging.Registry{}
 	inbound := map[string][]string{}
-	for _, s := range []struct {
-		name     string
-		inbound  []string
-		messages func() *messaging.Registry
-	}{
-		{allocation.Name, allocationsvc.Inbound, allocationsvc.Messages},
-		{orders.Name, orderssvc.Inbound, orderssvc.Messages},
-		{warehouse.Name, warehousesvc.Inbound, warehousesvc.Messages},
-		{crm.Name, crmsvc.Inbound, crmsvc.Messages},
-		{notifications.Name, notificationssvc.Inbound, notificationssvc.Messages},
-	} {
+	for _, s := range domainServices {
 		regs[s.name], inbound[s.name] = s.messages(), s.inbound
 	}
 	channels, _ := flows.Producers(regs, inbound)

@@ -23,6 +23,7 @@ import (
 	"github.com/stockflow/stockflow/internal/notifications"
 	"github.com/stockflow/stockflow/internal/orders"
 	"github.com/stockflow/stockflow/internal/platform"
+	"github.com/stockflow/stockflow/internal/testenv"
 	"github.com/stockflow/stockflow/internal/transport/inproc"
 	"github.com/stockflow/stockflow/internal/warehouse"
 )
@@ -113,24 +114,6 @@ func (r *recording) Subscribe(ctx context.Context, group string, channels []stri
 	})
 }
 
-// lockedBuffer is a log that goroutines share.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // shop is the five services running in the test's process on one
 // in-process broker, behind one HTTP server.
 type shop struct {
@@ -180,7 +163,7 @@ const reservationTTL = time.Second
 // cleanup.
 func startShop(t *testing.T) *shop {
 	sh := &shop{t: t, shared: inproc.New(), rec: newRecorder(), services: map[string]platform.Service{}}
-	logs := &lockedBuffer{}
+	logs := &testenv.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, cancel := context.WithCancel(context.Background())
 	mux := http.NewServeMux()
