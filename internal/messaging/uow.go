@@ -128,7 +128,7 @@ func (u *UnitOfWork[T]) once(ctx context.Context, fn func(context.Context, T) er
 	raised, err := Work(ctx, tx, fn)
 	if errors.Is(err, ErrAlreadyHandled) && MetaFrom(ctx).wantsReceipt() {
 		tx.Rollback(context.WithoutCancel(ctx))
-		u.duplicate(ctx, start)
+		u.RecordDuplicate(ctx, start)
 	}
 	if err != nil {
 		return nil, err
@@ -142,10 +142,15 @@ func (u *UnitOfWork[T]) once(ctx context.Context, fn func(context.Context, T) er
 	return raised, nil
 }
 
-// duplicate records a receipt of the message ctx carries as a duplicate:
-// the inbox skipped it. It is the journal's, and best effort: a receipt
-// lost changes nothing the message did.
-func (u *UnitOfWork[T]) duplicate(ctx context.Context, start time.Time) {
+// RecordDuplicate records a receipt of the message ctx carries as a
+// duplicate, handled since start: the inbox skipped it. It is the
+// journal's, and best effort: a receipt lost changes nothing the message
+// did. Transact records one itself; a store that runs Work its own way
+// (group commit) calls it.
+func (u *UnitOfWork[T]) RecordDuplicate(ctx context.Context, start time.Time) {
+	if !MetaFrom(ctx).wantsReceipt() {
+		return
+	}
 	tx, err := u.cfg.Begin(ctx)
 	if err != nil {
 		return

@@ -105,7 +105,12 @@ type result struct {
 // Transact implements service.Store. As messaging.UnitOfWork does, it runs
 // the work again when it lost a race (messaging.RetryLost).
 func (s *Store) Transact(ctx context.Context, fn func(context.Context, service.UnitOfWork) error) ([]messaging.Raised, error) {
-	return messaging.RetryLost(ctx, 0, s.cfg.Retried, func() ([]messaging.Raised, error) { return s.submit(ctx, fn) })
+	start := time.Now()
+	raised, err := messaging.RetryLost(ctx, 0, s.cfg.Retried, func() ([]messaging.Raised, error) { return s.submit(ctx, fn) })
+	if errors.Is(err, messaging.ErrAlreadyHandled) {
+		s.plain.RecordDuplicate(ctx, start)
+	}
+	return raised, err
 }
 
 // submit runs fn in the next group, and returns its outcome.

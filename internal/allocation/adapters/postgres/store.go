@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -82,6 +83,12 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // Transact implements service.Store: one PostgreSQL transaction per call.
 func (s *Store) Transact(ctx context.Context, fn func(context.Context, service.UnitOfWork) error) ([]messaging.Raised, error) {
 	return s.uow.Transact(ctx, func(ctx context.Context, t *tx) error { return fn(ctx, t) })
+}
+
+// RecordDuplicate records a receipt of the message ctx carries as a
+// duplicate (see messaging.UnitOfWork.RecordDuplicate).
+func (s *Store) RecordDuplicate(ctx context.Context, start time.Time) {
+	s.uow.RecordDuplicate(ctx, start)
 }
 
 // Allocations implements service.Store.
