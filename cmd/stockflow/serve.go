@@ -27,6 +27,7 @@ import (
 	"github.com/stockflow/stockflow/internal/platform"
 	"github.com/stockflow/stockflow/internal/secure"
 	"github.com/stockflow/stockflow/internal/transport/broker"
+	"github.com/stockflow/stockflow/internal/transport/inproc"
 )
 
 const upAbout = `Runs every stockflow service in one process behind one HTTP listener.
@@ -248,6 +249,19 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 		defer wg.Done()
 		ready.watch(bg, log, 2*time.Second)
 	}()
+	if in, ok := transport.(*inproc.Transport); ok {
+		// The in-process transport keeps nothing: no service publishes
+		// before every one of them listens.
+		in.Hold()
+		go func() {
+			actx, cancel := context.WithTimeout(bg, 10*time.Second)
+			defer cancel()
+			if err := in.AwaitGroups(actx, names(defs)...); err != nil && bg.Err() == nil {
+				log.Warn("not every service subscribed within 10s; messages flow anyway", "err", err)
+			}
+			in.Release()
+		}()
+	}
 	for i, svc := range svcs {
 		wg.Add(1)
 		go func() {

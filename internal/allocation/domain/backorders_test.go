@@ -971,3 +971,40 @@ func TestParsePolicy(t *testing.T) {
 		}
 	}
 }
+
+// The warehouse ships a line it still saw in its batch while this service
+// had pushed it out to the waiting list (the news crossed): the line
+// leaves the waiting list, and stock that comes later does not serve it a
+// second time.
+func TestDispatchOfAWaitingLineTakesItOffTheList(t *testing.T) {
+	const sku = "CROSSED-LAMP"
+	for _, ref := range []string{"b", ""} {
+		t.Run("batch "+ref, func(t *testing.T) {
+			l := shopLine("o1", sku, 3, "ann")
+			p := domain.NewProduct(sku, 0, batchWith("b", sku, 3, noETA, l))
+			if err := p.ChangeBatchQuantity("b", 0); err != nil { // damage: the line waits
+				t.Fatal(err)
+			}
+			if len(p.Waiting) != 1 {
+				t.Fatalf("waiting %v, want o1", p.Waiting)
+			}
+			if err := p.Dispatch("o1", ref, 3); err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Waiting) != 0 {
+				t.Fatalf("waiting %v after the dispatch, want none", p.Waiting)
+			}
+			if !slices.ContainsFunc(p.Events(), func(e domain.Event) bool { _, ok := e.(domain.BackorderCancelled); return ok }) {
+				t.Errorf("events %v, want the line off the waiting list", p.Events())
+			}
+			if err := p.AddBatch("later", 10, noETA); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range p.Events() {
+				if a, ok := e.(domain.Allocated); ok && a.OrderID == "o1" {
+					t.Errorf("the dispatched line was served again: %+v", a)
+				}
+			}
+		})
+	}
+}

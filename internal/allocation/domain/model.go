@@ -405,7 +405,9 @@ func (p *Product) Deallocate(line OrderLine) (string, error) {
 // by qty and its Dispatched rises by it; and if ref then holds less than
 // is allocated from it, its latest lines are deallocated as when it
 // shrinks. A dispatch that names no batch (goods_dispatched of earlier
-// versions) takes the goods from the batch that holds the line.
+// versions) takes the goods from the batch that holds the line. A line
+// that waits here for stock (the warehouse shipped it before hearing that
+// it was pushed out) leaves the waiting list: it is served.
 //
 // The product must have been loaded with the lines of orderID and those of
 // the batch ref.
@@ -419,9 +421,20 @@ func (p *Product) Dispatch(orderID, ref string, qty int) error {
 		}
 	}
 	from := p.Batch(ref)
+	waiting := -1
+	if held == nil {
+		// The line may wait here for stock (pushed out by news the
+		// warehouse had not had when it shipped): its goods left, so it
+		// waits no more.
+		waiting = p.waiting(orderID)
+	}
 	switch {
 	case from == nil && ref != "":
 		return fmt.Errorf("%w %s", ErrUnknownBatch, ref)
+	case from == nil && held == nil && waiting >= 0:
+		p.unwait(waiting)
+		p.settle()
+		return nil
 	case from == nil && held == nil:
 		return fmt.Errorf("%w: order %s, sku %s", ErrNotAllocated, orderID, p.SKU)
 	case from == nil:
@@ -432,6 +445,9 @@ func (p *Product) Dispatch(orderID, ref string, qty int) error {
 	if held != nil {
 		held.deallocate(line)
 		p.raise(Deallocated{OrderID: line.OrderID, SKU: line.SKU, Qty: line.Qty, BatchRef: held.Ref, Reason: ReasonDispatched, Version: p.next()})
+	}
+	if waiting >= 0 {
+		p.unwait(waiting)
 	}
 	p.shrink(from)
 	p.settle()

@@ -28,6 +28,10 @@ type Transport struct {
 	mu     sync.RWMutex
 	subs   map[string][]*subscription // by channel
 	closed bool
+	// held, while not nil, makes Publish wait until it is closed (Hold).
+	held chan struct{}
+	// subscribed is closed and renewed each time a group subscribes.
+	subscribed chan struct{}
 }
 
 type subscription struct {
@@ -38,13 +42,83 @@ type subscription struct {
 }
 
 // New returns an in-process transport.
-func New() *Transport { return &Transport{subs: map[string][]*subscription{}} }
+func New() *Transport {
+	return &Transport{subs: map[string][]*subscription{}, subscribed: make(chan struct{})}
+}
+
+// Hold makes Publish wait until Release. The transport keeps nothing, so
+// a group that subscribes after a message was published never sees it: a
+// process that starts several services on one transport holds their
+// messages until every group subscribed.
+func (t *Transport) Hold() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.held == nil {
+		t.held = make(chan struct{})
+	}
+}
+
+// Release lets Publish go on.
+func (t *Transport) Release() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.held != nil {
+		close(t.held)
+		t.held = nil
+	}
+}
+
+// AwaitGroups waits until each of groups has subscribed, or ctx is done.
+func (t *Transport) AwaitGroups(ctx context.Context, groups ...string) error {
+	for {
+		t.mu.RLock()
+		missing := false
+		for _, g := range groups {
+			if !t.hasGroup(g) {
+				missing = true
+				break
+			}
+		}
+		next := t.subscribed
+		t.mu.RUnlock()
+		if !missing {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-next:
+		}
+	}
+}
+
+// hasGroup reports whether group subscribed; t.mu must be held.
+func (t *Transport) hasGroup(group string) bool {
+	for _, list := range t.subs {
+		for _, s := range list {
+			if s.group == group {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 var errClosed = errors.New("inproc: transport closed")
 
 // Publish hands each message, in order, to every group subscribed to its
 // channel, and returns when each has acknowledged it.
 func (t *Transport) Publish(ctx context.Context, msgs ...messaging.Envelope) error {
+	t.mu.RLock()
+	held := t.held
+	t.mu.RUnlock()
+	if held != nil {
+		select {
+		case <-held:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	for _, m := range msgs {
 		t.mu.RLock()
 		if t.closed {
@@ -105,6 +179,8 @@ func (t *Transport) Subscribe(ctx context.Context, group string, channels []stri
 	for _, c := range channels {
 		t.subs[c] = append(t.subs[c], s)
 	}
+	close(t.subscribed)
+	t.subscribed = make(chan struct{})
 	t.mu.Unlock()
 	<-ctx.Done()
 	t.mu.Lock()
