@@ -18,6 +18,8 @@ var routeRoles = map[string]auth.Role{
 	"GET /products/{sku}":         auth.Stock,
 	"GET /flows":                  auth.Ops,
 	"GET /flows/stream":           auth.Ops,
+	"GET /flows/recent":           auth.Ops,
+	"GET /flows/map":              auth.Ops,
 	// orders: what a storefront calls
 	"POST /orders":                  auth.Shop,
 	"GET /orders":                   auth.Shop,
@@ -39,8 +41,10 @@ var routeRoles = map[string]auth.Role{
 	"GET /metrics": auth.Ops, // open unless --metrics-auth
 }
 
-// openRoutes are the routes anyone may call: the probes, and the metrics
-// unless metricsAuth.
+// openRoutes are the routes anyone may call: the probes, the flows page
+// and its scripts (which hold no data: the page asks for a key when the
+// API it calls answers 401), and the metrics unless metricsAuth.
 func openRoutes(metricsAuth bool) map[string]bool {
-	return map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /metrics": !metricsAuth}
+	return map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /metrics": !metricsAuth,
+		"GET /{$}": true, "GET /ui/": true}
 }
