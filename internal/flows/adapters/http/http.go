@@ -172,7 +172,8 @@ type Event struct {
 
 // stream answers GET /flows/stream?order=|correlation=|message=|batch=
 // as Server-Sent Events: first every message of the flows and what was
-// done with it, then what joins them, as it joins, until the client goes.
+// done with it, then what joins them, as it joins, until the client goes
+// or the server shuts down.
 // A flow not in the journal yet is waited for.
 func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	q, err := query(r)
@@ -221,6 +222,8 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-httpx.Closing(r.Context()):
+			return // the server shuts down: the client follows again elsewhere
 		case <-tick.C:
 		}
 	}

@@ -85,16 +85,19 @@
   }
   function span(ms) {
     if (!isFinite(ms)) return '';
+    if (ms === 0) return '0 ms';
     if (ms < 1) return ms.toFixed(2) + ' ms';
     if (ms < 1000) return (ms < 10 ? ms.toFixed(1) : Math.round(ms)) + ' ms';
     if (ms < 60000) return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + ' s';
     const m = Math.floor(ms / 60000);
     return m + ' min ' + Math.round((ms % 60000) / 1000) + ' s';
   }
-  function keysOf(m) {
+  // keysOf names the business keys of m, but for those the view is of.
+  function keysOf(m, all) {
     const out = [];
-    if (m.orderid) out.push('order ' + short(m.orderid));
-    if (m.customer) out.push(m.customer);
+    const sel = all ? {} : state.selection || {};
+    if (m.orderid && sel.order !== m.orderid) out.push('order ' + short(m.orderid));
+    if (m.customer && sel.customer !== m.customer && !sel.order) out.push(m.customer);
     if (m.sku) out.push(m.sku + (m.qty ? ' ×' + m.qty : ''));
     else if (m.qty) out.push('×' + m.qty);
     if (m.batchref) out.push('batch ' + m.batchref);
@@ -237,7 +240,8 @@
     });
     for (const g of state.recent) state.known.add(g.id);
     list.replaceChildren(...items);
-    $('list-title').textContent = state.search ? 'Matching “' + state.search + '”' : 'Recent orders and flows';
+    $('list-title').textContent = state.search ? 'Matching “' + short(state.search) + '”' : 'Recent orders and flows';
+    $('list-title').title = state.search;
     $('clear-search').hidden = !state.search;
     if (items.length) {
       $('flows-empty').hidden = true;
@@ -453,9 +457,9 @@
     }
     for (const s of used) if (!lanes.includes(s)) lanes.push(s);
 
-    const width = Math.max(box.clientWidth || 860, 720);
-    const gutter = 78, top = 58, right = 24;
-    const col = Math.max(112, (width - gutter - right) / lanes.length);
+    const width = Math.max(($('view-flow').clientWidth || 900) - 40, 560);
+    const gutter = 64, top = 58, right = 16;
+    const col = Math.max(84, (width - 2 - gutter - right) / lanes.length);
     const x = (s) => gutter + col * (lane(s) + 0.5);
     const W = gutter + col * lanes.length + right;
 
@@ -483,7 +487,7 @@
     const root = svg('svg', { id: 'sequence', width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: 'img',
       'aria-label': 'Sequence diagram of ' + $('flow-title').textContent });
     root.append(svg('defs', {}, ...['handled', 'duplicate', 'dead_lettered', 'pending'].map((o) =>
-      svg('marker', { id: 'head-' + o, viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' },
+      svg('marker', { id: 'head-' + o, viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 9, markerHeight: 9, markerUnits: 'userSpaceOnUse', orient: 'auto-start-reverse' },
         svg('path', { d: 'M0,1 L9,5 L0,9 z', fill: `var(--${o === 'dead_lettered' ? 'dead' : o})` })))));
 
     // Row highlights sit under everything.
@@ -492,20 +496,19 @@
     // Lifelines
     for (const s of lanes) {
       const cx = x(s);
-      const bw = Math.min(col - 16, 124);
+      const bw = Math.min(col - 12, 96);
       root.append(svg('g', { class: 'lifeline' + (used.has(s) ? '' : ' unused'), 'data-service': s },
         svg('line', { x1: cx, y1: top, x2: cx, y2: H - 8 }),
         svg('g', { class: 'head' },
-          svg('rect', { x: cx - bw / 2, y: 12, width: bw, height: 32, rx: 7 }),
-          svg('rect', { class: 'bar', x: cx - bw / 2, y: 12, width: 4, height: 32, rx: 2, fill: SERVICE_COLOURS[s] || '#adb5bd' }),
-          svg('text', { x: cx + 2, y: 32, text: s }))));
+          svg('text', { x: cx, y: 30, text: s }),
+          svg('rect', { class: 'bar', x: cx - bw / 2, y: 40, width: bw, height: 3, rx: 1.5, fill: SERVICE_COLOURS[s] || '#adb5bd' }))));
     }
     // Arrows
     for (const r of rows) {
       if (r.sep) {
         root.append(svg('g', { class: 'flowsep' },
           svg('line', { x1: 8, x2: W - 8, y1: r.y, y2: r.y }),
-          svg('text', { x: 10, y: r.y - 4, text: 'flow ' + short(r.corr) })));
+          svg('text', { x: 10, y: r.y - 4, text: 'flow ' + short(r.corr) + ' · started by ' + (r.first.m.producer || 'outside') + ' → ' + r.first.m.channel })));
         continue;
       }
       const { e, d } = r;
@@ -553,7 +556,7 @@
           svg('title', { text: clock(e.m.occurred_at) + (e.hop ? ' · ' + span(e.hop) + ' after its cause' : '') })));
       }
       g.append(svg('title', { text: `${e.m.channel}: ${from} → ${d.service || '?'} (${OUTCOME_TEXT[d.outcome]})` }));
-      const open = () => { state.selected = { message: e.m.id, service: d.service, outcome: d.outcome }; render(); showPanel(e, d); };
+      const open = () => { state.selected = { message: e.m.id, service: d.service, outcome: d.outcome }; showPanel(e, d); render(); };
       g.addEventListener('click', open);
       g.addEventListener('keydown', (ev) => { if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); open(); } });
       root.append(g);
@@ -588,14 +591,14 @@
     const body = [
       el('div', { class: 'route' }, from, ' → ', d.service || 'nobody yet',
         el('span', { class: 'badge ' + d.outcome, text: OUTCOME_TEXT[d.outcome] })),
-      keysOf(m).length ? el('p', { class: 'meta', text: keysOf(m).join(' · ') }) : null,
+      keysOf(m, true).length ? el('p', { class: 'meta', text: keysOf(m, true).join(' · ') }) : null,
       el('h3', { text: 'Ids' }),
       el('dl', { class: 'kv ids' },
         el('dt', { text: 'message' }), el('dd', { 'data-field': 'message-id', text: m.id }),
         el('dt', { text: 'correlation' }), el('dd', {}, state.selection && state.selection.correlation === m.correlation_id
           ? m.correlation_id : link(m.correlation_id, () => select({ correlation: m.correlation_id }))),
         el('dt', { text: 'causation' }), el('dd', {}, !m.causation_id ? '—' : cause
-          ? link(m.causation_id, () => { const cd = deliveries(cause)[0]; state.selected = { message: cause.m.id, service: cd.service, outcome: cd.outcome }; render(); showPanel(cause, cd); })
+          ? link(m.causation_id, () => { const cd = deliveries(cause)[0]; state.selected = { message: cause.m.id, service: cd.service, outcome: cd.outcome }; showPanel(cause, cd); render(); })
           : m.causation_id),
         m.key ? [el('dt', { text: 'key' }), el('dd', { text: m.key })] : null),
       el('h3', { text: 'Timing' }),
@@ -674,7 +677,7 @@
     const H = Math.max(440, ...services.map((s) => place(s)[1] + 40));
     const root = svg('svg', { id: 'service-map', viewBox: `0 0 1000 ${H}`, width: '100%', role: 'img', 'aria-label': 'Service map' });
     root.append(svg('defs', {}, ...[['seen', '#5c6b8a'], ['idle', '#c5ccd8'], ['failing', 'var(--dead)'], ['undeclared', 'var(--undeclared)']].map(([k, c]) =>
-      svg('marker', { id: 'map-' + k, viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto' },
+      svg('marker', { id: 'map-' + k, viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 10, markerHeight: 10, markerUnits: 'userSpaceOnUse', orient: 'auto' },
         svg('path', { d: 'M0,1 L9,5 L0,9 z', fill: c })))));
     const maxRate = Math.max(1, ...[...pairs.values()].map((p) => p.messages));
     const outRate = {};
@@ -691,7 +694,7 @@
         // A curve bent to the right of its direction: the two ways
         // between a pair of services stay apart.
         const dx = bx - ax, dy = by - ay, len = Math.hypot(dx, dy);
-        const nx = -dy / len, ny = dx / len, bend = 26;
+        const nx = -dy / len, ny = dx / len, bend = 34;
         const cx = (ax + bx) / 2 + nx * bend, cy = (ay + by) / 2 + ny * bend;
         const trim = (px, py, qx, qy) => { // to the edge of the box around (px, py)
           const tx = qx - px, ty = qy - py;
@@ -700,7 +703,8 @@
         };
         const [sx, sy] = trim(ax, ay, cx, cy), [ex, ey] = trim(bx, by, cx, cy);
         d = `M${sx},${sy} Q${cx},${cy} ${ex},${ey}`;
-        lx = (sx + 2 * cx + ex) / 4; ly = (sy + 2 * cy + ey) / 4;
+        // The label beside the curve's middle, on its outer side.
+        lx = (sx + 2 * cx + ex) / 4 + nx * 14; ly = (sy + 2 * cy + ey) / 4 + ny * 10;
       }
       const label = p.seen.size ? (p.messages / minutes >= 1 ? (p.messages / minutes).toFixed(1) + '/min' : p.messages + ' msg') + (p.dead ? ' · ' + p.dead + ' dead' : '') : '';
       root.append(svg('g', { class: 'edge ' + cls, 'data-from': p.from, 'data-to': p.to },
@@ -800,10 +804,13 @@
       if (ev.key === '/' && document.activeElement.tagName !== 'INPUT') { ev.preventDefault(); $('q').focus(); }
     });
     window.addEventListener('hashchange', () => { const s = fromHash(); if (s) select(s, { keepHash: true }); });
-    let width = window.innerWidth;
-    window.addEventListener('resize', () => {
-      if (Math.abs(window.innerWidth - width) > 40 && state.msgs.size) { width = window.innerWidth; render(); }
-    });
+    // The diagram fits the room it has: redrawn when that changes (the
+    // window, the panel opening or closing).
+    let width = 0;
+    new ResizeObserver(() => {
+      const w = $('view-flow').clientWidth;
+      if (Math.abs(w - width) > 24 && state.msgs.size) { width = w; render(); }
+    }).observe($('view-flow'));
     if (key()) $('key-button').textContent = 'API key ✓';
 
     const sel = fromHash();
