@@ -118,7 +118,7 @@ func TestPage(t *testing.T) {
 
 	// An empty journal says what to do.
 	run(t, ctx, "opening the page", chromedp.Navigate(srv.Base+"/"), chromedp.WaitVisible(chromedp.ID("flows-empty")))
-	if empty := text(t, ctx, "#flows-empty");  !strings.Contains(empty, "curl examples") {
+	if empty := text(t, ctx, "#flows-empty"); !strings.Contains(empty, "curl examples") {
 		t.Errorf("the empty list says %q", empty)
 	}
 
