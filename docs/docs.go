@@ -12,3 +12,9 @@ import _ "embed"
 //
 //go:embed openapi.json
 var OpenAPI []byte
+
+// AsyncAPI is docs/asyncapi.json: every message crossing a service
+// boundary, its channel and payload, and who sends and receives it.
+//
+//go:embed asyncapi.json
+var AsyncAPI []byte

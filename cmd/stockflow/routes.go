@@ -18,6 +18,8 @@ var routeRoles = map[string]auth.Role{
 	"GET /products/{sku}":         auth.Stock,
 	"GET /flows":                  auth.Ops,
 	"GET /flows/stream":           auth.Ops,
+	"GET /flows/recent":           auth.Ops,
+	"GET /flows/map":              auth.Ops,
 	// orders: what a storefront calls
 	"POST /orders":                  auth.Shop,
 	"GET /orders":                   auth.Shop,
@@ -40,7 +42,10 @@ var routeRoles = map[string]auth.Role{
 }
 
 // openRoutes are the routes anyone may call: the probes, the API's
-// description, and the metrics unless metricsAuth.
+// description, the flows page and its scripts (which hold no data: the
+// page asks for a key when the API it calls answers 401), and the metrics
+// unless metricsAuth.
 func openRoutes(metricsAuth bool) map[string]bool {
-	return map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /openapi.json": true, "GET /metrics": !metricsAuth}
+	return map[string]bool{"GET /healthz": true, "GET /readyz": true, "GET /openapi.json": true, "GET /metrics": !metricsAuth,
+		"GET /{$}": true, "GET /ui/{file}": true}
 }

@@ -10,7 +10,7 @@
 //	service/           the handlers of what it follows, the traces
 //	adapters/sqlite/   the journal's embedded store
 //	adapters/postgres/ the journal in a PostgreSQL schema
-//	adapters/http/     GET /flows
+//	adapters/http/     GET /flows, the live page at / and its service map
 package flows
 
 import (
@@ -44,6 +44,9 @@ type Options struct {
 	Producers map[string]string
 	// Retention is how long a message is kept (DefaultRetention if zero).
 	Retention time.Duration
+	// Contract is what the service map checks what runs against
+	// (docs/asyncapi.json); none if nil.
+	Contract *service.Contract
 }
 
 // Store is the journal's store.
@@ -91,7 +94,7 @@ func Open(ctx context.Context, cfg platform.Config, opts Options) (*Service, err
 			}
 			return flowsqlite.Open(ctx, filepath.Join(cfg.DataDir, Name+".db"))
 		},
-		Handlers: func(st Store) *service.Handlers { return service.NewHandlers(st, opts.Producers) },
+		Handlers: func(st Store) *service.Handlers { return service.NewHandlers(st, opts.Producers, opts.Contract) },
 		Bus:      service.NewBus,
 	})
 	if err != nil {

@@ -1,8 +1,10 @@
 package httpx
 
 import (
+	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"time"
 )
@@ -26,13 +28,30 @@ const (
 
 // Server returns an HTTP server of h with the listener's limits.
 func Server(h http.Handler) *http.Server {
-	return &http.Server{
+	closing := make(chan struct{})
+	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		ReadTimeout:       ReadTimeout,
 		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    MaxHeaderBytes,
+		BaseContext: func(net.Listener) context.Context {
+			return context.WithValue(context.Background(), closingKey{}, (<-chan struct{})(closing))
+		},
 	}
+	srv.RegisterOnShutdown(func() { close(closing) })
+	return srv
+}
+
+type closingKey struct{}
+
+// Closing returns a channel closed when the server answering the request
+// of ctx starts to shut down (nil, never closed, for a server not made by
+// Server). An answer that lasts (a stream) ends then: the shutdown lets
+// requests in flight finish, and a stream would not.
+func Closing(ctx context.Context) <-chan struct{} {
+	c, _ := ctx.Value(closingKey{}).(<-chan struct{})
+	return c
 }
 
 // MaxDrain is the most of a request body read and thrown away to answer a

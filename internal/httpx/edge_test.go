@@ -3,6 +3,7 @@ package httpx_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -182,5 +183,43 @@ func TestEdgeServerLimits(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("status %d for headers over MaxHeaderBytes, want 431", resp.StatusCode)
+	}
+}
+
+// A stream waiting on Closing ends when the server shuts down, so that
+// the shutdown does not wait for it.
+func TestClosingEndsStreams(t *testing.T) {
+	started := make(chan struct{})
+	srv := httpx.Server(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		close(started)
+		select {
+		case <-httpx.Closing(r.Context()):
+		case <-r.Context().Done():
+		}
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	res, err := http.Get("http://" + ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	begun := time.Now()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with a stream open: %v", err)
+	}
+	if d := time.Since(begun); d > 2*time.Second {
+		t.Errorf("the shutdown waited %s for the stream", d)
+	}
+	if httpx.Closing(context.Background()) != nil {
+		t.Error("Closing of a context no server made is not nil")
 	}
 }

@@ -40,6 +40,9 @@ func Load(data []byte) (*Document, error) {
 	for path, item := range t.Paths.Map() {
 		for method, op := range item.Operations() {
 			pattern := method + " " + path
+			if path == "/" { // the root alone, as the router names it
+				pattern = method + " /{$}"
+			}
 			route := &routers.Route{Spec: t, Path: path, PathItem: item, Method: method, Operation: op}
 			if err := register(d.mux, pattern, route); err != nil {
 				return nil, err

@@ -27,17 +27,25 @@ type Store interface {
 	// Messages returns the messages q selects, oldest first, and their
 	// handlings.
 	Messages(ctx context.Context, q Query) ([]domain.Message, []domain.Handling, error)
+	// Recent returns the flows q selects, the latest active first.
+	Recent(ctx context.Context, q RecentQuery) ([]domain.Flow, error)
+	// Traffic returns what went over each channel since a time, by
+	// producer and consuming service.
+	Traffic(ctx context.Context, since time.Time) ([]domain.Traffic, error)
+	// Latest returns the message of channel seen last; nil when the
+	// journal has none.
+	Latest(ctx context.Context, channel string) (*domain.Message, error)
 	// Prune forgets the messages seen before, and their handlings; it
 	// returns how many messages it forgot.
 	Prune(ctx context.Context, before time.Time) (int, error)
 }
 
 // Query selects the flows a trace shows: those of a message, of a
-// correlation id, or every flow a message of an order or a batch took
-// part in (a damage report on an order's batch starts a flow of its own,
-// which moves the order's line). Exactly one is set.
+// correlation id, or every flow a message of an order, a customer, a sku
+// or a batch took part in (a damage report on an order's batch starts a
+// flow of its own, which moves the order's line). Exactly one is set.
 type Query struct {
-	Message, Correlation, Order, Batch string
+	Message, Correlation, Order, Customer, SKU, Batch string
 	// Limit bounds the messages returned, the earliest kept.
 	Limit int
 }
@@ -48,15 +56,16 @@ const DefaultLimit = 1000
 // Validate reports what is wrong with q.
 func (q Query) Validate() error {
 	n := 0
-	for _, v := range []string{q.Message, q.Correlation, q.Order, q.Batch} {
+	for _, v := range []string{q.Message, q.Correlation, q.Order, q.Customer, q.SKU, q.Batch} {
 		if v != "" {
 			n++
 		}
 	}
 	if n != 1 {
-		return fail.Errorf(fail.Invalid, "name exactly one of message, correlation, order or batch")
+		return fail.Errorf(fail.Invalid, "name exactly one of message, correlation, order, customer, sku or batch")
 	}
-	for field, v := range map[string]string{"message": q.Message, "correlation": q.Correlation, "order": q.Order, "batch": q.Batch} {
+	for field, v := range map[string]string{"message": q.Message, "correlation": q.Correlation, "order": q.Order,
+		"customer": q.Customer, "sku": q.SKU, "batch": q.Batch} {
 		if v != "" {
 			if err := valid.Ref(field, v); err != nil {
 				return err
@@ -79,12 +88,16 @@ type Handlers struct {
 	store Store
 	// producers names the service that raises the messages of each channel.
 	producers map[string]string
+	// contract is what the service map checks the journal against; nil
+	// for none.
+	contract *Contract
 }
 
 // NewHandlers returns the handlers over store; producers names the
-// service that raises each channel's messages.
-func NewHandlers(store Store, producers map[string]string) *Handlers {
-	return &Handlers{store: store, producers: producers}
+// service that raises each channel's messages, and doc, when not nil, is
+// the contract the service map checks what runs against.
+func NewHandlers(store Store, producers map[string]string, doc *Contract) *Handlers {
+	return &Handlers{store: store, producers: producers, contract: doc}
 }
 
 // NewBus wires the handlers to a message bus. Every handler is
@@ -174,8 +187,59 @@ func (q Query) describe() string {
 		return "correlation " + q.Correlation
 	case q.Order != "":
 		return "order " + q.Order
+	case q.Customer != "":
+		return "customer " + q.Customer
+	case q.SKU != "":
+		return "sku " + q.SKU
 	}
 	return "batch " + q.Batch
+}
+
+// RecentQuery selects recent flows: every flow, or those a message of
+// which has Match as its id, correlation id, order, customer, sku or
+// batch.
+type RecentQuery struct {
+	Match string
+	// Limit bounds the flows returned (DefaultRecent if zero).
+	Limit int
+}
+
+// DefaultRecent and MaxRecent bound the flows Recent returns.
+const (
+	DefaultRecent = 20
+	MaxRecent     = 200
+)
+
+// Validate reports what is wrong with q.
+func (q RecentQuery) Validate() error {
+	if q.Match != "" {
+		if err := valid.Ref("match", q.Match); err != nil {
+			return err
+		}
+	}
+	if q.Limit < 0 || q.Limit > MaxRecent {
+		return fail.Errorf(fail.Invalid, "limit must be between 1 and %d, got %d", MaxRecent, q.Limit)
+	}
+	return nil
+}
+
+// Recent returns the flows q selects, the latest active first; an empty
+// list when none is journaled.
+func (h *Handlers) Recent(ctx context.Context, q RecentQuery) ([]domain.Flow, error) {
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
+	if q.Limit == 0 {
+		q.Limit = DefaultRecent
+	}
+	flows, err := h.store.Recent(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("reading the journal: %w", err)
+	}
+	if flows == nil {
+		flows = []domain.Flow{}
+	}
+	return flows, nil
 }
 
 // Registry returns the registry of what the flows service consumes: every

@@ -25,6 +25,14 @@ type fakeStore struct {
 	err       error
 }
 
+func (s *fakeStore) Recent(context.Context, service.RecentQuery) ([]domain.Flow, error) {
+	return nil, s.err
+}
+
+func (s *fakeStore) Traffic(context.Context, time.Time) ([]domain.Traffic, error) { return nil, s.err }
+
+func (s *fakeStore) Latest(context.Context, string) (*domain.Message, error) { return nil, s.err }
+
 func (s *fakeStore) RecordMessage(_ context.Context, m domain.Message) error {
 	if s.err != nil {
 		return s.err
@@ -96,7 +104,7 @@ func TestMessage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := &fakeStore{}
-			h := service.NewHandlers(st, producers)
+			h := service.NewHandlers(st, producers, nil)
 			raised, err := h.Message(messaging.WithMeta(context.Background(), tt.meta), service.Observed{Payload: json.RawMessage(tt.payload)})
 			if err != nil || raised != nil {
 				t.Fatalf("Message = %v, %v; want nothing raised, no error", raised, err)
@@ -118,7 +126,7 @@ func TestMessage(t *testing.T) {
 // as a JSON string, as a dead letter's is: a trace answers JSON.
 func TestMessageKeepsAnUnreadablePayloadAsAString(t *testing.T) {
 	st := &fakeStore{}
-	h := service.NewHandlers(st, producers)
+	h := service.NewHandlers(st, producers, nil)
 	ctx := messaging.WithMeta(context.Background(), messaging.Meta{MessageID: "m1", Channel: "order_placed", CorrelationID: "m1", OccurredAt: when})
 	if _, err := h.Message(ctx, service.Observed{Payload: json.RawMessage(`not json {`)}); err != nil {
 		t.Fatal(err)
@@ -133,7 +141,7 @@ func TestMessageKeepsAnUnreadablePayloadAsAString(t *testing.T) {
 
 func TestStoreErrorsReturned(t *testing.T) {
 	boom := errors.New("disk full")
-	h := service.NewHandlers(&fakeStore{err: boom}, producers)
+	h := service.NewHandlers(&fakeStore{err: boom}, producers, nil)
 	ctx := messaging.WithMeta(context.Background(), messaging.Meta{MessageID: "m1", Channel: "order_placed", CorrelationID: "m1"})
 	if _, err := h.Message(ctx, service.Observed{Payload: json.RawMessage(`{}`)}); !errors.Is(err, boom) {
 		t.Errorf("Message = %v, want %v", err, boom)
@@ -170,7 +178,7 @@ func TestReceipt(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := &fakeStore{}
-			h := service.NewHandlers(st, producers)
+			h := service.NewHandlers(st, producers, nil)
 			// The receipt's own envelope says nothing of the handling.
 			ctx := messaging.WithMeta(context.Background(), messaging.Meta{MessageID: "r1", Channel: messaging.ChannelReceipts,
 				Key: "m1", CorrelationID: "c1", CausationID: "m1", OccurredAt: when.Add(time.Hour)})
@@ -231,7 +239,7 @@ func TestDeadLetter(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := &fakeStore{}
-			h := service.NewHandlers(st, producers)
+			h := service.NewHandlers(st, producers, nil)
 			if _, err := h.DeadLetter(context.Background(), tt.letter); err != nil {
 				t.Fatal(err)
 			}
@@ -260,7 +268,7 @@ func TestDeadLetter(t *testing.T) {
 // journal.
 func TestDeadLetterOfNoMessage(t *testing.T) {
 	st := &fakeStore{}
-	h := service.NewHandlers(st, producers)
+	h := service.NewHandlers(st, producers, nil)
 	_, err := h.DeadLetter(context.Background(), messaging.DeadLetter{Consumer: "orders/x", Channel: "order_placed",
 		Payload: `{"orderid":"o1"}`, Reason: "?", FailedAt: when})
 	if err != nil {
@@ -307,7 +315,7 @@ func TestQueryValidate(t *testing.T) {
 			}
 			// Trace refuses what Validate refuses, without reading.
 			st := &fakeStore{msgs: []domain.Message{{ID: "m1", CorrelationID: "c1"}}}
-			_, err = service.NewHandlers(st, nil).Trace(context.Background(), tt.q)
+			_, err = service.NewHandlers(st, nil, nil).Trace(context.Background(), tt.q)
 			if !tt.ok && (!errors.Is(err, fail.Invalid) || len(st.queries) != 0) {
 				t.Errorf("Trace(%+v) = %v after %d reads, want fail.Invalid and none", tt.q, err, len(st.queries))
 			}
@@ -327,7 +335,7 @@ func TestTrace(t *testing.T) {
 		},
 		handlings: []domain.Handling{{MessageID: "m1", Handler: "allocation.allocate", Outcome: domain.Handled, At: at.Add(time.Millisecond)}},
 	}
-	h := service.NewHandlers(st, producers)
+	h := service.NewHandlers(st, producers, nil)
 	nodes, err := h.Trace(context.Background(), service.Query{Order: "o1"})
 	if err != nil {
 		t.Fatal(err)
@@ -348,7 +356,7 @@ func TestTrace(t *testing.T) {
 
 func TestTraceOfNothing(t *testing.T) {
 	for _, q := range []service.Query{{Message: "m1"}, {Correlation: "c1"}, {Order: "o1"}, {Batch: "b1"}} {
-		_, err := service.NewHandlers(&fakeStore{}, producers).Trace(context.Background(), q)
+		_, err := service.NewHandlers(&fakeStore{}, producers, nil).Trace(context.Background(), q)
 		if !errors.Is(err, fail.NotFound) {
 			t.Errorf("Trace(%+v) of an empty journal = %v, want fail.NotFound", q, err)
 			continue
@@ -362,7 +370,7 @@ func TestTraceOfNothing(t *testing.T) {
 
 func TestTraceStoreError(t *testing.T) {
 	boom := errors.New("disk on fire")
-	_, err := service.NewHandlers(&fakeStore{err: boom}, producers).Trace(context.Background(), service.Query{Order: "o1"})
+	_, err := service.NewHandlers(&fakeStore{err: boom}, producers, nil).Trace(context.Background(), service.Query{Order: "o1"})
 	if !errors.Is(err, boom) {
 		t.Fatalf("Trace = %v, want %v", err, boom)
 	}

@@ -1,5 +1,6 @@
 // Package http is the flows service's HTTP API: the traces of the
-// journal, as JSON.
+// journal as JSON and as a live stream, the recent flows, the service
+// map, and the page at / that draws them.
 package http
 
 import (
@@ -9,7 +10,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/stockflow/stockflow/internal/fail"
@@ -18,9 +22,11 @@ import (
 	"github.com/stockflow/stockflow/internal/httpx"
 )
 
-// Flows answers traces.
+// Flows answers traces, recent flows and the service map.
 type Flows interface {
 	Trace(ctx context.Context, q service.Query) ([]*domain.Node, error)
+	Recent(ctx context.Context, q service.RecentQuery) ([]domain.Flow, error)
+	Map(ctx context.Context, window time.Duration) (*service.Map, error)
 }
 
 // API serves the flows routes.
@@ -36,9 +42,86 @@ type API struct {
 func (a *API) Register(mux httpx.Mux) {
 	mux.HandleFunc("GET /flows", a.trace)
 	mux.HandleFunc("GET /flows/stream", a.stream)
+	mux.HandleFunc("GET /flows/recent", a.recent)
+	mux.HandleFunc("GET /flows/map", a.serviceMap)
+	mux.Handle("GET /{$}", page())
+	mux.Handle("GET /ui/{file}", assets())
 }
 
-// trace answers GET /flows?order=|correlation=|message=|batch=[&limit=]:
+// recent answers GET /flows/recent[?match=][&limit=]: the latest active
+// flows first, each with its first message, its order and customer, when
+// it ran, how many messages it counts and whether one failed; with match,
+// those a message of which has it as its id, correlation id, order,
+// customer, sku or batch.
+func (a *API) recent(w http.ResponseWriter, r *http.Request) {
+	v := r.URL.Query()
+	if err := only(v, "match", "limit"); err != nil {
+		httpx.Fail(w, r, a.Log, err)
+		return
+	}
+	q := service.RecentQuery{Match: v.Get("match")}
+	if v.Has("match") && q.Match == "" {
+		httpx.Fail(w, r, a.Log, fail.Errorf(fail.Invalid, "match must not be empty"))
+		return
+	}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			httpx.Fail(w, r, a.Log, fail.Errorf(fail.Invalid, "limit must be a positive number, got %q", s))
+			return
+		}
+		q.Limit = n
+	}
+	flows, err := a.Flows.Recent(r.Context(), q)
+	if err != nil {
+		httpx.Fail(w, r, a.Log, err)
+		return
+	}
+	httpx.JSON(w, http.StatusOK, flows)
+}
+
+// serviceMap answers GET /flows/map[?window=]: the services and the
+// channels between them as docs/asyncapi.json declares them, the
+// messages each link carried over the window (default an hour), and
+// every difference between the two.
+func (a *API) serviceMap(w http.ResponseWriter, r *http.Request) {
+	v := r.URL.Query()
+	if err := only(v, "window"); err != nil {
+		httpx.Fail(w, r, a.Log, err)
+		return
+	}
+	var window time.Duration
+	if s := v.Get("window"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			httpx.Fail(w, r, a.Log, fail.Errorf(fail.Invalid, "window must be a duration such as 15m or 1h, got %q", s))
+			return
+		}
+		if d <= 0 {
+			httpx.Fail(w, r, a.Log, fail.Errorf(fail.Invalid, "window must be positive, got %q", s))
+			return
+		}
+		window = d
+	}
+	m, err := a.Flows.Map(r.Context(), window)
+	if err != nil {
+		httpx.Fail(w, r, a.Log, err)
+		return
+	}
+	httpx.JSON(w, http.StatusOK, m)
+}
+
+// only refuses the parameters of v not among names.
+func only(v url.Values, names ...string) error {
+	for name := range v {
+		if !slices.Contains(names, name) {
+			return fail.Errorf(fail.Invalid, "unknown parameter %q: the parameters are %s", name, strings.Join(names, ", "))
+		}
+	}
+	return nil
+}
+
+// trace answers GET /flows?order=|customer=|sku=|correlation=|message=|batch=[&limit=]:
 // the causal tree of the flows named, roots first, each message with
 // what each handler did with it and the messages it caused.
 func (a *API) trace(w http.ResponseWriter, r *http.Request) {
@@ -58,7 +141,8 @@ func (a *API) trace(w http.ResponseWriter, r *http.Request) {
 // query reads the trace's query from r's URL.
 func query(r *http.Request) (service.Query, error) {
 	v := r.URL.Query()
-	q := service.Query{Message: v.Get("message"), Correlation: v.Get("correlation"), Order: v.Get("order"), Batch: v.Get("batch")}
+	q := service.Query{Message: v.Get("message"), Correlation: v.Get("correlation"), Order: v.Get("order"),
+		Customer: v.Get("customer"), SKU: v.Get("sku"), Batch: v.Get("batch")}
 	if s := v.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
@@ -68,9 +152,9 @@ func query(r *http.Request) (service.Query, error) {
 	}
 	for name := range v {
 		switch name {
-		case "message", "correlation", "order", "batch", "limit":
+		case "message", "correlation", "order", "customer", "sku", "batch", "limit":
 		default:
-			return q, fail.Errorf(fail.Invalid, "unknown parameter %q: name one of message, correlation, order or batch", name)
+			return q, fail.Errorf(fail.Invalid, "unknown parameter %q: name one of message, correlation, order, customer, sku or batch", name)
 		}
 	}
 	return q, q.Validate()
@@ -88,7 +172,8 @@ type Event struct {
 
 // stream answers GET /flows/stream?order=|correlation=|message=|batch=
 // as Server-Sent Events: first every message of the flows and what was
-// done with it, then what joins them, as it joins, until the client goes.
+// done with it, then what joins them, as it joins, until the client goes
+// or the server shuts down.
 // A flow not in the journal yet is waited for.
 func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 	q, err := query(r)
@@ -137,6 +222,8 @@ func (a *API) stream(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-httpx.Closing(r.Context()):
+			return // the server shuts down: the client follows again elsewhere
 		case <-tick.C:
 		}
 	}

@@ -24,6 +24,14 @@ import (
 // recorder answers every trace with one node, and keeps the queries.
 type recorder struct{ queries []service.Query }
 
+func (r *recorder) Recent(context.Context, service.RecentQuery) ([]domain.Flow, error) {
+	return nil, nil
+}
+
+func (r *recorder) Map(context.Context, time.Duration) (*service.Map, error) {
+	return &service.Map{}, nil
+}
+
 func (r *recorder) Trace(_ context.Context, q service.Query) ([]*domain.Node, error) {
 	r.queries = append(r.queries, q)
 	return []*domain.Node{{Message: domain.Message{ID: "m1", Payload: json.RawMessage(`{}`)}, Handlings: []domain.Handling{}}}, nil
@@ -128,7 +136,7 @@ func journal(t *testing.T) (*service.Handlers, *flowsqlite.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	h := service.NewHandlers(st, map[string]string{"order_placed": "orders", "allocated": "allocation"})
+	h := service.NewHandlers(st, map[string]string{"order_placed": "orders", "allocated": "allocation"}, nil)
 	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	for _, m := range []struct {
 		meta    messaging.Meta

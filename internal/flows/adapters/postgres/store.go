@@ -6,6 +6,7 @@ package postgres
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"time"
@@ -112,6 +113,10 @@ func flowsOf(q service.Query) (string, string) {
 		return `SELECT $1::text`, q.Correlation
 	case q.Order != "":
 		return `SELECT DISTINCT correlation_id FROM journal_messages WHERE orderid = $1`, q.Order
+	case q.Customer != "":
+		return `SELECT DISTINCT correlation_id FROM journal_messages WHERE customer = $1`, q.Customer
+	case q.SKU != "":
+		return `SELECT DISTINCT correlation_id FROM journal_messages WHERE sku = $1`, q.SKU
 	}
 	return `SELECT DISTINCT correlation_id FROM journal_messages WHERE batchref = $1`, q.Batch
 }
@@ -157,6 +162,115 @@ func (s *Store) Messages(ctx context.Context, q service.Query) ([]domain.Message
 		return h, err
 	})
 	return msgs, hs, err
+}
+
+// scan bounds the latest messages Recent reads to find the latest flows.
+const scan = 5000
+
+// Recent implements service.Store.
+func (s *Store) Recent(ctx context.Context, q service.RecentQuery) ([]domain.Flow, error) {
+	// The flows, latest active first.
+	var rows pgx.Rows
+	var err error
+	if q.Match == "" {
+		rows, err = s.pool.Query(ctx, `SELECT correlation_id FROM
+			(SELECT correlation_id, seen_at FROM journal_messages ORDER BY seen_at DESC LIMIT $1) AS latest
+			GROUP BY correlation_id ORDER BY MAX(seen_at) DESC, correlation_id LIMIT $2`, scan, q.Limit)
+	} else {
+		rows, err = s.pool.Query(ctx, `SELECT correlation_id FROM journal_messages
+			WHERE correlation_id IN (SELECT correlation_id FROM journal_messages
+				WHERE id = $1 OR correlation_id = $1 OR orderid = $1 OR customer = $1 OR sku = $1 OR batchref = $1 LIMIT $2)
+			GROUP BY correlation_id ORDER BY MAX(seen_at) DESC, correlation_id LIMIT $3`, q.Match, scan, q.Limit)
+	}
+	if err != nil {
+		return nil, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	// Each flow's first message, what it counts, and whether a handler
+	// gave one of its messages up.
+	rows, err = s.pool.Query(ctx, `SELECT f.correlation_id, f.id, f.channel, f.producer, f.occurred_at, f.n, f.last_at,
+			COALESCE(f.orderid, ''), COALESCE(f.customer, ''),
+			EXISTS (SELECT 1 FROM journal_messages m JOIN journal_handlings h ON h.message_id = m.id
+				WHERE m.correlation_id = f.correlation_id AND h.outcome = 'dead_lettered')
+		FROM (SELECT correlation_id, id, channel, producer, occurred_at,
+				COUNT(*) OVER w AS n, MAX(occurred_at) OVER w AS last_at,
+				MIN(orderid) OVER w AS orderid, MIN(customer) OVER w AS customer,
+				ROW_NUMBER() OVER (PARTITION BY correlation_id ORDER BY occurred_at NULLS FIRST, id) AS rn
+			FROM journal_messages WHERE correlation_id = ANY($1)
+			WINDOW w AS (PARTITION BY correlation_id)) AS f
+		WHERE f.rn = 1`, ids)
+	if err != nil {
+		return nil, err
+	}
+	flows, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (domain.Flow, error) {
+		var f domain.Flow
+		var started, last *time.Time
+		err := row.Scan(&f.CorrelationID, &f.FirstMessage, &f.FirstChannel, &f.Producer, &started, &f.Messages, &last,
+			&f.Order, &f.Customer, &f.Failed)
+		if started != nil {
+			f.Started = started.UTC()
+		}
+		if last != nil {
+			f.Last = last.UTC()
+		}
+		return f, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]domain.Flow, len(flows))
+	for _, f := range flows {
+		byID[f.CorrelationID] = f
+	}
+	out := make([]domain.Flow, 0, len(ids))
+	for _, id := range ids {
+		if f, ok := byID[id]; ok {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// Traffic implements service.Store.
+func (s *Store) Traffic(ctx context.Context, since time.Time) ([]domain.Traffic, error) {
+	rows, err := s.pool.Query(ctx, `SELECT m.producer, m.channel, COALESCE(h.service, ''), COUNT(DISTINCT m.id),
+			COUNT(DISTINCT m.id) FILTER (WHERE h.outcome = 'handled'),
+			COUNT(*) FILTER (WHERE h.outcome = 'duplicate'),
+			COUNT(DISTINCT m.id) FILTER (WHERE h.outcome = 'dead_lettered')
+		FROM journal_messages m LEFT JOIN journal_handlings h ON h.message_id = m.id
+		WHERE m.seen_at >= $1 GROUP BY 1, 2, 3 ORDER BY 2, 1, 3`, since)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (domain.Traffic, error) {
+		var t domain.Traffic
+		err := row.Scan(&t.Producer, &t.Channel, &t.Consumer, &t.Messages, &t.Handled, &t.Duplicates, &t.DeadLettered)
+		return t, err
+	})
+}
+
+// Latest implements service.Store.
+func (s *Store) Latest(ctx context.Context, channel string) (*domain.Message, error) {
+	var m domain.Message
+	var at *time.Time
+	var payload []byte
+	err := s.pool.QueryRow(ctx, `SELECT id, channel, msg_key, correlation_id, causation_id, occurred_at, producer, payload
+		FROM journal_messages WHERE channel = $1 ORDER BY seen_at DESC LIMIT 1`, channel).
+		Scan(&m.ID, &m.Channel, &m.Key, &m.CorrelationID, &m.CausationID, &at, &m.Producer, &payload)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if at != nil {
+		m.OccurredAt = at.UTC()
+	}
+	m.Payload, m.Keys = payload, domain.KeysOf(payload)
+	return &m, nil
 }
 
 // Prune implements service.Store.

@@ -4,8 +4,10 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"strings"
@@ -106,6 +108,10 @@ func flowsOf(q service.Query) (string, string) {
 		return `SELECT ?`, q.Correlation
 	case q.Order != "":
 		return `SELECT DISTINCT correlation_id FROM journal_messages WHERE orderid = ?`, q.Order
+	case q.Customer != "":
+		return `SELECT DISTINCT correlation_id FROM journal_messages WHERE customer = ?`, q.Customer
+	case q.SKU != "":
+		return `SELECT DISTINCT correlation_id FROM journal_messages WHERE sku = ?`, q.SKU
 	}
 	return `SELECT DISTINCT correlation_id FROM journal_messages WHERE batchref = ?`, q.Batch
 }
@@ -173,6 +179,150 @@ func (s *Store) handlings(ctx context.Context, ids []any) ([]domain.Handling, er
 		ids = ids[n:]
 	}
 	return out, nil
+}
+
+// scan bounds the latest messages Recent reads to find the latest flows.
+const scan = 5000
+
+// Recent implements service.Store.
+func (s *Store) Recent(ctx context.Context, q service.RecentQuery) ([]domain.Flow, error) {
+	// The flows, latest active first.
+	var rows *sql.Rows
+	var err error
+	if q.Match == "" {
+		rows, err = s.db.R.QueryContext(ctx, `SELECT correlation_id, MAX(seen_at) AS last FROM
+			(SELECT correlation_id, seen_at FROM journal_messages ORDER BY seen_at DESC LIMIT ?)
+			GROUP BY correlation_id ORDER BY last DESC, correlation_id LIMIT ?`, scan, q.Limit)
+	} else {
+		m := q.Match
+		rows, err = s.db.R.QueryContext(ctx, `SELECT correlation_id, MAX(seen_at) AS last FROM journal_messages
+			WHERE correlation_id IN (SELECT correlation_id FROM journal_messages
+				WHERE id = ? OR correlation_id = ? OR orderid = ? OR customer = ? OR sku = ? OR batchref = ? LIMIT ?)
+			GROUP BY correlation_id ORDER BY last DESC, correlation_id LIMIT ?`, m, m, m, m, m, m, scan, q.Limit)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var ids []any
+	for rows.Next() {
+		var id string
+		var last int64
+		if err := rows.Scan(&id, &last); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	in := strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",")
+	// Each flow's first message, and what it counts.
+	rows, err = s.db.R.QueryContext(ctx, `SELECT correlation_id, id, channel, producer, occurred_at, n, last_at, orderid, customer FROM (
+		SELECT correlation_id, id, channel, producer, occurred_at,
+			COUNT(*) OVER w AS n, MAX(occurred_at) OVER w AS last_at,
+			MIN(orderid) OVER w AS orderid, MIN(customer) OVER w AS customer,
+			ROW_NUMBER() OVER (PARTITION BY correlation_id ORDER BY occurred_at, id) AS rn
+		FROM journal_messages WHERE correlation_id IN (`+in+`)
+		WINDOW w AS (PARTITION BY correlation_id)) WHERE rn = 1`, ids...)
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]*domain.Flow{}
+	for rows.Next() {
+		var f domain.Flow
+		var started, last int64
+		var order, customer sql.NullString
+		if err := rows.Scan(&f.CorrelationID, &f.FirstMessage, &f.FirstChannel, &f.Producer, &started, &f.Messages, &last, &order, &customer); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if started != 0 {
+			f.Started = time.UnixMicro(started).UTC()
+		}
+		if last != 0 {
+			f.Last = time.UnixMicro(last).UTC()
+		}
+		f.Order, f.Customer = order.String, customer.String
+		byID[f.CorrelationID] = &f
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// The flows a handler gave a message of up.
+	rows, err = s.db.R.QueryContext(ctx, `SELECT DISTINCT m.correlation_id FROM journal_messages m
+		JOIN journal_handlings h ON h.message_id = m.id
+		WHERE h.outcome = ? AND m.correlation_id IN (`+in+`)`, append([]any{domain.DeadLettered}, ids...)...)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if f := byID[id]; f != nil {
+			f.Failed = true
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]domain.Flow, 0, len(ids))
+	for _, id := range ids {
+		if f := byID[id.(string)]; f != nil {
+			out = append(out, *f)
+		}
+	}
+	return out, nil
+}
+
+// Traffic implements service.Store.
+func (s *Store) Traffic(ctx context.Context, since time.Time) ([]domain.Traffic, error) {
+	rows, err := s.db.R.QueryContext(ctx, `SELECT m.producer, m.channel, COALESCE(h.service, ''), COUNT(DISTINCT m.id),
+			COUNT(DISTINCT CASE WHEN h.outcome = 'handled' THEN m.id END),
+			COUNT(CASE WHEN h.outcome = 'duplicate' THEN 1 END),
+			COUNT(DISTINCT CASE WHEN h.outcome = 'dead_lettered' THEN m.id END)
+		FROM journal_messages m LEFT JOIN journal_handlings h ON h.message_id = m.id
+		WHERE m.seen_at >= ? GROUP BY 1, 2, 3 ORDER BY 2, 1, 3`, since.UnixMicro())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []domain.Traffic
+	for rows.Next() {
+		var t domain.Traffic
+		if err := rows.Scan(&t.Producer, &t.Channel, &t.Consumer, &t.Messages, &t.Handled, &t.Duplicates, &t.DeadLettered); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// Latest implements service.Store.
+func (s *Store) Latest(ctx context.Context, channel string) (*domain.Message, error) {
+	var m domain.Message
+	var at int64
+	var payload []byte
+	err := s.db.R.QueryRowContext(ctx, `SELECT id, channel, msg_key, correlation_id, causation_id, occurred_at, producer, payload
+		FROM journal_messages WHERE channel = ? ORDER BY seen_at DESC LIMIT 1`, channel).
+		Scan(&m.ID, &m.Channel, &m.Key, &m.CorrelationID, &m.CausationID, &at, &m.Producer, &payload)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if at != 0 {
+		m.OccurredAt = time.UnixMicro(at).UTC()
+	}
+	m.Payload, m.Keys = payload, domain.KeysOf(payload)
+	return &m, nil
 }
 
 // Prune implements service.Store.
