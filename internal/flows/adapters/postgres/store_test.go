@@ -7,7 +7,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	flowspg "github.com/stockflow/stockflow/internal/flows/adapters/postgres"
-	pagestoretest "github.com/stockflow/stockflow/internal/flows/adapters/storetest"
 	"github.com/stockflow/stockflow/internal/flows/service"
 	"github.com/stockflow/stockflow/internal/flows/service/storetest"
 	"github.com/stockflow/stockflow/internal/messaging/postgres/pgtest"
@@ -53,15 +52,4 @@ func TestConcurrentMigrations(t *testing.T) {
 			t.Error(err)
 		}
 	}
-}
-
-// The queries of the page (recent flows, the service map) on PostgreSQL.
-func TestPageQueries(t *testing.T) {
-	pagestoretest.Run(t, func(t *testing.T) pagestoretest.Store {
-		s, err := flowspg.Open(context.Background(), newPool(t), "flows")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
 }

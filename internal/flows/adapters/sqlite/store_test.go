@@ -8,7 +8,6 @@ import (
 	"time"
 
 	flowsqlite "github.com/stockflow/stockflow/internal/flows/adapters/sqlite"
-	pagestoretest "github.com/stockflow/stockflow/internal/flows/adapters/storetest"
 	"github.com/stockflow/stockflow/internal/flows/domain"
 	"github.com/stockflow/stockflow/internal/flows/service"
 	"github.com/stockflow/stockflow/internal/flows/service/storetest"
@@ -58,13 +57,4 @@ func TestReopen(t *testing.T) {
 	if len(msgs) != 1 || msgs[0].ID != "m1" {
 		t.Fatalf("after reopening: %+v, want m1", msgs)
 	}
-}
-
-// The queries of the page (recent flows, the service map) on SQLite.
-func TestPageQueries(t *testing.T) {
-	pagestoretest.Run(t, func(t *testing.T) pagestoretest.Store {
-		s := open(t, filepath.Join(t.TempDir(), "flows.db"))
-		t.Cleanup(s.Close)
-		return s
-	})
 }

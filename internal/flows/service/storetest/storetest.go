@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore func(t *testing.T) service.Store) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
 	}
+	runPageQueries(t, newStore)
 }
 
 var ctx = context.Background()

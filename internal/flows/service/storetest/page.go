@@ -1,5 +1,3 @@
-// Package storetest is the behaviour every store of the journal shares,
-// run against each adapter by its tests.
 package storetest
 
 import (
@@ -13,36 +11,31 @@ import (
 	"github.com/stockflow/stockflow/internal/flows/service"
 )
 
-// Store is what the tests need of a store.
-type Store interface {
-	service.Store
-}
+var pageT0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 
-var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
-
-func msg(id, channel, corr, cause string, at time.Duration, producer string, payload map[string]any) domain.Message {
+func pageMsg(id, channel, corr, cause string, at time.Duration, producer string, payload map[string]any) domain.Message {
 	b, _ := json.Marshal(payload)
-	return domain.Message{ID: id, Channel: channel, CorrelationID: corr, CausationID: cause, OccurredAt: t0.Add(at),
+	return domain.Message{ID: id, Channel: channel, CorrelationID: corr, CausationID: cause, OccurredAt: pageT0.Add(at),
 		Payload: b, Producer: producer, Keys: domain.KeysOf(b)}
 }
 
 // journal records two flows of order o1 (its cart, then its placing, in
 // which the warehouse gives a message up and the crm gets one twice) and
 // one of a batch, in that order.
-func journal(t *testing.T, s Store) {
+func pageJournal(t *testing.T, s service.Store) {
 	t.Helper()
 	ctx := context.Background()
 	flows := [][]domain.Message{
 		{
-			msg("m1", "cart_item_added", "c-cart", "", 0, "orders", map[string]any{"orderid": "o1", "customer": "ann", "sku": "LAMP", "qty": 2}),
-			msg("m2", "line_allocated", "c-cart", "m1", 5*time.Millisecond, "allocation", map[string]any{"orderid": "o1", "sku": "LAMP", "batchref": "b1", "qty": 2}),
+			pageMsg("m1", "cart_item_added", "c-cart", "", 0, "orders", map[string]any{"orderid": "o1", "customer": "ann", "sku": "LAMP", "qty": 2}),
+			pageMsg("m2", "line_allocated", "c-cart", "m1", 5*time.Millisecond, "allocation", map[string]any{"orderid": "o1", "sku": "LAMP", "batchref": "b1", "qty": 2}),
 		},
 		{
-			msg("m3", "order_placed", "c-place", "", time.Second, "orders", map[string]any{"orderid": "o1", "customer": "ann",
+			pageMsg("m3", "order_placed", "c-place", "", time.Second, "orders", map[string]any{"orderid": "o1", "customer": "ann",
 				"lines": []map[string]any{{"sku": "LAMP", "batchref": "b1", "qty": 2}}}),
 		},
 		{
-			msg("m4", "batch_created", "c-batch", "", 2*time.Second, "allocation", map[string]any{"ref": "b9", "sku": "MUG", "qty": 10}),
+			pageMsg("m4", "batch_created", "c-batch", "", 2*time.Second, "allocation", map[string]any{"ref": "b9", "sku": "MUG", "qty": 10}),
 		},
 	}
 	for _, f := range flows {
@@ -54,12 +47,12 @@ func journal(t *testing.T, s Store) {
 		time.Sleep(3 * time.Millisecond) // seen one after the other
 	}
 	for _, h := range []domain.Handling{
-		{MessageID: "m1", Service: "allocation", Handler: "allocation.reserve", Outcome: domain.Handled, At: t0.Add(time.Millisecond), Raised: []string{"m2"}},
-		{MessageID: "m2", Service: "orders", Handler: "orders.line_allocated", Outcome: domain.Handled, At: t0.Add(6 * time.Millisecond)},
-		{MessageID: "m2", Service: "warehouse", Handler: "warehouse.line_allocated", Outcome: domain.Handled, At: t0.Add(7 * time.Millisecond)},
-		{MessageID: "m3", Service: "crm", Handler: "crm.order_placed", Outcome: domain.Handled, At: t0.Add(time.Second + time.Millisecond)},
-		{MessageID: "m3", Service: "crm", Handler: "crm.order_placed", Outcome: domain.Duplicate, At: t0.Add(time.Second + 2*time.Millisecond)},
-		{MessageID: "m3", Service: "warehouse", Handler: "warehouse", Outcome: domain.DeadLettered, At: t0.Add(time.Second + 3*time.Millisecond),
+		{MessageID: "m1", Service: "allocation", Handler: "allocation.reserve", Outcome: domain.Handled, At: pageT0.Add(time.Millisecond), Raised: []string{"m2"}},
+		{MessageID: "m2", Service: "orders", Handler: "orders.line_allocated", Outcome: domain.Handled, At: pageT0.Add(6 * time.Millisecond)},
+		{MessageID: "m2", Service: "warehouse", Handler: "warehouse.line_allocated", Outcome: domain.Handled, At: pageT0.Add(7 * time.Millisecond)},
+		{MessageID: "m3", Service: "crm", Handler: "crm.order_placed", Outcome: domain.Handled, At: pageT0.Add(time.Second + time.Millisecond)},
+		{MessageID: "m3", Service: "crm", Handler: "crm.order_placed", Outcome: domain.Duplicate, At: pageT0.Add(time.Second + 2*time.Millisecond)},
+		{MessageID: "m3", Service: "warehouse", Handler: "warehouse", Outcome: domain.DeadLettered, At: pageT0.Add(time.Second + 3*time.Millisecond),
 			Reason: "no such batch", Attempts: 3},
 	} {
 		if err := s.RecordHandling(ctx, h); err != nil {
@@ -69,10 +62,12 @@ func journal(t *testing.T, s Store) {
 }
 
 // Run runs the shared tests on stores open returns, each a fresh one.
-func Run(t *testing.T, open func(t *testing.T) Store) {
+// runPageQueries runs the cases of the page's queries (recent flows, the
+// service map's traffic, the latest message of a channel).
+func runPageQueries(t *testing.T, open func(t *testing.T) service.Store) {
 	t.Run("TraceByCustomerAndSKU", func(t *testing.T) {
 		s := open(t)
-		journal(t, s)
+		pageJournal(t, s)
 		for _, c := range []struct {
 			q    service.Query
 			want string
@@ -102,7 +97,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		if fs, err := s.Recent(ctx, service.RecentQuery{Limit: 10}); err != nil || len(fs) != 0 {
 			t.Fatalf("an empty journal's recent flows: %v, %v", fs, err)
 		}
-		journal(t, s)
+		pageJournal(t, s)
 		fs, err := s.Recent(ctx, service.RecentQuery{Limit: 10})
 		if err != nil {
 			t.Fatal(err)
@@ -112,11 +107,11 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		}
 		want := []domain.Flow{
 			{CorrelationID: "c-batch", FirstMessage: "m4", FirstChannel: "batch_created", Producer: "allocation",
-				Started: t0.Add(2 * time.Second), Last: t0.Add(2 * time.Second), Messages: 1},
+				Started: pageT0.Add(2 * time.Second), Last: pageT0.Add(2 * time.Second), Messages: 1},
 			{CorrelationID: "c-place", FirstMessage: "m3", FirstChannel: "order_placed", Producer: "orders", Order: "o1", Customer: "ann",
-				Started: t0.Add(time.Second), Last: t0.Add(time.Second), Messages: 1, Failed: true},
+				Started: pageT0.Add(time.Second), Last: pageT0.Add(time.Second), Messages: 1, Failed: true},
 			{CorrelationID: "c-cart", FirstMessage: "m1", FirstChannel: "cart_item_added", Producer: "orders", Order: "o1", Customer: "ann",
-				Started: t0, Last: t0.Add(5 * time.Millisecond), Messages: 2},
+				Started: pageT0, Last: pageT0.Add(5 * time.Millisecond), Messages: 2},
 		}
 		for i := range want {
 			if fmt.Sprintf("%+v", fs[i]) != fmt.Sprintf("%+v", want[i]) {
@@ -146,7 +141,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Run("TrafficAndLatest", func(t *testing.T) {
 		s := open(t)
 		ctx := context.Background()
-		journal(t, s)
+		pageJournal(t, s)
 		ts, err := s.Traffic(ctx, time.Now().Add(-time.Minute))
 		if err != nil {
 			t.Fatal(err)
@@ -170,7 +165,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 			t.Errorf("traffic of the future: %v, %v", ts, err)
 		}
 		m, err := s.Latest(ctx, "line_allocated")
-		if err != nil || m == nil || m.ID != "m2" || m.Order != "o1" || !m.OccurredAt.Equal(t0.Add(5*time.Millisecond)) {
+		if err != nil || m == nil || m.ID != "m2" || m.Order != "o1" || !m.OccurredAt.Equal(pageT0.Add(5*time.Millisecond)) {
 			t.Errorf("latest line_allocated: %+v, %v", m, err)
 		}
 		if m, err := s.Latest(ctx, "out_of_stock"); err != nil || m != nil {
