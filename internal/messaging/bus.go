@@ -226,6 +226,8 @@ func (b *Bus) logHandled(ctx context.Context, kind, handler string, err error, s
 	level := slog.LevelDebug
 	var panicked *PanicError
 	switch {
+	case stopping(ctx, err):
+		level = slog.LevelInfo // the service stops; the message comes again
 	case err != nil && (handler != "" || errors.As(err, &panicked)):
 		level = slog.LevelError
 	case err != nil && fail.Retryable(err) && !fail.IsSettled(err):
@@ -292,4 +294,11 @@ func recovered(fn func() error) (err error) {
 		}
 	}()
 	return fn()
+}
+
+// stopping reports whether err is the handling's context ending: the
+// service is stopping, and the message will be handed again (by the
+// broker, or from the outbox); no failure of the message's.
+func stopping(ctx context.Context, err error) bool {
+	return err != nil && ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
 }

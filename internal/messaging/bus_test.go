@@ -598,3 +598,38 @@ func TestBusLeavesTimersToTheRelay(t *testing.T) {
 		t.Errorf("handled %v, want 1 and 3 (2 is a timer an hour ahead)", handled)
 	}
 }
+
+// levelRecorder keeps the level of each log record.
+type levelRecorder struct {
+	mu     sync.Mutex
+	levels []slog.Level
+}
+
+func (r *levelRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *levelRecorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.levels = append(r.levels, rec.Level)
+	return nil
+}
+func (r *levelRecorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *levelRecorder) WithGroup(string) slog.Handler      { return r }
+
+// A handling cut short because the service stops is no error of the
+// message's: it is logged as information, and the message comes again.
+func TestBusStoppingIsNoError(t *testing.T) {
+	rec := &levelRecorder{}
+	b := messaging.NewBus(slog.New(rec), nil)
+	messaging.HandleEvent(b, "h", func(ctx context.Context, e orderPlaced) ([]messaging.Raised, error) { return nil, ctx.Err() })
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := b.Dispatch(ctx, []messaging.Raised{{Envelope: messaging.Envelope{ID: "e1", Channel: "order_placed"}, Event: orderPlaced{}}})
+	if err == nil {
+		t.Fatal("the handling cut short reported no error: the message would not come again")
+	}
+	for _, l := range rec.levels {
+		if l >= slog.LevelWarn {
+			t.Errorf("logged at %s, want info", l)
+		}
+	}
+}

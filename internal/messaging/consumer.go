@@ -111,7 +111,10 @@ func (c *Consumer) settle(ctx context.Context, d Delivery, err error) error {
 
 // observe logs and counts how the delivery ended.
 func (c *Consumer) observe(ctx context.Context, d Delivery, err error) error {
-	if err != nil {
+	switch {
+	case stopping(ctx, err):
+		c.Log.InfoContext(ctx, "stopped while handling a message; it will be delivered again", "channel", d.Channel, "message_id", d.ID)
+	case err != nil:
 		c.Log.WarnContext(ctx, "message failed, will be delivered again", "channel", d.Channel, "message_id", d.ID,
 			"attempt", d.Attempt, "retry_in_ms", RedeliveryDelay(err, d.Attempt, Backoff{}).Milliseconds(), "err", err)
 	}
