@@ -291,6 +291,9 @@ func (p *tracePrinter) handling(h domain.Handling, depth int) {
 	default:
 		fmt.Fprintf(p.w, "%s✓ %s  %s in %s\n", indent, h.Handler, h.Outcome, ms(h.DurationMS))
 	}
+	for _, t := range h.Timers {
+		fmt.Fprintf(p.w, "%s    ⏱ %s  due at %s\n", indent, t.Channel, t.DueAt.Local().Format("15:04:05"))
+	}
 }
 
 func ms(v float64) string {

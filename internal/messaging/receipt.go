@@ -32,9 +32,20 @@ type Receipt struct {
 	Handler   string `json:"handler"`
 	Outcome   string `json:"outcome"`
 	// Raised are the ids of the messages the handling raised.
-	Raised     []string  `json:"raised,omitempty"`
+	Raised []string `json:"raised,omitempty"`
+	// Timers are those of them that are durable timers, published when
+	// due: until then the journal knows them from here alone.
+	Timers     []ScheduledTimer `json:"timers,omitempty"`
 	At         time.Time `json:"at"`
 	DurationMS float64   `json:"duration_ms"`
+}
+
+// ScheduledTimer is a durable timer a handling raised: its message's id
+// and channel, and when it is due.
+type ScheduledTimer struct {
+	ID      string    `json:"id"`
+	Channel string    `json:"channel"`
+	DueAt   time.Time `json:"due_at"`
 }
 
 // receipt returns the envelope of the receipt of the message m describes,
@@ -46,6 +57,9 @@ func receipt(m Meta, outcome string, start time.Time, raised []Raised) Envelope 
 		DurationMS: float64(now.Sub(start).Microseconds()) / 1000}
 	for _, x := range raised {
 		r.Raised = append(r.Raised, x.Envelope.ID)
+		if x.Envelope.Scheduled(now) {
+			r.Timers = append(r.Timers, ScheduledTimer{ID: x.Envelope.ID, Channel: x.Envelope.Channel, DueAt: x.Envelope.DeliverAt})
+		}
 	}
 	payload, _ := json.Marshal(r) // a struct of strings and times
 	corr := m.CorrelationID

@@ -95,9 +95,19 @@ type Handling struct {
 	DurationMS float64 `json:"duration_ms,omitempty"`
 	// Raised are the ids of the messages it raised.
 	Raised []string `json:"raised,omitempty"`
+	// Timers are the durable timers it raised, with when each is due: the
+	// journal sees a timer's message only once it is published.
+	Timers []Timer `json:"timers,omitempty"`
 	// Reason and Attempts say why a message was dead-lettered.
 	Reason   string `json:"reason,omitempty"`
 	Attempts int    `json:"attempts,omitempty"`
+}
+
+// Timer is a durable timer a handling raised.
+type Timer struct {
+	ID      string    `json:"id"`
+	Channel string    `json:"channel"`
+	DueAt   time.Time `json:"due_at"`
 }
 
 // ServiceOf names the service of a handler or consumer:

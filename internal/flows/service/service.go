@@ -131,10 +131,14 @@ func asJSON(payload []byte) json.RawMessage {
 
 // Receipt journals what a handler did with a message.
 func (h *Handlers) Receipt(ctx context.Context, r messaging.Receipt) ([]messaging.Raised, error) {
-	return nil, h.store.RecordHandling(ctx, domain.Handling{
+	h2 := domain.Handling{
 		MessageID: r.MessageID, Service: domain.ServiceOf(r.Handler), Handler: r.Handler, Outcome: r.Outcome,
 		At: r.At.UTC(), DurationMS: r.DurationMS, Raised: r.Raised,
-	})
+	}
+	for _, t := range r.Timers {
+		h2.Timers = append(h2.Timers, domain.Timer{ID: t.ID, Channel: t.Channel, DueAt: t.DueAt.UTC()})
+	}
+	return nil, h.store.RecordHandling(ctx, h2)
 }
 
 // DeadLetter journals a message a service gave up on, with the reason,

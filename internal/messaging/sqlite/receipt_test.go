@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stockflow/stockflow/internal/messaging"
 	msqlite "github.com/stockflow/stockflow/internal/messaging/sqlite"
@@ -35,12 +36,15 @@ func TestUnitOfWorkRecordsReceipts(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := 0
+	due := time.Now().Add(time.Hour).UTC().Truncate(time.Millisecond)
 	uow := messaging.NewUnitOfWork(messaging.UnitOfWorkConfig[*receiptTx]{
 		Begin: func(ctx context.Context) (*receiptTx, error) {
 			n++
 			tx, err := db.Begin(ctx)
 			raised := messaging.Raised{Envelope: messaging.Envelope{ID: fmt.Sprint("raised-", n), Channel: "line_allocated", Payload: json.RawMessage(`{}`)}}
-			return &receiptTx{Tx: tx, raise: []messaging.Raised{raised}}, err
+			timer := messaging.Raised{Envelope: messaging.Envelope{ID: fmt.Sprint("timer-", n), Channel: "reservation_timeout", Payload: json.RawMessage(`{}`),
+				DeliverAt: due}}
+			return &receiptTx{Tx: tx, raise: []messaging.Raised{raised, timer}}, err
 		},
 	})
 	meta := messaging.Meta{MessageID: "m1", CorrelationID: "c1", Channel: "cart_item_added", Consumer: "allocation.reserve_cart_item", Receipts: true}
@@ -84,8 +88,11 @@ func TestUnitOfWorkRecordsReceipts(t *testing.T) {
 	}
 	h, d := receipts[0], receipts[1]
 	if h.MessageID != "m1" || h.Outcome != messaging.OutcomeHandled || h.Handler != meta.Consumer || h.Channel != "cart_item_added" ||
-		len(h.Raised) != 1 || h.Raised[0] != "raised-1" || h.At.IsZero() {
-		t.Errorf("receipt %+v, want m1 handled, having raised raised-1", h)
+		len(h.Raised) != 2 || h.Raised[0] != "raised-1" || h.Raised[1] != "timer-1" || h.At.IsZero() {
+		t.Errorf("receipt %+v, want m1 handled, having raised raised-1 and timer-1", h)
+	}
+	if len(h.Timers) != 1 || h.Timers[0].ID != "timer-1" || h.Timers[0].Channel != "reservation_timeout" || !h.Timers[0].DueAt.Equal(due) {
+		t.Errorf("receipt's timers %+v, want timer-1 due at %v", h.Timers, due)
 	}
 	if d.MessageID != "m1" || d.Outcome != messaging.OutcomeDuplicate || len(d.Raised) != 0 {
 		t.Errorf("receipt %+v, want m1 a duplicate", d)

@@ -94,10 +94,14 @@ func (s *Store) RecordHandling(ctx context.Context, h domain.Handling) error {
 	if raised == nil {
 		raised = []string{}
 	}
+	timers := h.Timers
+	if timers == nil {
+		timers = []domain.Timer{}
+	}
 	_, err := s.pool.Exec(ctx, `INSERT INTO journal_handlings
-		(message_id, handler, outcome, at, service, duration_ms, raised, reason, attempts)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
-		h.MessageID, h.Handler, h.Outcome, h.At, h.Service, h.DurationMS, raised, h.Reason, h.Attempts)
+		(message_id, handler, outcome, at, service, duration_ms, raised, reason, attempts, timers)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING`,
+		h.MessageID, h.Handler, h.Outcome, h.At, h.Service, h.DurationMS, raised, h.Reason, h.Attempts, timers)
 	if err != nil {
 		return fmt.Errorf("journaling the handling of %s: %w", h.MessageID, err)
 	}
@@ -147,17 +151,23 @@ func (s *Store) Messages(ctx context.Context, q service.Query) ([]domain.Message
 	if err != nil || len(msgs) == 0 {
 		return msgs, nil, err
 	}
-	rows, err = s.pool.Query(ctx, `SELECT message_id, handler, outcome, at, service, duration_ms, raised, reason, attempts
+	rows, err = s.pool.Query(ctx, `SELECT message_id, handler, outcome, at, service, duration_ms, raised, reason, attempts, timers
 		FROM journal_handlings WHERE message_id = ANY($1) ORDER BY at`, ids)
 	if err != nil {
 		return nil, nil, err
 	}
 	hs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (domain.Handling, error) {
 		var h domain.Handling
-		err := row.Scan(&h.MessageID, &h.Handler, &h.Outcome, &h.At, &h.Service, &h.DurationMS, &h.Raised, &h.Reason, &h.Attempts)
+		err := row.Scan(&h.MessageID, &h.Handler, &h.Outcome, &h.At, &h.Service, &h.DurationMS, &h.Raised, &h.Reason, &h.Attempts, &h.Timers)
 		h.At = h.At.UTC()
 		if len(h.Raised) == 0 {
 			h.Raised = nil
+		}
+		if len(h.Timers) == 0 {
+			h.Timers = nil
+		}
+		for i := range h.Timers {
+			h.Timers[i].DueAt = h.Timers[i].DueAt.UTC()
 		}
 		return h, err
 	})

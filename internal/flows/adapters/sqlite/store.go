@@ -89,10 +89,14 @@ func (s *Store) RecordHandling(ctx context.Context, h domain.Handling) error {
 	if h.Raised == nil {
 		raised = []byte("[]")
 	}
+	timers, _ := json.Marshal(h.Timers)
+	if h.Timers == nil {
+		timers = []byte("[]")
+	}
 	_, err := s.db.W.ExecContext(ctx, `INSERT INTO journal_handlings
-		(message_id, handler, outcome, at, service, duration_ms, raised, reason, attempts)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		h.MessageID, h.Handler, h.Outcome, micros(h.At), h.Service, h.DurationMS, string(raised), h.Reason, h.Attempts)
+		(message_id, handler, outcome, at, service, duration_ms, raised, reason, attempts, timers)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		h.MessageID, h.Handler, h.Outcome, micros(h.At), h.Service, h.DurationMS, string(raised), h.Reason, h.Attempts, string(timers))
 	if err != nil {
 		return fmt.Errorf("journaling the handling of %s: %w", h.MessageID, err)
 	}
@@ -155,7 +159,7 @@ func (s *Store) handlings(ctx context.Context, ids []any) ([]domain.Handling, er
 	var out []domain.Handling
 	for len(ids) > 0 {
 		n := min(len(ids), 500)
-		rows, err := s.db.R.QueryContext(ctx, `SELECT message_id, handler, outcome, at, service, duration_ms, raised, reason, attempts
+		rows, err := s.db.R.QueryContext(ctx, `SELECT message_id, handler, outcome, at, service, duration_ms, raised, reason, attempts, timers
 			FROM journal_handlings WHERE message_id IN (`+strings.TrimSuffix(strings.Repeat("?,", n), ",")+`) ORDER BY at`, ids[:n]...)
 		if err != nil {
 			return nil, err
@@ -163,13 +167,14 @@ func (s *Store) handlings(ctx context.Context, ids []any) ([]domain.Handling, er
 		for rows.Next() {
 			var h domain.Handling
 			var at int64
-			var raised string
-			if err := rows.Scan(&h.MessageID, &h.Handler, &h.Outcome, &at, &h.Service, &h.DurationMS, &raised, &h.Reason, &h.Attempts); err != nil {
+			var raised, timers string
+			if err := rows.Scan(&h.MessageID, &h.Handler, &h.Outcome, &at, &h.Service, &h.DurationMS, &raised, &h.Reason, &h.Attempts, &timers); err != nil {
 				rows.Close()
 				return nil, err
 			}
 			h.At = time.UnixMicro(at).UTC()
 			_ = json.Unmarshal([]byte(raised), &h.Raised)
+			_ = json.Unmarshal([]byte(timers), &h.Timers)
 			out = append(out, h)
 		}
 		rows.Close()
