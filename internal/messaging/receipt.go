@@ -36,8 +36,8 @@ type Receipt struct {
 	// Timers are those of them that are durable timers, published when
 	// due: until then the journal knows them from here alone.
 	Timers     []ScheduledTimer `json:"timers,omitempty"`
-	At         time.Time `json:"at"`
-	DurationMS float64   `json:"duration_ms"`
+	At         time.Time        `json:"at"`
+	DurationMS float64          `json:"duration_ms"`
 }
 
 // ScheduledTimer is a durable timer a handling raised: its message's id
