@@ -2,7 +2,6 @@ package domain
 
 import (
 	"cmp"
-	"fmt"
 	"slices"
 
 	"github.com/stockflow/stockflow/internal/fail"
@@ -166,12 +165,4 @@ func (p *Product) WaitingFor(orderID string) (Backorder, bool) {
 		return p.Waiting[i], true
 	}
 	return Backorder{}, false
-}
-
-func (w Backorder) String() string {
-	vip := ""
-	if w.VIP {
-		vip = ", VIP"
-	}
-	return fmt.Sprintf("%d × %s for order %s (%s%s)", w.Qty, w.SKU, w.OrderID, w.Customer, vip)
 }
