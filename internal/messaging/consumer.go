@@ -165,6 +165,7 @@ func (c *Consumer) deadLetter(ctx context.Context, d Delivery, reason error) err
 		OccurredAt:    occurred,
 		Payload:       storable(string(d.Payload)),
 		Reason:        storable(reason.Error()),
+		Fingerprint:   storable(FingerprintOf(reason)),
 		Attempts:      max(d.Attempt, 1),
 		FirstFailedAt: &first,
 		FailedAt:      now,
