@@ -229,6 +229,7 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 		svc.Routes(mux)
 	}
 	processRoutes(mux, ready, m.Handler())
+	deadLetterRoutes(mux, newConsole(names(defs), svcs), log)
 	srv := httpx.Server(httpx.Handler(mux, log, m.ObserveRequest, edge.layers...))
 	// The server's own complaints (a failed TLS handshake, a broken
 	// request line) go to the log as the rest does.
