@@ -76,7 +76,8 @@ func (r *Runtime) RetryDeadLetters(ctx context.Context, ids []int64, opts RetryO
 	if err != nil {
 		return nil, err
 	}
-	list, err := r.selectDeadLetters(ctx, s, ids, opts.Force, "sent again")
+	refused := func(d DeadLetter) bool { return !opts.Force && d.State != DeadLetterFailed }
+	list, err := r.selectDeadLetters(ctx, s, ids, refused, "sent again without force")
 	if err != nil {
 		return nil, err
 	}
@@ -109,14 +110,16 @@ func (r *Runtime) RetryDeadLetters(ctx context.Context, ids []int64, opts RetryO
 }
 
 // DiscardDeadLetters archives the dead letters ids, by whom: they are
-// kept, out of the failed ones. An unknown id is NotFound, and nothing is
-// archived; archiving one archived already is a Conflict.
+// kept, out of the failed ones (a retried one too). An unknown id is
+// NotFound, and nothing is archived; archiving one archived already is a
+// Conflict.
 func (r *Runtime) DiscardDeadLetters(ctx context.Context, ids []int64, by string) ([]DeadLetter, error) {
 	s, err := r.consoleStore()
 	if err != nil {
 		return nil, err
 	}
-	list, err := r.selectDeadLetters(ctx, s, ids, false, "archived")
+	archived := func(d DeadLetter) bool { return d.State == DeadLetterArchived }
+	list, err := r.selectDeadLetters(ctx, s, ids, archived, "archived again")
 	if err != nil {
 		return nil, err
 	}
@@ -127,8 +130,8 @@ func (r *Runtime) DiscardDeadLetters(ctx context.Context, ids []int64, by string
 }
 
 // selectDeadLetters returns the dead letters ids, all of them, failing
-// when one is unknown or, unless force, not failed.
-func (r *Runtime) selectDeadLetters(ctx context.Context, s DeadLetterStore, ids []int64, force bool, what string) ([]DeadLetter, error) {
+// when one is unknown (NotFound) or refused (Conflict).
+func (r *Runtime) selectDeadLetters(ctx context.Context, s DeadLetterStore, ids []int64, refused func(DeadLetter) bool, what string) ([]DeadLetter, error) {
 	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
 	if len(ids) == 0 {
 		return nil, nil
@@ -150,16 +153,14 @@ func (r *Runtime) selectDeadLetters(ctx context.Context, s DeadLetterStore, ids 
 		}
 		return nil, fail.Errorf(fail.NotFound, "%s has no dead letter %s", r.cfg.Name, strings.Join(missing, ", "))
 	}
-	if !force {
-		var done []string
-		for _, d := range list {
-			if d.State != DeadLetterFailed {
-				done = append(done, fmt.Sprintf("%d (%s)", d.ID, d.State))
-			}
+	var done []string
+	for _, d := range list {
+		if refused(d) {
+			done = append(done, fmt.Sprintf("%d (%s)", d.ID, d.State))
 		}
-		if len(done) > 0 {
-			return nil, fail.Errorf(fail.Conflict, "%s: dead letter %s cannot be %s without force", r.cfg.Name, strings.Join(done, ", "), what)
-		}
+	}
+	if len(done) > 0 {
+		return nil, fail.Errorf(fail.Conflict, "%s: dead letter %s cannot be %s", r.cfg.Name, strings.Join(done, ", "), what)
 	}
 	return list, nil
 }
