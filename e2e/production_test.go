@@ -280,6 +280,14 @@ type deadLetter struct {
 	Attempts      int        `json:"attempts"`
 	FirstFailedAt *time.Time `json:"first_failed_at"`
 	FailedAt      time.Time  `json:"failed_at"`
+	Fingerprint   string     `json:"fingerprint"`
+	Group         string     `json:"group"`
+	State         string     `json:"state"`
+	Failures      int        `json:"failures"`
+	Retried       int        `json:"retried"`
+	RetriedAt     *time.Time `json:"retried_at"`
+	ArchivedAt    *time.Time `json:"archived_at"`
+	ArchivedBy    string     `json:"archived_by"`
 }
 
 // TestPoisonMessages publishes each kind of bad change_batch_quantity,
@@ -554,7 +562,7 @@ func TestGracefulStopWithRedis(t *testing.T) {
 // it lists, checking each line is a dead letter and nothing more.
 func listDeadLetters(t *testing.T, args ...string) []deadLetter {
 	t.Helper()
-	res := runCLI(t, nil, append([]string{"dead-letters"}, args...)...)
+	res := runCLI(t, nil, append([]string{"dead-letters", "list", "--state", "all"}, args...)...)
 	if res.Code != 0 {
 		t.Fatalf("stockflow dead-letters %v exited %d: %s", args, res.Code, res.Stderr)
 	}

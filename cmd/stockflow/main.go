@@ -3,7 +3,7 @@
 //	stockflow up             run every service in one process, on the embedded default
 //	stockflow serve NAME     run one service alone
 //	stockflow migrate        create or upgrade the PostgreSQL schemas
-//	stockflow dead-letters   list messages that could not be handled
+//	stockflow dead-letters   group, list, retry or discard messages that could not be handled
 //	stockflow load           measure a running stockflow
 //	stockflow keys           manage the API keys
 //	stockflow version        show the version
@@ -35,7 +35,8 @@ Commands:
   serve NAME     run one service alone (allocation, orders, warehouse, crm,
                  notifications, flows), for separate processes on one broker
   migrate        create or upgrade the PostgreSQL schemas, then exit
-  dead-letters   list the messages that could not be handled, newest first
+  dead-letters   the messages that could not be handled, grouped by cause;
+                 list, show, retry (to the service that failed only), discard
   load           drive a running stockflow with allocations and measure it
   status         ask a running stockflow whether it and what it needs answer
   trace ID       print an order's (a flow's, a message's, a batch's) journey

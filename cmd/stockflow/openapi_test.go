@@ -46,6 +46,7 @@ func servedRoutes(t *testing.T) []string {
 	t.Cleanup(func() { transport.Close() })
 	cfg := platform.Config{DataDir: t.TempDir(), Transport: transport, Log: log}
 	mux := &routeRecorder{ServeMux: http.NewServeMux()}
+	var svcs []platform.Service
 	for _, def := range services {
 		svc, err := def.open(t.Context(), cfg, &serverFlags{})
 		if err != nil {
@@ -53,8 +54,10 @@ func servedRoutes(t *testing.T) []string {
 		}
 		t.Cleanup(svc.Close)
 		svc.Routes(mux)
+		svcs = append(svcs, svc)
 	}
 	processRoutes(mux, http.NotFoundHandler(), http.NotFoundHandler())
+	deadLetterRoutes(mux, newConsole(names(services), svcs), log)
 	if len(mux.patterns) < 20 {
 		t.Fatalf("the services registered %d routes: %v", len(mux.patterns), mux.patterns)
 	}

@@ -37,8 +37,15 @@ var routeRoles = map[string]auth.Role{
 	"GET /customers/{customer}": auth.Read,
 	"GET /notifications":        auth.Read,
 	"GET /notifications/{id}":   auth.Read,
-	// the process's own
-	"GET /metrics": auth.Ops, // open unless --metrics-auth
+	// the process's own: the dead-letter console of the services it runs
+	"GET /dead-letters":                         auth.Ops,
+	"GET /dead-letters/list":                    auth.Ops,
+	"GET /dead-letters/{service}/{id}":          auth.Ops,
+	"POST /dead-letters/{service}/{id}/retry":   auth.Ops,
+	"POST /dead-letters/{service}/{id}/discard": auth.Ops,
+	"POST /dead-letters/retry":                  auth.Ops,
+	"POST /dead-letters/discard":                auth.Ops,
+	"GET /metrics":                              auth.Ops, // open unless --metrics-auth
 }
 
 // openRoutes are the routes anyone may call: the probes, the API's

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -229,6 +228,7 @@ func serveServices(ctx context.Context, f *serverFlags, defs []serviceDef, all b
 		svc.Routes(mux)
 	}
 	processRoutes(mux, ready, m.Handler())
+	deadLetterRoutes(mux, newConsole(names(defs), svcs), log)
 	srv := httpx.Server(httpx.Handler(mux, log, m.ObserveRequest, edge.layers...))
 	// The server's own complaints (a failed TLS handshake, a broken
 	// request line) go to the log as the rest does.
@@ -373,70 +373,5 @@ func migrate(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	fmt.Fprintln(stderr, "migrated:", serviceNames())
-	return nil
-}
-
-const deadLettersAbout = `Lists the messages stockflow could not handle, newest first, as JSON
-lines: the consumer, the channel, the raw payload, the reason and the time.`
-
-func deadLetters(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flagSet("dead-letters", deadLettersAbout, stderr)
-	data := fs.String("data", "./stockflow-data", "`directory` of the SQLite databases, when --db is not given")
-	db := fs.String("db", "", "PostgreSQL `URL`")
-	dbPassword := passwordFile(fs, "db", "--db's user")
-	only := fs.String("service", "", "list only the dead letters of these `services` (comma-separated; default all)")
-	limit := fs.Int("limit", 100, "how many to list")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	var names []string
-	if *only != "" {
-		names = strings.Split(*only, ",")
-	}
-	defs, err := lookup(names)
-	if err != nil {
-		return err
-	}
-	if *db, err = dbPassword(*db); err != nil {
-		return err
-	}
-	if err := checkDB(*db); err != nil {
-		return err
-	}
-	if *db == "" {
-		// Read what is there: a directory or database that does not exist
-		// is not created.
-		if err := checkDataDir(*data, false); err != nil {
-			return err
-		}
-		defs = slices.DeleteFunc(slices.Clone(defs), func(d serviceDef) bool {
-			_, err := os.Stat(sqliteFile(*data, d.name))
-			return err != nil
-		})
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	transport, _ := broker.Open("", log)
-	defer transport.Close()
-	f := &serverFlags{}
-	var all []messaging.DeadLetter
-	for _, def := range defs {
-		svc, err := def.open(ctx, platform.Config{DB: *db, DataDir: *data, Transport: transport, Log: log}, f)
-		if err != nil {
-			return err
-		}
-		list, err := svc.DeadLetters(ctx, *limit)
-		svc.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %w", def.name, err)
-		}
-		all = append(all, list...)
-	}
-	slices.SortStableFunc(all, func(a, b messaging.DeadLetter) int { return b.FailedAt.Compare(a.FailedAt) })
-	enc := json.NewEncoder(stdout)
-	for _, d := range all[:min(len(all), *limit)] {
-		if err := enc.Encode(d); err != nil {
-			return err
-		}
-	}
 	return nil
 }

@@ -165,6 +165,7 @@ func (c *Consumer) deadLetter(ctx context.Context, d Delivery, reason error) err
 		OccurredAt:    occurred,
 		Payload:       storable(string(d.Payload)),
 		Reason:        storable(reason.Error()),
+		Fingerprint:   storable(FingerprintOf(reason)),
 		Attempts:      max(d.Attempt, 1),
 		FirstFailedAt: &first,
 		FailedAt:      now,
@@ -179,4 +180,34 @@ func (c *Consumer) deadLetter(ctx context.Context, d Delivery, reason error) err
 // bytes (a poison message may be neither).
 func storable(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// Redrive hands the dead letter d to the pipeline again, in this process,
+// as the message it was (its id, key, correlation and causation): the
+// transport is not asked, so no other consumer group sees it again. It
+// is one attempt: a failure (but an outcome) keeps it again as a dead
+// letter, the same one, its failures raised, and is returned.
+func (c *Consumer) Redrive(ctx context.Context, dl DeadLetter) error {
+	d := Delivery{Envelope: Envelope{ID: dl.MessageID, Channel: dl.Channel, Key: dl.Key, CorrelationID: dl.CorrelationID,
+		CausationID: dl.CausationID, Payload: []byte(dl.Payload)}, Attempt: 1}
+	if dl.OccurredAt != nil {
+		d.OccurredAt = *dl.OccurredAt
+	}
+	if d.ID == "" {
+		return fail.Errorf(fail.Invalid, "dead letter %d keeps no message id: it cannot be sent again as the message it was", dl.ID)
+	}
+	m := metaOf(d.Envelope, c.Name+"/"+d.Channel)
+	m.Receipts = c.Bus.receipts
+	ctx = WithMeta(ctx, m)
+	err := recovered(func() error { return c.dispatch(ctx, d) })
+	if c.Metrics != nil {
+		c.Metrics.Consumed(d.Channel, err)
+	}
+	if err == nil || fail.IsSettled(err) {
+		return nil
+	}
+	if kept := c.deadLetter(ctx, d, err); kept != nil {
+		return errors.Join(err, kept)
+	}
+	return err
 }

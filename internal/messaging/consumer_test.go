@@ -233,7 +233,7 @@ func TestConsumerHandle(t *testing.T) {
 				Reason:        tt.wantReason,
 				Attempts:      tt.d.Attempt,
 			}
-			if diff := cmp.Diff(want, dead[0], cmpopts.IgnoreFields(messaging.DeadLetter{}, "FailedAt", "FirstFailedAt")); diff != "" {
+			if diff := cmp.Diff(want, dead[0], cmpopts.IgnoreFields(messaging.DeadLetter{}, "FailedAt", "FirstFailedAt", "Fingerprint", "Failures")); diff != "" {
 				t.Errorf("dead letter (-want +got):\n%s", diff)
 			}
 			if first := dead[0].FirstFailedAt; first == nil || first.After(dead[0].FailedAt) {
@@ -586,4 +586,72 @@ func TestConsumerAsksForRedeliveryAfterItsBackoff(t *testing.T) {
 	if got := messaging.RedeliveryDelay(transient, 2, messaging.Backoff{Initial: time.Second, Max: time.Minute}); got != 2*time.Second {
 		t.Errorf("fallback delay = %v, want 2s", got)
 	}
+}
+
+// A dead letter sent again goes through the pipeline as the message it
+// was, in this process: handled, it is handled once; failing again, it is
+// the same dead letter, its failures raised.
+func TestConsumerRedrive(t *testing.T) {
+	ctx := context.Background()
+	missing := fail.Errorf(fail.NotFound, "Unknown batch b-1")
+	t.Run("handled", func(t *testing.T) {
+		f := newConsumer(t, func(call int) error {
+			if call == 1 {
+				return missing
+			}
+			return nil
+		})
+		if err := f.c.Handle(ctx, delivery("strict_order", `{"sku":"LAMP","qty":2}`, 1)); err != nil {
+			t.Fatalf("Handle = %v", err)
+		}
+		dead := f.dead.all()
+		if len(dead) != 1 || dead[0].Fingerprint != "not found: Unknown batch #" {
+			t.Fatalf("dead letters = %+v, want one, fingerprinted", dead)
+		}
+		if err := f.c.Redrive(ctx, dead[0]); err != nil {
+			t.Fatalf("Redrive = %v", err)
+		}
+		if f.calls != 2 {
+			t.Errorf("handler called %d times, want 2 (the failure, then once sent again)", f.calls)
+		}
+		m := f.metas[1]
+		if m.MessageID != "msg-1" || m.CorrelationID != "corr-1" || m.CausationID != "cause-1" || m.Key != "LAMP" || m.Channel != "strict_order" {
+			t.Errorf("sent again as %+v, want the message it was (msg-1, corr-1, cause-1, LAMP)", m)
+		}
+		if got := f.dead.all(); len(got) != 1 || got[0].Failures != 1 {
+			t.Errorf("dead letters after a handled retry = %+v, want the one, failed once", got)
+		}
+	})
+	t.Run("failing again", func(t *testing.T) {
+		f := newConsumer(t, func(int) error { return missing })
+		if err := f.c.Handle(ctx, delivery("strict_order", `{"sku":"LAMP","qty":2}`, 1)); err != nil {
+			t.Fatalf("Handle = %v", err)
+		}
+		for i := range 2 {
+			dead := f.dead.all()
+			err := f.c.Redrive(ctx, dead[0])
+			if !errors.Is(err, fail.NotFound) {
+				t.Fatalf("Redrive #%d = %v, want the handler's error", i+1, err)
+			}
+		}
+		dead := f.dead.all()
+		if len(dead) != 1 || dead[0].Failures != 3 || dead[0].ID != 1 || dead[0].MessageID != "msg-1" || dead[0].Key != "LAMP" {
+			t.Errorf("dead letters = %+v, want the same one, failed 3 times", dead)
+		}
+	})
+	t.Run("transient failure is not retried in place", func(t *testing.T) {
+		f := newConsumer(t, func(call int) error {
+			if call == 1 {
+				return missing
+			}
+			return errBoom
+		})
+		f.c.Handle(ctx, delivery("strict_order", `{"sku":"LAMP","qty":2}`, 1))
+		if err := f.c.Redrive(ctx, f.dead.all()[0]); !errors.Is(err, errBoom) {
+			t.Fatalf("Redrive = %v, want %v", err, errBoom)
+		}
+		if dead := f.dead.all(); f.calls != 2 || len(dead) != 1 || dead[0].Failures != 2 || dead[0].Reason != "boom" {
+			t.Errorf("calls %d, dead letters %+v: want one more call, the dead letter failed again with boom", f.calls, dead)
+		}
+	})
 }

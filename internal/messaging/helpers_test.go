@@ -161,7 +161,16 @@ func (d *deadLetters) AddDeadLetter(ctx context.Context, dl messaging.DeadLetter
 	if d.err != nil {
 		return d.err
 	}
-	dl.ID = int64(len(d.list) + 1)
+	for i, old := range d.list {
+		if old.Consumer == dl.Consumer && old.MessageID == dl.MessageID && dl.MessageID != "" {
+			// The same message failing again: the same dead letter.
+			dl.ID, dl.Failures, dl.Retried = old.ID, old.Failures+1, old.Retried
+			dl.Attempts += old.Attempts
+			d.list[i] = dl
+			return nil
+		}
+	}
+	dl.ID, dl.Failures = int64(len(d.list)+1), 1
 	d.list = append(d.list, dl)
 	return nil
 }

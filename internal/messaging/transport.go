@@ -71,6 +71,11 @@ type Transport interface {
 // raised, its payload) with the reason, how many times it was tried and
 // when it first and last failed. Dead letters kept by earlier versions
 // lack the envelope's other fields and the attempts (0).
+//
+// Its fingerprint names the cause (Fingerprint), and Group the dead
+// letters of the same service, channel and cause. A message sent again
+// (retried) that fails again is the same dead letter, its Failures
+// raised.
 type DeadLetter struct {
 	ID            int64      `json:"id"`
 	Consumer      string     `json:"consumer"`
@@ -88,6 +93,18 @@ type DeadLetter struct {
 	// given up on.
 	FirstFailedAt *time.Time `json:"first_failed_at,omitempty"`
 	FailedAt      time.Time  `json:"failed_at"`
+	Fingerprint   string     `json:"fingerprint,omitempty"`
+	// Group is computed when read (GroupID), not stored.
+	Group string `json:"group,omitempty"`
+	// State is DeadLetterFailed, DeadLetterRetried or DeadLetterArchived.
+	State string `json:"state,omitempty"`
+	// Failures counts the times the message was dead-lettered (from 1).
+	Failures int `json:"failures,omitempty"`
+	// Retried counts the times it was sent again, the last at RetriedAt.
+	Retried    int        `json:"retried,omitempty"`
+	RetriedAt  *time.Time `json:"retried_at,omitempty"`
+	ArchivedAt *time.Time `json:"archived_at,omitempty"`
+	ArchivedBy string     `json:"archived_by,omitempty"`
 }
 
 // DeadLetterChannel is where dead letters are published, as JSON
@@ -110,7 +127,10 @@ func DeadLetterEnvelope(d DeadLetter) Envelope {
 }
 
 // DeadLetters keeps messages that could not be handled: in a table, and
-// published on DeadLetterChannel through the outbox.
+// published on DeadLetterChannel through the outbox. A dead letter added
+// for a message the same consumer dead-lettered before (its MessageID) is
+// that dead letter failing again: it is failed again, with the new reason,
+// its attempts added and its Failures raised, not a second row.
 type DeadLetters interface {
 	AddDeadLetter(ctx context.Context, d DeadLetter) error
 	DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error)

@@ -60,6 +60,11 @@ type Service interface {
 	Ready(ctx context.Context) error
 	// DeadLetters lists the latest messages the service could not handle.
 	DeadLetters(ctx context.Context, limit int) ([]messaging.DeadLetter, error)
+	// FindDeadLetters, RetryDeadLetters and DiscardDeadLetters are the
+	// dead-letter console of the service (messaging.Runtime's).
+	FindDeadLetters(ctx context.Context, q messaging.DeadLetterQuery) ([]messaging.DeadLetter, error)
+	RetryDeadLetters(ctx context.Context, ids []int64, opts messaging.RetryOptions) ([]messaging.RetryResult, error)
+	DiscardDeadLetters(ctx context.Context, ids []int64, by string) ([]messaging.DeadLetter, error)
 	Close()
 }
 

@@ -351,19 +351,35 @@ func (o *Outbox) ForgetHandled(ctx context.Context, age time.Duration) error {
 
 // AddDeadLetter keeps a message that could not be handled, and stores its
 // publication on the dead-letter channel in the outbox, in one
-// transaction.
+// transaction. A message the consumer dead-lettered before fails again:
+// the same row, its failures raised.
 func (o *Outbox) AddDeadLetter(ctx context.Context, d messaging.DeadLetter) error {
 	err := pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at,
-				msg_key, correlation_id, causation_id, occurred_at, attempts, first_failed_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id`,
-			d.Consumer, d.Channel, d.MessageID, d.Payload, d.Reason, d.FailedAt,
-			d.Key, d.CorrelationID, d.CausationID, d.OccurredAt, d.Attempts, d.FirstFailedAt).Scan(&d.ID); err != nil {
+		var id int64
+		err := tx.QueryRow(ctx, `UPDATE dead_letters SET payload = $1, reason = $2, failed_at = $3, msg_key = $4, correlation_id = $5,
+				causation_id = $6, occurred_at = coalesce($7, occurred_at), attempts = attempts + $8,
+				first_failed_at = coalesce(first_failed_at, $9), fingerprint = $10, state = 'failed', failures = failures + 1,
+				archived_at = NULL, archived_by = ''
+			WHERE id = (SELECT max(id) FROM dead_letters WHERE consumer = $11 AND message_id = $12 AND message_id <> '')
+			RETURNING id`, d.Payload, d.Reason, d.FailedAt, d.Key, d.CorrelationID,
+			d.CausationID, d.OccurredAt, d.Attempts, d.FirstFailedAt, d.Fingerprint, d.Consumer, d.MessageID).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = tx.QueryRow(ctx, `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at,
+					msg_key, correlation_id, causation_id, occurred_at, attempts, first_failed_at, fingerprint)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id`,
+				d.Consumer, d.Channel, d.MessageID, d.Payload, d.Reason, d.FailedAt,
+				d.Key, d.CorrelationID, d.CausationID, d.OccurredAt, d.Attempts, d.FirstFailedAt, d.Fingerprint).Scan(&id)
+		}
+		if err != nil {
 			return err
 		}
-		e := messaging.DeadLetterEnvelope(d)
+		kept, err := scanDeadLetters(tx.Query(ctx, `SELECT `+deadLetterColumns+` FROM dead_letters WHERE id = $1`, id))
+		if err != nil || len(kept) != 1 {
+			return fmt.Errorf("reading %d back: %w", id, err)
+		}
+		e := messaging.DeadLetterEnvelope(kept[0])
 		// No local handler waits for it: it is dispatched already.
-		_, err := tx.Exec(ctx, `INSERT INTO outbox (id, channel, msg_key, correlation_id, causation_id, occurred_at, payload, dispatched)
+		_, err = tx.Exec(ctx, `INSERT INTO outbox (id, channel, msg_key, correlation_id, causation_id, occurred_at, payload, dispatched)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, true)`,
 			e.ID, e.Channel, e.Key, e.CorrelationID, e.CausationID, e.OccurredAt, []byte(e.Payload))
 		return err
@@ -374,30 +390,76 @@ func (o *Outbox) AddDeadLetter(ctx context.Context, d messaging.DeadLetter) erro
 	return nil
 }
 
-// DeadLetters returns the latest limit dead letters, newest first.
-func (o *Outbox) DeadLetters(ctx context.Context, limit int) ([]messaging.DeadLetter, error) {
-	rows, err := o.pool.Query(ctx, `SELECT id, consumer, channel, message_id, payload, reason, failed_at,
-			msg_key, correlation_id, causation_id, occurred_at, attempts, first_failed_at
-		FROM dead_letters ORDER BY id DESC LIMIT $1`, limit)
+const deadLetterColumns = `id, consumer, channel, message_id, payload, reason, failed_at,
+	msg_key, correlation_id, causation_id, occurred_at, attempts, first_failed_at,
+	fingerprint, state, failures, retried, retried_at, archived_at, archived_by`
+
+// scanDeadLetters reads the rows of a query of deadLetterColumns.
+func scanDeadLetters(rows pgx.Rows, err error) ([]messaging.DeadLetter, error) {
 	if err != nil {
-		return nil, fmt.Errorf("dead letters: %w", err)
+		return nil, err
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (messaging.DeadLetter, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (messaging.DeadLetter, error) {
 		var d messaging.DeadLetter
 		err := r.Scan(&d.ID, &d.Consumer, &d.Channel, &d.MessageID, &d.Payload, &d.Reason, &d.FailedAt,
-			&d.Key, &d.CorrelationID, &d.CausationID, &d.OccurredAt, &d.Attempts, &d.FirstFailedAt)
+			&d.Key, &d.CorrelationID, &d.CausationID, &d.OccurredAt, &d.Attempts, &d.FirstFailedAt,
+			&d.Fingerprint, &d.State, &d.Failures, &d.Retried, &d.RetriedAt, &d.ArchivedAt, &d.ArchivedBy)
 		d.FailedAt = d.FailedAt.UTC()
-		for _, t := range []*time.Time{d.OccurredAt, d.FirstFailedAt} {
+		for _, t := range []*time.Time{d.OccurredAt, d.FirstFailedAt, d.RetriedAt, d.ArchivedAt} {
 			if t != nil {
 				*t = t.UTC()
 			}
 		}
 		return d, err
 	})
+}
+
+// DeadLetters returns the latest limit dead letters, newest first, in any
+// state.
+func (o *Outbox) DeadLetters(ctx context.Context, limit int) ([]messaging.DeadLetter, error) {
+	out, err := scanDeadLetters(o.pool.Query(ctx, `SELECT `+deadLetterColumns+`
+		FROM dead_letters ORDER BY id DESC LIMIT $1`, limit))
 	if err != nil {
 		return nil, fmt.Errorf("dead letters: %w", err)
 	}
+	slices.Reverse(out)
+	out = messaging.DeadLetterQuery{}.Finish(out)
+	slices.Reverse(out)
 	return out, nil
+}
+
+// FindDeadLetters returns the dead letters q selects, oldest first.
+func (o *Outbox) FindDeadLetters(ctx context.Context, q messaging.DeadLetterQuery) ([]messaging.DeadLetter, error) {
+	query := `SELECT ` + deadLetterColumns + ` FROM dead_letters WHERE state = ANY($1)
+		AND ($2 = '' OR consumer = $2) AND ($3 = '' OR channel = $3) AND (cardinality($4::bigint[]) = 0 OR id = ANY($4))
+		ORDER BY id`
+	ids := q.IDs
+	if ids == nil {
+		ids = []int64{}
+	}
+	out, err := scanDeadLetters(o.pool.Query(ctx, query, q.Selected(), q.Consumer, q.Channel, ids))
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
+	return q.Finish(out), nil
+}
+
+// MarkDeadLettersRetried marks the dead letters ids retried at.
+func (o *Outbox) MarkDeadLettersRetried(ctx context.Context, ids []int64, at time.Time) error {
+	if _, err := o.pool.Exec(ctx, `UPDATE dead_letters SET state = 'retried', retried = retried + 1, retried_at = $2
+		WHERE id = ANY($1)`, ids, at); err != nil {
+		return fmt.Errorf("dead letters: %w", err)
+	}
+	return nil
+}
+
+// ArchiveDeadLetters marks the dead letters ids archived by by at.
+func (o *Outbox) ArchiveDeadLetters(ctx context.Context, ids []int64, by string, at time.Time) error {
+	if _, err := o.pool.Exec(ctx, `UPDATE dead_letters SET state = 'archived', archived_at = $2, archived_by = $3
+		WHERE id = ANY($1)`, ids, at, by); err != nil {
+		return fmt.Errorf("dead letters: %w", err)
+	}
+	return nil
 }
 
 // IsInboxConflict reports whether err is the inbox refusing a message
@@ -406,3 +468,5 @@ func IsInboxConflict(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "inbox_pkey"
 }
+
+var _ messaging.DeadLetterStore = (*Outbox)(nil)

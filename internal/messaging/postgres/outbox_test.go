@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stockflow/stockflow/internal/messaging"
+	"github.com/stockflow/stockflow/internal/messaging/deadlettertest"
 	mpostgres "github.com/stockflow/stockflow/internal/messaging/postgres"
 	"github.com/stockflow/stockflow/internal/messaging/postgres/pgtest"
 	"github.com/stockflow/stockflow/internal/messaging/timertest"
@@ -140,6 +141,23 @@ func TestTimers(t *testing.T) {
 			if err := pool.SendBatch(context.Background(), b).Close(); err != nil {
 				t.Fatal(err)
 			}
+		}
+	})
+}
+
+func TestDeadLetterContract(t *testing.T) {
+	pools := map[messaging.DeadLetterStore]*pgxpool.Pool{}
+	deadlettertest.Run(t, func(t *testing.T) messaging.DeadLetterStore {
+		ob, pool, _ := newOutbox(t, 0)
+		pools[ob] = pool
+		return ob
+	}, func(t *testing.T, s messaging.DeadLetterStore, d messaging.DeadLetter) {
+		// As the previous version wrote it: no fingerprint, state or counts.
+		if _, err := pools[s].Exec(context.Background(), `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at,
+				msg_key, correlation_id, causation_id, attempts)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, d.Consumer, d.Channel, d.MessageID, d.Payload, d.Reason, d.FailedAt,
+			d.Key, d.CorrelationID, d.CausationID, d.Attempts); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

@@ -128,7 +128,7 @@ func TestMigrateIdempotent(t *testing.T) {
 	if diff := cmp.Diff([]string{"dead_letters", "inbox", "outbox", "scheduled", "schema_migrations"}, tables(t, db.W)); diff != "" {
 		t.Errorf("tables (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"messaging/001_messaging.sql", "messaging/002_dead_letter_envelope.sql", "messaging/003_scheduled.sql"}, applied(t, db)); diff != "" {
+	if diff := cmp.Diff([]string{"messaging/001_messaging.sql", "messaging/002_dead_letter_envelope.sql", "messaging/003_scheduled.sql", "messaging/004_dead_letter_console.sql"}, applied(t, db)); diff != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", diff)
 	}
 }
@@ -233,7 +233,7 @@ func TestMigratePersists(t *testing.T) {
 		if err := db.Migrate(ctx, "messaging", msqlite.Migrations()); err != nil {
 			t.Fatalf("Migrate on open #%d: %v", i+1, err)
 		}
-		if got := applied(t, db); len(got) != 3 {
+		if got := applied(t, db); len(got) != 4 {
 			t.Errorf("open #%d: applied %v", i+1, got)
 		}
 		db.Close()

@@ -3,7 +3,9 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/stockflow/stockflow/internal/messaging"
@@ -319,20 +321,36 @@ func (o *Outbox) ForgetHandled(ctx context.Context, age time.Duration) error {
 
 // AddDeadLetter keeps a message that could not be handled, and stores its
 // publication on the dead-letter channel in the outbox, in one
-// transaction.
+// transaction. A message the consumer dead-lettered before fails again:
+// the same row, its failures raised.
 func (o *Outbox) AddDeadLetter(ctx context.Context, d messaging.DeadLetter) error {
 	tx, err := o.db.W.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("dead letters: %w", err)
 	}
 	defer tx.Rollback()
-	if err := tx.QueryRowContext(ctx, `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at,
-			msg_key, correlation_id, causation_id, occurred_at, attempts, first_failed_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, d.Consumer, d.Channel, d.MessageID, d.Payload, d.Reason, d.FailedAt.UnixMicro(),
-		d.Key, d.CorrelationID, d.CausationID, micros(d.OccurredAt), d.Attempts, micros(d.FirstFailedAt)).Scan(&d.ID); err != nil {
+	var id int64
+	err = tx.QueryRowContext(ctx, `UPDATE dead_letters SET payload = ?, reason = ?, failed_at = ?, msg_key = ?, correlation_id = ?,
+			causation_id = ?, occurred_at = coalesce(?, occurred_at), attempts = attempts + ?, first_failed_at = coalesce(first_failed_at, ?),
+			fingerprint = ?, state = 'failed', failures = failures + 1, archived_at = NULL, archived_by = ''
+		WHERE id = (SELECT max(id) FROM dead_letters WHERE consumer = ? AND message_id = ? AND message_id <> '')
+		RETURNING id`, d.Payload, d.Reason, d.FailedAt.UnixMicro(), d.Key, d.CorrelationID,
+		d.CausationID, micros(d.OccurredAt), d.Attempts, micros(d.FirstFailedAt),
+		d.Fingerprint, d.Consumer, d.MessageID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = tx.QueryRowContext(ctx, `INSERT INTO dead_letters (consumer, channel, message_id, payload, reason, failed_at,
+				msg_key, correlation_id, causation_id, occurred_at, attempts, first_failed_at, fingerprint)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, d.Consumer, d.Channel, d.MessageID, d.Payload, d.Reason, d.FailedAt.UnixMicro(),
+			d.Key, d.CorrelationID, d.CausationID, micros(d.OccurredAt), d.Attempts, micros(d.FirstFailedAt), d.Fingerprint).Scan(&id)
+	}
+	if err != nil {
 		return fmt.Errorf("dead letters: %w", err)
 	}
-	e := messaging.DeadLetterEnvelope(d)
+	kept, err := scanDeadLetters(tx.QueryContext(ctx, `SELECT `+deadLetterColumns+` FROM dead_letters WHERE id = ?`, id))
+	if err != nil || len(kept) != 1 {
+		return fmt.Errorf("dead letters: reading %d back: %w", id, err)
+	}
+	e := messaging.DeadLetterEnvelope(kept[0])
 	// No local handler waits for it: it is dispatched already.
 	if _, err := tx.ExecContext(ctx, `INSERT INTO outbox
 		(id, channel, msg_key, correlation_id, causation_id, occurred_at, payload, dispatched)
@@ -346,29 +364,109 @@ func (o *Outbox) AddDeadLetter(ctx context.Context, d messaging.DeadLetter) erro
 	return nil
 }
 
-// DeadLetters returns the latest limit dead letters, newest first.
-func (o *Outbox) DeadLetters(ctx context.Context, limit int) ([]messaging.DeadLetter, error) {
-	rows, err := o.db.R.QueryContext(ctx, `SELECT id, consumer, channel, message_id, payload, reason, failed_at,
-			msg_key, correlation_id, causation_id, occurred_at, attempts, first_failed_at
-		FROM dead_letters ORDER BY id DESC LIMIT ?`, limit)
+const deadLetterColumns = `id, consumer, channel, message_id, payload, reason, failed_at,
+	msg_key, correlation_id, causation_id, occurred_at, attempts, first_failed_at,
+	fingerprint, state, failures, retried, retried_at, archived_at, archived_by`
+
+// scanDeadLetters reads the rows of a query of deadLetterColumns.
+func scanDeadLetters(rows *sql.Rows, err error) ([]messaging.DeadLetter, error) {
 	if err != nil {
-		return nil, fmt.Errorf("dead letters: %w", err)
+		return nil, err
 	}
 	defer rows.Close()
 	var out []messaging.DeadLetter
 	for rows.Next() {
 		var d messaging.DeadLetter
 		var at int64
-		var occurred, first sql.NullInt64
+		var occurred, first, retried, archived sql.NullInt64
 		if err := rows.Scan(&d.ID, &d.Consumer, &d.Channel, &d.MessageID, &d.Payload, &d.Reason, &at,
-			&d.Key, &d.CorrelationID, &d.CausationID, &occurred, &d.Attempts, &first); err != nil {
-			return nil, fmt.Errorf("dead letters: %w", err)
+			&d.Key, &d.CorrelationID, &d.CausationID, &occurred, &d.Attempts, &first,
+			&d.Fingerprint, &d.State, &d.Failures, &d.Retried, &retried, &archived, &d.ArchivedBy); err != nil {
+			return nil, err
 		}
 		d.FailedAt = time.UnixMicro(at).UTC()
 		d.OccurredAt, d.FirstFailedAt = fromMicros(occurred), fromMicros(first)
+		d.RetriedAt, d.ArchivedAt = fromMicros(retried), fromMicros(archived)
 		out = append(out, d)
 	}
 	return out, rows.Err()
+}
+
+// DeadLetters returns the latest limit dead letters, newest first, in any
+// state.
+func (o *Outbox) DeadLetters(ctx context.Context, limit int) ([]messaging.DeadLetter, error) {
+	out, err := scanDeadLetters(o.db.R.QueryContext(ctx, `SELECT `+deadLetterColumns+`
+		FROM dead_letters ORDER BY id DESC LIMIT ?`, limit))
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
+	slices.Reverse(out)
+	out = messaging.DeadLetterQuery{}.Finish(out)
+	slices.Reverse(out)
+	return out, nil
+}
+
+// FindDeadLetters returns the dead letters q selects, oldest first.
+func (o *Outbox) FindDeadLetters(ctx context.Context, q messaging.DeadLetterQuery) ([]messaging.DeadLetter, error) {
+	states := q.Selected()
+	query := `SELECT ` + deadLetterColumns + ` FROM dead_letters WHERE state IN (` + Placeholders(len(states)) + `)`
+	var args []any
+	for _, s := range states {
+		args = append(args, s)
+	}
+	if q.Consumer != "" {
+		query += ` AND consumer = ?`
+		args = append(args, q.Consumer)
+	}
+	if q.Channel != "" {
+		query += ` AND channel = ?`
+		args = append(args, q.Channel)
+	}
+	if len(q.IDs) > 0 {
+		query += ` AND id IN (` + Placeholders(len(q.IDs)) + `)`
+		for _, id := range q.IDs {
+			args = append(args, id)
+		}
+	}
+	out, err := scanDeadLetters(o.db.R.QueryContext(ctx, query+` ORDER BY id`, args...))
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
+	return q.Finish(out), nil
+}
+
+// MarkDeadLettersRetried marks the dead letters ids retried at.
+func (o *Outbox) MarkDeadLettersRetried(ctx context.Context, ids []int64, at time.Time) error {
+	return o.markDeadLetters(ctx, ids, `state = 'retried', retried = retried + 1, retried_at = ?`, at.UnixMicro())
+}
+
+// ArchiveDeadLetters marks the dead letters ids archived by by at.
+func (o *Outbox) ArchiveDeadLetters(ctx context.Context, ids []int64, by string, at time.Time) error {
+	return o.markDeadLetters(ctx, ids, `state = 'archived', archived_at = ?, archived_by = ?`, at.UnixMicro(), by)
+}
+
+func (o *Outbox) markDeadLetters(ctx context.Context, ids []int64, set string, args ...any) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	err := o.inTx(ctx, func(tx *sql.Tx) error {
+		for len(ids) > 0 {
+			n := min(len(ids), 500)
+			a := slices.Clone(args)
+			for _, id := range ids[:n] {
+				a = append(a, id)
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE dead_letters SET `+set+` WHERE id IN (`+Placeholders(n)+`)`, a...); err != nil {
+				return err
+			}
+			ids = ids[n:]
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("dead letters: %w", err)
+	}
+	return nil
 }
 
 // micros is t in unix microseconds, or NULL.
@@ -400,3 +498,5 @@ func (o *Outbox) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	return tx.Commit()
 }
+
+var _ messaging.DeadLetterStore = (*Outbox)(nil)

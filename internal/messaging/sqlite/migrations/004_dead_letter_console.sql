@@ -1,0 +1,13 @@
+-- The dead-letter console: each dead letter's fingerprint (its cause, to
+-- group by), its state (failed, retried, archived), how many times it
+-- failed and was sent again, and who put it aside. Rows kept before get
+-- their fingerprint computed when read.
+ALTER TABLE dead_letters ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+ALTER TABLE dead_letters ADD COLUMN state TEXT NOT NULL DEFAULT 'failed';
+ALTER TABLE dead_letters ADD COLUMN failures INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE dead_letters ADD COLUMN retried INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE dead_letters ADD COLUMN retried_at INTEGER; -- unix microseconds
+ALTER TABLE dead_letters ADD COLUMN archived_at INTEGER; -- unix microseconds
+ALTER TABLE dead_letters ADD COLUMN archived_by TEXT NOT NULL DEFAULT '';
+CREATE INDEX dead_letters_message ON dead_letters (consumer, message_id);
+CREATE INDEX dead_letters_state ON dead_letters (state, consumer, channel);
