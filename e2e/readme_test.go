@@ -535,7 +535,7 @@ var readmeChecks = []readmeCheck{
 			if b.Qty != 3 {
 				return fmt.Errorf("mirror-1 holds %d, want 3", b.Qty)
 			}
-			out, err := exec.Command(binary, "dead-letters", "--data", d).CombinedOutput()
+			out, err := exec.Command(binary, "dead-letters", "list", "--data", d).CombinedOutput()
 			if err != nil {
 				return fmt.Errorf("stockflow dead-letters: %v: %s", err, out)
 			}
